@@ -40,6 +40,9 @@ struct TensorView {
 
 size_t DTypeSize(model::v1::DType dtype);  // 0 for DTYPE_UNSPECIFIED
 
+// CRC-32 (IEEE, zlib) used for the header and tensor checksums.
+uint32_t ModelCrc32(const uint8_t* data, size_t size);
+
 class ModelFile {
  public:
   // Maps `path` read-only and validates it. Errors name the file, the field

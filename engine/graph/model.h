@@ -18,12 +18,12 @@ namespace flexor {
 class Operator;
 
 struct ModelStats {
-  int64_t file_bytes = 0;           // whole file (header + payload)
+  int64_t file_bytes = 0;               // whole file (header + payload)
   int64_t compressed_weight_bytes = 0;  // bits + scales of weight layers
-  int64_t dense_fp32_bytes = 0;     // same layers' weights as dense FP32
-  int64_t num_weights = 0;          // weights in Dense/Conv2d layers
-  double bits_per_weight = 0;       // over quantized (non-float) layers
-  int num_layers = 0;               // Dense + Conv2d
+  int64_t dense_fp32_bytes = 0;         // same layers' weights as dense FP32
+  int64_t num_weights = 0;              // weights in Dense/Conv2d layers
+  double bits_per_weight = 0;           // over quantized (non-float) layers
+  int num_layers = 0;                   // Dense + Conv2d
 };
 
 class Model {
@@ -38,7 +38,9 @@ class Model {
 
   const ModelFile& file() const { return *file_; }
   const std::string& name() const { return file_->name(); }
-  const model::v1::ValueInfo& input() const { return file_->header().inputs(0); }
+  const model::v1::ValueInfo& input() const {
+    return file_->header().inputs(0);
+  }
   const model::v1::ValueInfo& output() const {
     return file_->header().outputs(0);
   }
@@ -57,11 +59,17 @@ class Model {
  private:
   Model() = default;
   std::shared_ptr<const ModelFile> file_;
-  std::vector<std::unique_ptr<Operator>> ops_;
-  // Value slots: 0 is the graph input; each op writes one slot.
+  struct Step {
+    std::unique_ptr<Operator> op;
+    std::string name;
+    std::vector<int> inputs;   // value slots read
+    int output = 0;            // value slot written
+    std::vector<int> release;  // slots whose last reader is this step
+  };
+  std::vector<Step> steps_;
+  // Value slots: 0 is the graph input; step i writes slot i + 1.
   std::vector<int64_t> slot_sizes_;
-  std::vector<std::vector<int>> op_inputs_;
-  std::vector<int> op_output_;
+  std::vector<std::vector<int64_t>> slot_shapes_;
   int output_slot_ = 0;
   int64_t input_size_ = 0;
   int64_t output_size_ = 0;

@@ -15,7 +15,7 @@ enum class WeightCodecKind { kFloat32, kBinary, kTernary };
 // One binary-coded plane: W_p[o,k] = scales[o] * (1 - 2 * bit(o*K + k)),
 // bits decrypted from `stored` through `net` in the canonical layout.
 struct BinaryPlaneView {
-  const float* scales = nullptr;    // [O]
+  const float* scales = nullptr;     // [O]
   const uint64_t* stored = nullptr;  // [net.n_in][words_per_vector]
   int64_t words_per_vector = 0;
   int64_t slices = 0;  // S = ceil(O*K / net.n_out)
@@ -31,8 +31,8 @@ struct TernaryView {
 
 struct LayerWeights {
   WeightCodecKind kind = WeightCodecKind::kFloat32;
-  int64_t out_features = 0;  // O
-  int64_t in_features = 0;   // K
+  int64_t out_features = 0;             // O
+  int64_t in_features = 0;              // K
   const float* dense = nullptr;         // kFloat32: [O, K] row-major
   std::vector<BinaryPlaneView> planes;  // kBinary: q planes
   TernaryView ternary;                  // kTernary

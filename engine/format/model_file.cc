@@ -1,0 +1,243 @@
+#include "engine/format/model_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace flexor {
+
+namespace {
+
+uint32_t ReadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);  // The format is little endian, as is x86.
+  return v;
+}
+uint64_t ReadU64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+uint32_t Crc32(const uint8_t* data, size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  // zlib takes uInt lengths; feed large buffers in chunks.
+  while (size > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, data, chunk);
+    data += chunk;
+    size -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+}  // namespace
+
+size_t DTypeSize(model::v1::DType dtype) {
+  switch (dtype) {
+    case model::v1::FLOAT32:
+      return 4;
+    case model::v1::UINT8:
+      return 1;
+    case model::v1::UINT64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+int64_t TensorView::num_elements() const {
+  int64_t n = 1;
+  for (int64_t d : info->shape()) n *= d;
+  return n;
+}
+
+uint32_t ModelCrc32(const uint8_t* data, size_t size) {
+  return Crc32(data, size);
+}
+
+absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::Open(
+    const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string msg =
+        absl::StrCat("model file '", path, "': cannot open: ", strerror(err));
+    return err == ENOENT ? absl::NotFoundError(msg)
+                         : absl::PermissionDeniedError(msg);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("model file '", path, "': not a regular file"));
+  }
+  std::shared_ptr<ModelFile> file(new ModelFile());
+  file->source_ = path;
+  file->size_ = static_cast<size_t>(st.st_size);
+  if (file->size_ > 0) {
+    void* map = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat(
+          "model file '", path, "': mmap failed: ", strerror(err)));
+    }
+    file->mapping_ = map;
+    file->mapping_size_ = file->size_;
+    file->data_ = static_cast<const uint8_t*>(map);
+  }
+  ::close(fd);  // The mapping stays valid without the descriptor.
+  if (absl::Status s = file->Parse(); !s.ok()) return s;
+  return std::shared_ptr<const ModelFile>(std::move(file));
+}
+
+absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::FromBytes(
+    absl::string_view bytes, std::string source_name) {
+  std::shared_ptr<ModelFile> file(new ModelFile());
+  file->source_ = std::move(source_name);
+  file->size_ = bytes.size();
+  if (!bytes.empty()) {
+    const size_t alloc = (bytes.size() + kTensorAlignment - 1) /
+                         kTensorAlignment * kTensorAlignment;
+    auto* buf =
+        static_cast<uint8_t*>(std::aligned_alloc(kTensorAlignment, alloc));
+    if (buf == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("model file '", file->source_, "': cannot allocate ",
+                       alloc, " bytes"));
+    }
+    std::memcpy(buf, bytes.data(), bytes.size());
+    file->owned_ = std::unique_ptr<uint8_t[], void (*)(uint8_t*)>(
+        buf, [](uint8_t* p) { std::free(p); });
+    file->data_ = buf;
+  }
+  if (absl::Status s = file->Parse(); !s.ok()) return s;
+  return std::shared_ptr<const ModelFile>(std::move(file));
+}
+
+ModelFile::~ModelFile() {
+  if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
+}
+
+absl::Status ModelFile::Parse() {
+  auto error = [this](absl::string_view field, absl::string_view reason) {
+    const std::string& model = header_.metadata().name();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model file '", source_, "'",
+        model.empty() ? "" : absl::StrCat(" (model '", model, "')"), ": ",
+        field, ": ", reason));
+  };
+  if (size_ < kPreambleSize) {
+    return error("preamble",
+                 absl::StrCat("file is ", size_, " bytes, shorter than the ",
+                              kPreambleSize, "-byte preamble"));
+  }
+  if (std::memcmp(data_, kModelMagic, sizeof kModelMagic) != 0) {
+    return error("magic", "not a FleXOR model file (expected \"FLXMODEL\")");
+  }
+  const uint32_t version = ReadU32(data_ + 8);
+  const uint32_t header_size = ReadU32(data_ + 12);
+  const uint32_t header_crc = ReadU32(data_ + 16);
+  const uint32_t reserved = ReadU32(data_ + 20);
+  const uint64_t payload_offset = ReadU64(data_ + 24);
+  if (version != kModelFormatVersion) {
+    return error("version", absl::StrCat("format version ", version,
+                                         " is not supported (this build reads ",
+                                         kModelFormatVersion, ")"));
+  }
+  if (reserved != 0) return error("reserved", "must be 0");
+  if (header_size > kMaxHeaderSize || kPreambleSize + header_size > size_) {
+    return error(
+        "header_size",
+        absl::StrCat(header_size, " bytes of header do not fit in the ", size_,
+                     "-byte file (truncated?)"));
+  }
+  const uint8_t* header_bytes = data_ + kPreambleSize;
+  if (Crc32(header_bytes, header_size) != header_crc) {
+    return error("header_crc32", "checksum mismatch (corrupt header)");
+  }
+  if (!header_.ParseFromArray(header_bytes, static_cast<int>(header_size))) {
+    return error("header", "protobuf does not parse");
+  }
+  if (header_.metadata().name().empty()) {
+    return error("metadata.name", "is empty");
+  }
+  if (payload_offset % kTensorAlignment != 0 ||
+      payload_offset < kPreambleSize + header_size || payload_offset > size_) {
+    return error("payload_offset",
+                 absl::StrCat(payload_offset,
+                              " must be 64-byte aligned, after the header and "
+                              "inside the ",
+                              size_, "-byte file"));
+  }
+  payload_offset_ = static_cast<size_t>(payload_offset);
+  const size_t payload_size = size_ - payload_offset_;
+
+  for (int i = 0; i < header_.tensors_size(); ++i) {
+    const model::v1::TensorInfo& t = header_.tensors(i);
+    const std::string field = absl::StrCat("tensors[", i, "] '", t.name(), "'");
+    if (t.name().empty()) return error(field, "has no name");
+    if (!tensor_index_.emplace(t.name(), i).second) {
+      return error(field, "duplicate tensor name");
+    }
+    const size_t elem = DTypeSize(t.dtype());
+    if (elem == 0) return error(field, "unknown dtype");
+    if (t.shape_size() == 0) return error(field, "has no shape");
+    uint64_t count = 1;
+    for (int64_t d : t.shape()) {
+      if (d <= 0 || d > (int64_t{1} << 40)) {
+        return error(field, absl::StrCat("shape dimension ", d,
+                                         " out of range (1 .. 2^40)"));
+      }
+      count *= static_cast<uint64_t>(d);
+      if (count > (uint64_t{1} << 40)) {
+        return error(field, "shape has more than 2^40 elements");
+      }
+    }
+    if (t.length() != count * elem) {
+      return error(field,
+                   absl::StrCat("length ", t.length(), " != shape elements ",
+                                count, " x ", elem, " bytes"));
+    }
+    if (t.offset() % kTensorAlignment != 0) {
+      return error(field, absl::StrCat("offset ", t.offset(),
+                                       " is not 64-byte aligned"));
+    }
+    if (t.offset() > payload_size || t.length() > payload_size - t.offset()) {
+      return error(
+          field,
+          absl::StrCat("bytes [", t.offset(), ", ", t.offset() + t.length(),
+                       ") lie past the end of the ", payload_size,
+                       "-byte payload (truncated?)"));
+    }
+    if (Crc32(data_ + payload_offset_ + t.offset(), t.length()) != t.crc32()) {
+      return error(field, "crc32 mismatch (corrupt payload)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TensorView> ModelFile::tensor(absl::string_view name) const {
+  auto it = tensor_index_.find(name);
+  if (it == tensor_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", this->name(),
+                                            "': no tensor named '", name, "'"));
+  }
+  TensorView view;
+  view.info = &header_.tensors(it->second);
+  view.data = data_ + payload_offset_ + view.info->offset();
+  view.size = static_cast<size_t>(view.info->length());
+  return view;
+}
+
+}  // namespace flexor
