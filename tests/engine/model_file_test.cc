@@ -1,0 +1,273 @@
+// Writer -> reader round trips and the reader's rejection of damaged files.
+#include "engine/format/model_file.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "engine/format/model_writer.h"
+#include "engine/graph/model.h"
+#include "engine/testing/random_model.h"
+#include "gtest/gtest.h"
+
+namespace flexor {
+namespace {
+
+namespace mv1 = model::v1;
+
+std::string Build(RandomArch arch, const std::string& method, int planes = 1) {
+  RandomModelSpec spec;
+  spec.name = "m_" + method;
+  spec.arch = arch;
+  spec.method = method;
+  spec.planes = planes;
+  absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.ok() ? *bytes : std::string();
+}
+
+absl::Status LoadBytes(const std::string& bytes) {
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(bytes, "test.flexor");
+  if (!file.ok()) return file.status();
+  return Model::Compile(*file).status();
+}
+
+// Re-packs `bytes` with a modified header (valid preamble and checksums), to
+// test the graph-level validation behind the file-level checks.
+std::string WithHeader(const std::string& bytes, const mv1::ModelHeader& h) {
+  uint64_t payload_offset;
+  std::memcpy(&payload_offset, bytes.data() + 24, 8);
+  std::string header;
+  h.SerializeToString(&header);
+  const uint64_t new_offset = (kPreambleSize + header.size() + 63) / 64 * 64;
+  std::string out(new_offset, '\0');
+  std::memcpy(&out[0], bytes.data(), 8);
+  const uint32_t version = kModelFormatVersion;
+  const uint32_t size = static_cast<uint32_t>(header.size());
+  const uint32_t crc = ModelCrc32(
+      reinterpret_cast<const uint8_t*>(header.data()), header.size());
+  std::memcpy(&out[8], &version, 4);
+  std::memcpy(&out[12], &size, 4);
+  std::memcpy(&out[16], &crc, 4);
+  std::memcpy(&out[24], &new_offset, 8);
+  std::memcpy(&out[kPreambleSize], header.data(), header.size());
+  return out + bytes.substr(payload_offset);
+}
+
+mv1::ModelHeader HeaderOf(const std::string& bytes) {
+  return (*ModelFile::FromBytes(bytes, "x"))->header();
+}
+
+struct RoundTripCase {
+  RandomArch arch;
+  std::string method;
+  int planes;
+};
+
+class RoundTripTest : public testing::TestWithParam<RoundTripCase> {};
+
+TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
+  const RoundTripCase& c = GetParam();
+  const std::string bytes = Build(c.arch, c.method, c.planes);
+  const std::string path =
+      (std::filesystem::path(testing::TempDir()) / "rt.flexor").string();
+  ASSERT_TRUE(WriteFileAtomically(path, bytes).ok());
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(path);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelFile& file = (*model)->file();
+  EXPECT_EQ(file.file_size(), bytes.size());
+  EXPECT_EQ(file.header().metadata().method(), c.method);
+  // Every tensor is 64-byte aligned in memory and byte-identical.
+  for (const mv1::TensorInfo& info : file.header().tensors()) {
+    absl::StatusOr<TensorView> t = file.tensor(info.name());
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % kTensorAlignment, 0u);
+    uint64_t payload_offset;
+    std::memcpy(&payload_offset, bytes.data() + 24, 8);
+    EXPECT_EQ(
+        std::memcmp(t->data, bytes.data() + payload_offset + info.offset(),
+                    info.length()),
+        0);
+  }
+  // Runs, and produces probabilities.
+  std::vector<float> image(2 * 784);
+  std::mt19937 rng(1);
+  for (float& v : image) v = static_cast<float>(rng() % 256);
+  std::vector<float> out(2 * 10);
+  ASSERT_TRUE((*model)->Run(image.data(), 2, out.data()).ok());
+  for (int b = 0; b < 2; ++b) {
+    float sum = 0;
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE(std::isfinite(out[b * 10 + i]));
+      sum += out[b * 10 + i];
+    }
+    EXPECT_NEAR(sum, 1.0f, 1e-4);
+  }
+  const ModelStats& stats = (*model)->stats();
+  EXPECT_GT(stats.num_weights, 0);
+  if (c.method == "flexor") {
+    EXPECT_NEAR(stats.bits_per_weight, 0.8 * c.planes, 1e-9);
+  }
+  if (c.method == "binary2") EXPECT_NEAR(stats.bits_per_weight, 2.0, 1e-9);
+  EXPECT_NE((*model)->Describe().find("bit/weight"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryCodecAndArch, RoundTripTest,
+    testing::Values(RoundTripCase{RandomArch::kMlp, "fp32", 1},
+                    RoundTripCase{RandomArch::kMlp, "binary1", 1},
+                    RoundTripCase{RandomArch::kMlp, "binary2", 2},
+                    RoundTripCase{RandomArch::kMlp, "ternary", 1},
+                    RoundTripCase{RandomArch::kMlp, "flexor", 1},
+                    RoundTripCase{RandomArch::kLeNet, "flexor", 2},
+                    RoundTripCase{RandomArch::kLeNet, "ternary", 1},
+                    RoundTripCase{RandomArch::kResNet, "flexor", 1},
+                    RoundTripCase{RandomArch::kResNet, "fp32", 1}));
+
+class RejectionTest : public testing::Test {
+ protected:
+  void SetUp() override { good_ = Build(RandomArch::kLeNet, "flexor"); }
+  void ExpectRejected(const std::string& bytes, const std::string& needle) {
+    absl::Status s = LoadBytes(bytes);
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(needle), std::string::npos)
+        << "expected '" << needle << "' in: " << s.message();
+  }
+  std::string good_;
+};
+
+TEST_F(RejectionTest, GoodFileLoads) { EXPECT_TRUE(LoadBytes(good_).ok()); }
+
+TEST_F(RejectionTest, EveryTruncationIsRejected) {
+  for (size_t len = 0; len < good_.size(); len += (len < 256 ? 1 : 97)) {
+    absl::Status s = LoadBytes(good_.substr(0, len));
+    ASSERT_FALSE(s.ok()) << "truncated to " << len;
+  }
+  ExpectRejected(good_.substr(0, 10), "preamble");
+  ExpectRejected(good_.substr(0, good_.size() - 1), "past the end");
+}
+
+TEST_F(RejectionTest, FlippedBytesFailChecksums) {
+  std::string bad = good_;
+  bad[kPreambleSize + 5] ^= 0x10;  // inside the header
+  ExpectRejected(bad, "header_crc32");
+  bad = good_;
+  bad[bad.size() - 100] ^= 0x01;  // inside the payload
+  ExpectRejected(bad, "crc32 mismatch");
+}
+
+TEST_F(RejectionTest, RandomCorruptionNeverCrashes) {
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 300; ++i) {
+    std::string bad = good_;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) bad[rng() % bad.size()] ^= 1 << (rng() % 8);
+    (void)LoadBytes(bad);  // Any status is fine; UB/crash is not.
+  }
+}
+
+TEST_F(RejectionTest, WrongMagicAndVersion) {
+  std::string bad = good_;
+  bad[0] = 'X';
+  ExpectRejected(bad, "magic");
+  bad = good_;
+  const uint32_t v2 = 2;
+  std::memcpy(&bad[8], &v2, 4);
+  ExpectRejected(bad, "version 2");
+}
+
+TEST_F(RejectionTest, OffsetsPastTheEnd) {
+  mv1::ModelHeader h = HeaderOf(good_);
+  h.mutable_tensors(0)->set_offset(64ull << 30);
+  ExpectRejected(WithHeader(good_, h), "past the end");
+  h = HeaderOf(good_);
+  h.mutable_tensors(1)->set_offset(h.tensors(1).offset() + 8);
+  ExpectRejected(WithHeader(good_, h), "aligned");
+  h = HeaderOf(good_);
+  h.mutable_tensors(0)->set_length(h.tensors(0).length() + 4);
+  ExpectRejected(WithHeader(good_, h), "length");
+  std::string bad = good_;
+  const uint64_t offset = bad.size() + 64;
+  std::memcpy(&bad[24], &offset, 8);
+  ExpectRejected(bad, "payload_offset");
+}
+
+TEST_F(RejectionTest, InconsistentShapes) {
+  mv1::ModelHeader h = HeaderOf(good_);
+  for (mv1::Node& node : *h.mutable_nodes()) {
+    if (node.name() == "fc2") node.mutable_dense()->set_in_features(121);
+  }
+  ExpectRejected(WithHeader(good_, h), "in_features");
+  h = HeaderOf(good_);
+  h.mutable_outputs(0)->set_shape(0, 11);
+  ExpectRejected(WithHeader(good_, h), "outputs[0].shape");
+  h = HeaderOf(good_);
+  for (mv1::Node& node : *h.mutable_nodes()) {
+    if (node.name() == "conv2") node.mutable_conv2d()->set_in_channels(7);
+  }
+  ExpectRejected(WithHeader(good_, h), "in_channels");
+  h = HeaderOf(good_);
+  h.mutable_nodes(3)->set_inputs(0, "nowhere");
+  ExpectRejected(WithHeader(good_, h), "nowhere");
+}
+
+TEST_F(RejectionTest, MalformedXorNetwork) {
+  auto first_plane = [](mv1::ModelHeader& h) {
+    for (mv1::Node& node : *h.mutable_nodes()) {
+      if (node.has_conv2d()) {
+        return node.mutable_conv2d()
+            ->mutable_weights()
+            ->mutable_binary()
+            ->mutable_planes(0)
+            ->mutable_xor_();
+      }
+    }
+    return static_cast<mv1::XorNetwork*>(nullptr);
+  };
+  mv1::ModelHeader h = HeaderOf(good_);
+  first_plane(h)->set_rows(3, first_plane(h)->rows(2));
+  ExpectRejected(WithHeader(good_, h), "repeats");
+  h = HeaderOf(good_);
+  first_plane(h)->set_rows(0, uint64_t{1} << 30);
+  ExpectRejected(WithHeader(good_, h), "tap");
+  h = HeaderOf(good_);
+  first_plane(h)->set_n_in(21);
+  ExpectRejected(WithHeader(good_, h), "n_out");
+  h = HeaderOf(good_);
+  first_plane(h)->mutable_rows()->RemoveLast();
+  ExpectRejected(WithHeader(good_, h), "rows");
+  h = HeaderOf(good_);
+  // Another layer's bits: right dtype, wrong [n_in, words] shape.
+  for (mv1::Node& node : *h.mutable_nodes()) {
+    if (node.name() == "conv1") {
+      node.mutable_conv2d()
+          ->mutable_weights()
+          ->mutable_binary()
+          ->mutable_planes(0)
+          ->set_bits("fc1.plane0.bits");
+    }
+  }
+  ExpectRejected(WithHeader(good_, h), "has shape");
+  h = HeaderOf(good_);
+  h.mutable_nodes(1)
+      ->mutable_conv2d()
+      ->mutable_weights()
+      ->mutable_binary()
+      ->mutable_planes(0)
+      ->set_scales("fc1.plane0.bits");
+  ExpectRejected(WithHeader(good_, h), "dtype");
+}
+
+TEST_F(RejectionTest, MissingFileIsNotFound) {
+  absl::StatusOr<std::shared_ptr<const Model>> m =
+      Model::Load("/nonexistent/model.flexor");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace flexor

@@ -1,0 +1,360 @@
+// Each operator and weight codec against a straightforward float reference
+// written here from the dequantized weights, on random inputs.
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/codec/bit_layout.h"
+#include "engine/format/model_writer.h"
+#include "engine/graph/model.h"
+#include "gtest/gtest.h"
+
+namespace flexor {
+namespace {
+
+namespace mv1 = model::v1;
+
+std::vector<float> RandomVector(size_t n, std::mt19937_64& rng, float lo = -1,
+                                float hi = 1) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Writes weights of `method` into `codec`; returns the dense matrix they
+// stand for, computed from the bits and scales.
+std::vector<float> AddWeights(ModelWriter& w, mv1::WeightCodec* codec,
+                              const std::string& prefix, int64_t O, int64_t K,
+                              const std::string& method, std::mt19937_64& rng) {
+  std::vector<float> dense(O * K, 0.0f);
+  if (method == "fp32") {
+    dense = RandomVector(O * K, rng);
+    w.SetFloat32Weights(codec, prefix, O, K, dense);
+  } else if (method == "ternary") {
+    std::vector<int8_t> t(O * K);
+    for (int8_t& v : t)
+      v = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+    const std::vector<float> scales = RandomVector(O, rng, 0.1f, 1.0f);
+    for (int64_t i = 0; i < O * K; ++i) dense[i] = scales[i / K] * t[i];
+    w.SetTernaryWeights(codec, prefix, O, K, t, scales);
+  } else {
+    // "plainQ" or "flexorQ_nin_nout_ntap".
+    int q = 1, n_in = 1, n_out = 1, n_tap = 1;
+    if (method.rfind("plain", 0) == 0) {
+      q = method[5] - '0';
+    } else {
+      sscanf(method.c_str(), "flexor%d_%d_%d_%d", &q, &n_in, &n_out, &n_tap);
+    }
+    std::vector<ModelWriter::Plane> planes;
+    for (int p = 0; p < q; ++p) {
+      ModelWriter::Plane plane;
+      plane.net = method.rfind("plain", 0) == 0
+                      ? XorNetwork::Plain()
+                      : *GenerateXorNetwork(n_in, n_out, n_tap, rng());
+      plane.bits = MakeEncryptedBits(O * K, plane.net);
+      for (int t = 0; t < plane.net.n_in; ++t) {
+        for (int64_t s = 0; s < plane.bits.slices; ++s) {
+          SetBit(plane.bits.words.data() + t * plane.bits.words_per_vector, s,
+                 rng() & 1);
+        }
+      }
+      plane.scales = RandomVector(O, rng, 0.1f, 1.0f);
+      const std::vector<uint64_t> bits =
+          DecryptReference(plane.net, plane.bits.words.data(),
+                           plane.bits.words_per_vector, O * K);
+      for (int64_t i = 0; i < O * K; ++i) {
+        dense[i] +=
+            GetBit(bits.data(), i) ? -plane.scales[i / K] : plane.scales[i / K];
+      }
+      planes.push_back(std::move(plane));
+    }
+    w.SetBinaryWeights(codec, prefix, planes);
+  }
+  return dense;
+}
+
+std::shared_ptr<const Model> Compile(const ModelWriter& w) {
+  absl::StatusOr<std::string> bytes = w.Serialize();
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(*bytes, "op-test");
+  EXPECT_TRUE(file.ok()) << file.status();
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? *model : nullptr;
+}
+
+void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
+                double rel = 1e-4) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], rel * (1.0 + std::abs(want[i]))) << "at " << i;
+  }
+}
+
+// Runs with both kernel paths; both must match the reference.
+void RunAndCompare(const Model& model, const std::vector<float>& x,
+                   int64_t batch, const std::vector<double>& want) {
+  for (KernelPath path : {KernelPath::kReference, KernelPath::kAuto}) {
+    std::vector<float> y(batch * model.output_size());
+    ASSERT_TRUE(model.Run(x.data(), batch, y.data(), path).ok());
+    ExpectNear(y, want);
+  }
+}
+
+class DenseCodecTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(DenseCodecTest, MatchesDenseFloatReference) {
+  std::mt19937_64 rng(5);
+  for (auto [O, K, batch] : {std::tuple{13, 37, 3},
+                             {1, 1, 1},
+                             {1, 300, 2},
+                             {70, 1, 4},
+                             {33, 129, 5}}) {
+    SCOPED_TRACE(testing::Message() << O << "x" << K << " batch " << batch);
+    ModelWriter w("dense");
+    w.AddInput("x", {K}, false);
+    mv1::DenseOp* d = w.AddNode("fc", {"x"}, "y")->mutable_dense();
+    d->set_in_features(K);
+    d->set_out_features(O);
+    const std::vector<float> bias = RandomVector(O, rng);
+    d->set_bias(w.AddFloat("fc.bias", {O}, bias));
+    const std::vector<float> dense =
+        AddWeights(w, d->mutable_weights(), "fc", O, K, GetParam(), rng);
+    w.AddOutput("y", {O});
+    std::shared_ptr<const Model> model = Compile(w);
+    ASSERT_NE(model, nullptr);
+    const std::vector<float> x = RandomVector(batch * K, rng);
+    std::vector<double> want(batch * O);
+    for (int b = 0; b < batch; ++b) {
+      for (int o = 0; o < O; ++o) {
+        double acc = bias[o];
+        for (int k = 0; k < K; ++k)
+          acc += double{dense[o * K + k]} * x[b * K + k];
+        want[b * O + o] = acc;
+      }
+    }
+    RunAndCompare(*model, x, batch, want);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, DenseCodecTest,
+                         testing::Values("fp32", "ternary", "plain1", "plain2",
+                                         "flexor1_16_20_2", "flexor2_12_20_3",
+                                         "flexor1_8_20_2", "flexor1_20_20_1"));
+
+struct ConvCase {
+  int C, H, W, O, k, stride, pad, groups;
+  std::string method;
+};
+
+class ConvTest : public testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvTest, MatchesDirectConvolution) {
+  const ConvCase c = GetParam();
+  std::mt19937_64 rng(11);
+  const int K = c.C / c.groups * c.k * c.k;
+  const int Ho = (c.H + 2 * c.pad - c.k) / c.stride + 1;
+  const int Wo = (c.W + 2 * c.pad - c.k) / c.stride + 1;
+  ModelWriter w("conv");
+  w.AddInput("x", {c.C, c.H, c.W}, false);
+  mv1::Conv2dOp* cv = w.AddNode("conv", {"x"}, "y")->mutable_conv2d();
+  cv->set_in_channels(c.C);
+  cv->set_out_channels(c.O);
+  cv->set_kernel_h(c.k);
+  cv->set_kernel_w(c.k);
+  cv->set_stride_h(c.stride);
+  cv->set_stride_w(c.stride);
+  cv->set_pad_h(c.pad);
+  cv->set_pad_w(c.pad);
+  cv->set_groups(c.groups);
+  const std::vector<float> bias = RandomVector(c.O, rng);
+  cv->set_bias(w.AddFloat("conv.bias", {c.O}, bias));
+  const std::vector<float> dense =
+      AddWeights(w, cv->mutable_weights(), "conv", c.O, K, c.method, rng);
+  w.AddOutput("y", {c.O, Ho, Wo});
+  std::shared_ptr<const Model> model = Compile(w);
+  ASSERT_NE(model, nullptr);
+  const int batch = 2;
+  const std::vector<float> x = RandomVector(batch * c.C * c.H * c.W, rng);
+  std::vector<double> want(batch * c.O * Ho * Wo);
+  const int cg = c.C / c.groups, og = c.O / c.groups;
+  for (int n = 0; n < batch; ++n) {
+    for (int o = 0; o < c.O; ++o) {
+      const int g = o / og;
+      for (int oy = 0; oy < Ho; ++oy) {
+        for (int ox = 0; ox < Wo; ++ox) {
+          double acc = bias[o];
+          for (int ci = 0; ci < cg; ++ci) {
+            for (int ky = 0; ky < c.k; ++ky) {
+              for (int kx = 0; kx < c.k; ++kx) {
+                const int iy = oy * c.stride + ky - c.pad;
+                const int ix = ox * c.stride + kx - c.pad;
+                if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
+                acc += double{dense[o * K + (ci * c.k + ky) * c.k + kx]} *
+                       x[((n * c.C + g * cg + ci) * c.H + iy) * c.W + ix];
+              }
+            }
+          }
+          want[((n * c.O + o) * Ho + oy) * Wo + ox] = acc;
+        }
+      }
+    }
+  }
+  RunAndCompare(*model, x, batch, want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvTest,
+    testing::Values(ConvCase{3, 9, 7, 5, 3, 2, 1, 1, "flexor1_16_20_2"},
+                    ConvCase{1, 28, 28, 6, 5, 1, 2, 1, "flexor1_16_20_2"},
+                    ConvCase{4, 6, 6, 6, 3, 1, 0, 2, "plain2"},
+                    ConvCase{2, 5, 5, 3, 1, 1, 0, 1, "fp32"},
+                    ConvCase{3, 7, 8, 4, 3, 1, 1, 1, "ternary"}));
+
+// Builds x -> op -> y with one node configured by `setup`.
+template <typename Setup>
+std::shared_ptr<const Model> OneNode(const std::vector<int64_t>& in,
+                                     const std::vector<int64_t>& out,
+                                     Setup setup) {
+  ModelWriter w("op");
+  w.AddInput("x", in, false);
+  setup(w, w.AddNode("op", {"x"}, "y"));
+  w.AddOutput("y", out);
+  return Compile(w);
+}
+
+TEST(PoolTest, MaxAndAvgWithPaddingAndGlobalAvg) {
+  std::mt19937_64 rng(3);
+  const int C = 2, H = 7, W = 6, batch = 2;
+  const std::vector<float> x = RandomVector(batch * C * H * W, rng);
+  for (auto kind : {mv1::Pool2dOp::MAX, mv1::Pool2dOp::AVG}) {
+    // kernel 3, stride 2, pad 1: Ho = (7 + 2 - 3) / 2 + 1 = 4, Wo = 3 + 1 = 3
+    auto model = OneNode({C, H, W}, {C, 4, 3}, [&](ModelWriter&, mv1::Node* n) {
+      mv1::Pool2dOp* p = n->mutable_pool2d();
+      p->set_kind(kind);
+      p->set_kernel_h(3);
+      p->set_kernel_w(3);
+      p->set_stride_h(2);
+      p->set_stride_w(2);
+      p->set_pad_h(1);
+      p->set_pad_w(1);
+    });
+    ASSERT_NE(model, nullptr);
+    std::vector<double> want;
+    for (int nc = 0; nc < batch * C; ++nc) {
+      for (int oy = 0; oy < 4; ++oy) {
+        for (int ox = 0; ox < 3; ++ox) {
+          double mx = -1e30, sum = 0;
+          for (int ky = 0; ky < 3; ++ky) {
+            for (int kx = 0; kx < 3; ++kx) {
+              const int iy = oy * 2 + ky - 1, ix = ox * 2 + kx - 1;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              mx = std::max<double>(mx, x[nc * H * W + iy * W + ix]);
+              sum += x[nc * H * W + iy * W + ix];
+            }
+          }
+          want.push_back(kind == mv1::Pool2dOp::MAX ? mx : sum / 9.0);
+        }
+      }
+    }
+    RunAndCompare(*model, x, batch, want);
+  }
+  auto gap = OneNode({C, H, W}, {C}, [](ModelWriter&, mv1::Node* n) {
+    n->mutable_global_avg_pool();
+  });
+  std::vector<double> want(batch * C, 0.0);
+  for (int nc = 0; nc < batch * C; ++nc) {
+    for (int i = 0; i < H * W; ++i) want[nc] += x[nc * H * W + i] / (H * W);
+  }
+  RunAndCompare(*gap, x, batch, want);
+}
+
+TEST(ElementwiseTest, InputScaleBatchNormReluTernarizeSoftmaxFlatten) {
+  std::mt19937_64 rng(4);
+  const int C = 3, H = 2, W = 5, batch = 3, S = C * H * W;
+  const std::vector<float> x = RandomVector(batch * S, rng, -3, 3);
+  const std::vector<float> scale = RandomVector(C, rng);
+  const std::vector<float> shift = RandomVector(C, rng);
+  std::vector<double> affine(batch * S), relu(batch * S), tern(batch * S);
+  for (int i = 0; i < batch * S; ++i) {
+    const int c = (i / (H * W)) % C;
+    affine[i] = double{x[i]} * scale[c] + shift[c];
+    relu[i] = std::max(0.0f, x[i]);
+    tern[i] = x[i] > 0.5f ? 1 : (x[i] < -0.5f ? -1 : 0);
+  }
+  auto input_scale =
+      OneNode({C, H, W}, {C, H, W}, [&](ModelWriter&, mv1::Node* n) {
+        for (int c = 0; c < C; ++c) {
+          n->mutable_input_scale()->add_scale(scale[c]);
+          n->mutable_input_scale()->add_shift(shift[c]);
+        }
+      });
+  RunAndCompare(*input_scale, x, batch, affine);
+  auto bn = OneNode({C, H, W}, {C, H, W}, [&](ModelWriter& w, mv1::Node* n) {
+    n->mutable_batch_norm()->set_scale(w.AddFloat("s", {C}, scale));
+    n->mutable_batch_norm()->set_shift(w.AddFloat("b", {C}, shift));
+  });
+  RunAndCompare(*bn, x, batch, affine);
+  auto r = OneNode({C, H, W}, {C, H, W},
+                   [](ModelWriter&, mv1::Node* n) { n->mutable_relu(); });
+  RunAndCompare(*r, x, batch, relu);
+  auto t = OneNode({C, H, W}, {C, H, W}, [](ModelWriter&, mv1::Node* n) {
+    n->mutable_ternarize()->set_threshold(0.5f);
+  });
+  RunAndCompare(*t, x, batch, tern);
+  auto flat = OneNode({C, H, W}, {S},
+                      [](ModelWriter&, mv1::Node* n) { n->mutable_flatten(); });
+  RunAndCompare(*flat, x, batch, std::vector<double>(x.begin(), x.end()));
+  auto softmax = OneNode({C, H, W}, {C, H, W}, [](ModelWriter&, mv1::Node* n) {
+    n->mutable_softmax();
+  });
+  std::vector<double> sm(batch * S);
+  for (int r0 = 0; r0 < batch * C * H; ++r0) {
+    double sum = 0;
+    for (int i = 0; i < W; ++i) sum += std::exp(double{x[r0 * W + i]});
+    for (int i = 0; i < W; ++i)
+      sm[r0 * W + i] = std::exp(double{x[r0 * W + i]}) / sum;
+  }
+  RunAndCompare(*softmax, x, batch, sm);
+}
+
+TEST(ElementwiseTest, ResidualAdd) {
+  std::mt19937_64 rng(6);
+  ModelWriter w("residual");
+  w.AddInput("x", {4, 3}, false);
+  w.AddNode("relu", {"x"}, "r")->mutable_relu();
+  w.AddNode("add", {"x", "r"}, "y")->mutable_add();
+  w.AddOutput("y", {4, 3});
+  auto model = Compile(w);
+  ASSERT_NE(model, nullptr);
+  const std::vector<float> x = RandomVector(2 * 12, rng);
+  std::vector<double> want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = x[i] + std::max(0.0f, x[i]);
+  RunAndCompare(*model, x, 2, want);
+}
+
+TEST(GraphTest, RejectsBadBatchAndUnknownOp) {
+  ModelWriter w("g");
+  w.AddInput("x", {4}, false);
+  w.AddNode("relu", {"x"}, "y")->mutable_relu();
+  w.AddOutput("y", {4});
+  auto model = Compile(w);
+  std::vector<float> buf(8);
+  EXPECT_EQ(model->Run(buf.data(), 0, buf.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  ModelWriter bad("g");
+  bad.AddInput("x", {4}, false);
+  bad.AddNode("nothing", {"x"}, "y");  // no op set
+  bad.AddOutput("y", {4});
+  auto file = ModelFile::FromBytes(*bad.Serialize(), "bad");
+  ASSERT_TRUE(file.ok());
+  absl::Status s = Model::Compile(*file).status();
+  EXPECT_NE(s.message().find("nothing"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace flexor
