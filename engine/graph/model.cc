@@ -57,6 +57,7 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   slot_of[input.name()] = 0;
   std::vector<Shape> slot_shapes = {input_shape};
   std::vector<int> last_reader = {-1};
+  std::vector<bool> slot_ternary = {false};  // values all in {-1, 0, +1}
 
   for (int i = 0; i < header.nodes_size(); ++i) {
     const mv1::Node& node = header.nodes(i);
@@ -81,7 +82,10 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
       return error(where, absl::StrCat("output '", node.output(),
                                        "' must be a new, non-empty name"));
     }
-    absl::StatusOr<CompiledOp> op = CompileOperator(node, *file, in_shapes);
+    const bool ternary_input =
+        !step.inputs.empty() && slot_ternary[step.inputs[0]];
+    absl::StatusOr<CompiledOp> op =
+        CompileOperator(node, *file, in_shapes, ternary_input);
     if (!op.ok()) return error(where, op.status().message());
     const int64_t size = NumElements(op->output_shape);
     if (size <= 0 || size > kMaxActivationElements) {
@@ -94,6 +98,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
     slot_of[node.output()] = step.output;
     slot_shapes.push_back(op->output_shape);
     last_reader.push_back(-1);
+    slot_ternary.push_back(node.has_ternarize() ||
+                           (node.has_flatten() && ternary_input));
     model->steps_.push_back(std::move(step));
   }
 

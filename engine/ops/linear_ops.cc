@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
 
@@ -23,20 +24,38 @@ absl::Status ExpectInputs(const std::vector<Shape>& inputs, size_t n) {
 
 class DenseOp : public Operator {
  public:
-  explicit DenseOp(LayerWeights w) : w_(std::move(w)) {}
+  DenseOp(LayerWeights w, bool gxnor) : w_(std::move(w)), gxnor_(gxnor) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            KernelPath path) const override {
-    Matmul(w_, inputs[0], batch, output, path);
+    if (!gxnor_) {
+      Matmul(w_, inputs[0], batch, output, path);
+      return;
+    }
+    // Ternary activations x ternary weights: pack the activations into
+    // (nonzero, sign) bit rows and count with the gated-XNOR formula.
+    const int64_t K = w_.in_features, words = w_.ternary.words_per_row;
+    std::vector<uint64_t> nonzero(batch * words, 0), sign(batch * words, 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* x = inputs[0] + b * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const uint64_t bit = uint64_t{1} << (k & 63);
+        if (x[k] != 0.0f) nonzero[b * words + (k >> 6)] |= bit;
+        if (x[k] < 0.0f) sign[b * words + (k >> 6)] |= bit;
+      }
+    }
+    TernaryGxnor(w_, nonzero.data(), sign.data(), batch, output, path);
   }
   const LayerWeights* weights() const override { return &w_; }
   std::string Describe() const override {
-    return absl::StrFormat("Dense %d -> %d, %s%s", w_.in_features,
+    return absl::StrFormat("Dense %d -> %d, %s%s%s", w_.in_features,
                            w_.out_features, DescribeWeights(w_),
-                           w_.bias ? ", bias" : "");
+                           w_.bias ? ", bias" : "",
+                           gxnor_ ? ", gated-XNOR on ternary input" : "");
   }
 
  private:
   LayerWeights w_;
+  bool gxnor_;
 };
 
 class Conv2dOp : public Operator {
@@ -111,7 +130,8 @@ class Conv2dOp : public Operator {
 
 absl::StatusOr<CompiledOp> CompileDense(const mv1::Node& node,
                                         const ModelFile& file,
-                                        const std::vector<Shape>& inputs) {
+                                        const std::vector<Shape>& inputs,
+                                        bool input_is_ternary) {
   if (absl::Status s = ExpectInputs(inputs, 1); !s.ok()) return s;
   const mv1::DenseOp& cfg = node.dense();
   const int64_t K = cfg.in_features(), O = cfg.out_features();
@@ -130,7 +150,8 @@ absl::StatusOr<CompiledOp> CompileDense(const mv1::Node& node,
     return absl::InvalidArgumentError(
         absl::StrCat("dense.", w.status().message()));
   }
-  return CompiledOp{std::make_unique<DenseOp>(*std::move(w)), Shape{O}};
+  const bool gxnor = input_is_ternary && w->kind == WeightCodecKind::kTernary;
+  return CompiledOp{std::make_unique<DenseOp>(*std::move(w), gxnor), Shape{O}};
 }
 
 absl::StatusOr<CompiledOp> CompileConv2d(const mv1::Node& node,

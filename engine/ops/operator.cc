@@ -46,10 +46,11 @@ absl::StatusOr<TensorView> GetTensor(const ModelFile& file,
 
 absl::StatusOr<CompiledOp> CompileOperator(const mv1::Node& node,
                                            const ModelFile& file,
-                                           const std::vector<Shape>& inputs) {
+                                           const std::vector<Shape>& inputs,
+                                           bool input_is_ternary) {
   switch (node.op_case()) {
     case mv1::Node::kDense:
-      return CompileDense(node, file, inputs);
+      return CompileDense(node, file, inputs, input_is_ternary);
     case mv1::Node::kConv2D:
       return CompileConv2d(node, file, inputs);
     case mv1::Node::kPool2D:

@@ -46,14 +46,19 @@ struct CompiledOp {
 // Validates `node` against the file's tensors and its input shapes. Errors
 // are INVALID_ARGUMENT naming the field and the reason (the caller adds the
 // model and node names).
+// `input_is_ternary` tells that every value of the first input is in
+// {-1, 0, +1} (it comes from Ternarize), so a ternary Dense layer may use the
+// gated-XNOR popcount kernel.
 absl::StatusOr<CompiledOp> CompileOperator(const model::v1::Node& node,
                                            const ModelFile& file,
-                                           const std::vector<Shape>& inputs);
+                                           const std::vector<Shape>& inputs,
+                                           bool input_is_ternary = false);
 
 // Per-kind compilers (one file each).
 absl::StatusOr<CompiledOp> CompileDense(const model::v1::Node& node,
                                         const ModelFile& file,
-                                        const std::vector<Shape>& inputs);
+                                        const std::vector<Shape>& inputs,
+                                        bool input_is_ternary);
 absl::StatusOr<CompiledOp> CompileConv2d(const model::v1::Node& node,
                                          const ModelFile& file,
                                          const std::vector<Shape>& inputs);

@@ -337,6 +337,40 @@ TEST(ElementwiseTest, ResidualAdd) {
   RunAndCompare(*model, x, 2, want);
 }
 
+TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {
+  std::mt19937_64 rng(8);
+  for (auto [O, K, batch] : {std::tuple{7, 130, 3}, {1, 1, 1}, {5, 64, 2}}) {
+    ModelWriter w("gxnor");
+    w.AddInput("x", {K}, false);
+    w.AddNode("tern", {"x"}, "t")->mutable_ternarize()->set_threshold(0.3f);
+    mv1::DenseOp* d = w.AddNode("fc", {"t"}, "y")->mutable_dense();
+    d->set_in_features(K);
+    d->set_out_features(O);
+    const std::vector<float> bias = RandomVector(O, rng);
+    d->set_bias(w.AddFloat("fc.bias", {O}, bias));
+    const std::vector<float> dense =
+        AddWeights(w, d->mutable_weights(), "fc", O, K, "ternary", rng);
+    w.AddOutput("y", {O});
+    auto model = Compile(w);
+    ASSERT_NE(model, nullptr);
+    EXPECT_NE(model->Describe().find("gated-XNOR"), std::string::npos);
+    const std::vector<float> x = RandomVector(batch * K, rng);
+    std::vector<double> want(batch * O);
+    for (int b = 0; b < batch; ++b) {
+      for (int o = 0; o < O; ++o) {
+        double acc = bias[o];
+        for (int k = 0; k < K; ++k) {
+          const float v = x[b * K + k];
+          const int t = v > 0.3f ? 1 : (v < -0.3f ? -1 : 0);
+          acc += double{dense[o * K + k]} * t;
+        }
+        want[b * O + o] = acc;
+      }
+    }
+    RunAndCompare(*model, x, batch, want);
+  }
+}
+
 TEST(GraphTest, RejectsBadBatchAndUnknownOp) {
   ModelWriter w("g");
   w.AddInput("x", {4}, false);
