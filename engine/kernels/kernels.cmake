@@ -1,7 +1,30 @@
 # Kernel sources of flexor_engine (owned by the kernels work; per-ISA files
-# get their own -m flags via set_source_files_properties here).
+# get their own -m flags via set_source_files_properties here). Included from
+# engine/CMakeLists.txt, so paths are relative to engine/.
 set(FLEXOR_KERNEL_SOURCES
   kernels/layer_weights.cc
   kernels/reference_kernels.cc
   kernels/matmul.cc
+  kernels/cpu_features.cc
+  kernels/decrypt.cc
+  kernels/fused_gemm.cc
+  kernels/microkernels.cc
+  kernels/kernels_scalar.cc
 )
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  list(APPEND FLEXOR_KERNEL_SOURCES
+    kernels/kernels_avx2.cc
+    kernels/kernels_avx512.cc)
+  # Only these files get wider ISAs; they run after a CPUID check
+  # (cpu_features.cc), so the library still runs on any x86-64.
+  set_source_files_properties(
+    ${CMAKE_CURRENT_LIST_DIR}/kernels_avx2.cc
+    PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mbmi2;-mpopcnt")
+  set_source_files_properties(
+    ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512.cc
+    PROPERTIES COMPILE_OPTIONS
+    "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx2;-mfma;-mbmi2;-mpopcnt")
+else()
+  # Other architectures: the portable kernels only.
+  list(APPEND FLEXOR_KERNEL_SOURCES kernels/microkernels_stubs.cc)
+endif()

@@ -16,8 +16,16 @@ enum class KernelPath {
 };
 
 // y[b, o] = sum_k W[o, k] * x[b, k] + bias[o] for x [batch, K], y [batch, O].
+// kAuto runs the fused decrypt + GEMM kernels of fused_gemm.h (sign-mask FMA
+// for small batches, FP32 look-up tables for larger ones) for the ISA chosen
+// by CPUID, in parallel over output-row tiles in the caller's task arena;
+// results do not depend on the arena's thread count.
 void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
             KernelPath path = KernelPath::kAuto);
+
+// The instruction set kAuto runs on this machine: "avx512", "avx2" or
+// "scalar" (for logs and metrics).
+const char* SelectedKernelIsaName();
 
 }  // namespace flexor
 

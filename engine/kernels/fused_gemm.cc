@@ -1,0 +1,330 @@
+#include "engine/kernels/fused_gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "engine/kernels/decrypt.h"
+#include "engine/kernels/microkernels.h"
+#include "tbb/blocked_range.h"
+#include "tbb/parallel_for.h"
+#include "tbb/task_arena.h"
+
+namespace flexor {
+namespace {
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
+
+// Per-thread buffers of the leaf tasks. Leaf task bodies never wait on other
+// TBB work, so a buffer is never shared by two tasks at once.
+struct Scratch {
+  std::vector<uint64_t> bits;
+  std::vector<float> alpha, dots, acc, table;
+  std::vector<int32_t> idots;
+};
+Scratch& LocalScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+template <class T>
+T* Grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Row tile size: rows * row_bytes of decrypted bits fit `budget` bytes, and
+// there are at least `min_tiles` tiles when the layer is big enough.
+int64_t RowTile(int64_t rows, int64_t row_bytes, int64_t budget, int64_t lo,
+                int64_t hi, int64_t min_tiles) {
+  int64_t rt = std::clamp(budget / std::max<int64_t>(row_bytes, 1), lo, hi);
+  rt = std::min(rt, RoundUp(CeilDiv(rows, min_tiles), lo));
+  return std::max(lo, rt / lo * lo);
+}
+
+// The q bit planes of a binary-coded layer; ternary weights become two
+// planes: w = a/2 * (B0 + B1) with B0 = sign and B1 = sign where the weight
+// is non-zero, -sign where it is zero (bit1 = sign ^ ~nonzero).
+class PlaneSource {
+ public:
+  PlaneSource(const LayerWeights& w, KernelIsa isa) : w_(w), isa_(isa) {}
+
+  int planes() const {
+    return w_.kind == WeightCodecKind::kTernary
+               ? 2
+               : static_cast<int>(w_.planes.size());
+  }
+
+  // Rows [o0, o0 + rows) of plane p, ceil(K / 64) words per row.
+  void Rows(int p, int64_t o0, int64_t rows, uint64_t* out) const {
+    const int64_t K = w_.in_features, kw = CeilDiv(K, 64);
+    if (w_.kind == WeightCodecKind::kBinary) {
+      DecryptRows(w_.planes[static_cast<size_t>(p)], K, o0, rows, out, isa_);
+      return;
+    }
+    const TernaryView& t = w_.ternary;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint64_t* sign = t.sign + (o0 + r) * t.words_per_row;
+      const uint64_t* nz = t.nonzero_mask + (o0 + r) * t.words_per_row;
+      uint64_t* o = out + r * kw;
+      if (p == 0) {
+        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i];
+      } else {
+        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i] ^ ~nz[i];
+      }
+    }
+  }
+
+  void Alphas(int p, int64_t o0, int64_t rows, float* out) const {
+    if (w_.kind == WeightCodecKind::kBinary) {
+      const float* s = w_.planes[static_cast<size_t>(p)].scales + o0;
+      std::copy(s, s + rows, out);
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      out[r] = 0.5f * w_.ternary.scales[o0 + r];
+    }
+  }
+
+ private:
+  const LayerWeights& w_;
+  KernelIsa isa_;
+};
+
+int Threads() { return tbb::this_task_arena::max_concurrency(); }
+
+void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
+                 const LayerWeights& w, int64_t r0, int64_t r1, const float* x,
+                 int64_t batch, float* y, int64_t ldy) {
+  const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
+  const int q = src.planes();
+  // The kernel reads whole words of x: pad rows when K is not a multiple of
+  // 64 (zeros meet the zero tail bits of the decrypted rows).
+  std::vector<float> padded;
+  const float* xp = x;
+  int64_t xs = K;
+  if (Kp != K) {
+    padded.assign(static_cast<size_t>(batch * Kp), 0.0f);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy(x + b * K, x + (b + 1) * K, padded.data() + b * Kp);
+    }
+    xp = padded.data();
+    xs = Kp;
+  }
+  // About 32 KiB of decrypted bits per tile: they stay in L1/L2 while the
+  // tile is consumed, and small tiles balance the threads well.
+  const int64_t rows = r1 - r0;
+  const int64_t rt =
+      RowTile(rows, kw * 8 * q, int64_t{32} << 10, 8, 256, 4 * Threads());
+  constexpr int64_t kBatchChunk = 64;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        Scratch& s = LocalScratch();
+        for (int64_t t = range.begin(); t < range.end(); ++t) {
+          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
+          uint64_t* bits = Grow(s.bits, q * n * kw);
+          float* alpha = Grow(s.alpha, q * n);
+          for (int p = 0; p < q; ++p) {
+            src.Rows(p, o0, n, bits + p * n * kw);
+            src.Alphas(p, o0, n, alpha + p * n);
+          }
+          float* dot = Grow(s.dots, n * kBatchChunk);
+          float* acc = Grow(s.acc, n * kBatchChunk);
+          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+            const int64_t nb = std::min(kBatchChunk, batch - b0);
+            for (int p = 0; p < q; ++p) {
+              kt.sign_dot(bits + p * n * kw, kw, n, xp + b0 * xs, xs, nb, kw,
+                          dot, nb);
+              for (int64_t r = 0; r < n; ++r) {
+                const float a = alpha[p * n + r];
+                for (int64_t b = 0; b < nb; ++b) {
+                  const float v = a * dot[r * nb + b];
+                  acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
+                }
+              }
+            }
+            for (int64_t r = 0; r < n; ++r) {
+              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+              for (int64_t b = 0; b < nb; ++b) {
+                y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] + bias;
+              }
+            }
+          }
+        }
+      });
+}
+
+int LutVectors(const KernelTable& kt, int64_t batch, int requested) {
+  if (requested == 1 || requested == 2 || requested == 4) return requested;
+  if (batch <= kt.lanes) return 1;
+  if (batch <= 2 * kt.lanes || kt.lanes >= 16) return 2;
+  return 4;
+}
+
+void LutPath(const KernelTable& kt, const PlaneSource& src,
+             const LayerWeights& w, int64_t r0, int64_t r1, const float* x,
+             int64_t batch, float* y, int64_t ldy, int lut_vectors) {
+  const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
+  const int q = src.planes();
+  const int64_t lanes = LutVectors(kt, batch, lut_vectors) * kt.lanes;
+  const int64_t tiles_b = CeilDiv(batch, lanes);
+  // Activations transposed to [batch tile][k][lane], zero padded in both k
+  // and lanes, so a table entry for 4 inputs is 4 vector loads away.
+  std::vector<float> xt(static_cast<size_t>(tiles_b * Kp * lanes), 0.0f);
+  constexpr int64_t kTransposeBlock = 256;
+  const int64_t kblocks = CeilDiv(K, kTransposeBlock);
+  tbb::parallel_for(int64_t{0}, tiles_b * kblocks, [&](int64_t i) {
+    const int64_t bt = i / kblocks, k0 = (i % kblocks) * kTransposeBlock;
+    const int64_t k1 = std::min(K, k0 + kTransposeBlock);
+    float* dst = xt.data() + bt * Kp * lanes;
+    for (int64_t l = 0; l < lanes && bt * lanes + l < batch; ++l) {
+      const float* src_row = x + (bt * lanes + l) * K;
+      for (int64_t k = k0; k < k1; ++k) dst[k * lanes + l] = src_row[k];
+    }
+  });
+  // Tables cover `chunk` words of K at a time and are rebuilt for every row
+  // tile, so tiles are large (up to 256 KiB of bits) to amortise them; the
+  // chunk keeps one table within ~32 KiB of L1.
+  const int64_t chunk = std::max<int64_t>(1, 32 / lanes);
+  const int64_t rows = r1 - r0;
+  const int64_t rt =
+      RowTile(rows, kw * 8 * q, int64_t{256} << 10, 16, 512, 2 * Threads());
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        Scratch& s = LocalScratch();
+        for (int64_t t = range.begin(); t < range.end(); ++t) {
+          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
+          uint64_t* bits = Grow(s.bits, q * n * kw);
+          float* alpha = Grow(s.alpha, q * n);
+          for (int p = 0; p < q; ++p) {
+            src.Rows(p, o0, n, bits + p * n * kw);
+            src.Alphas(p, o0, n, alpha + p * n);
+          }
+          float* table = Grow(s.table, chunk * 16 * 16 * lanes);
+          float* acc = Grow(s.acc, n * lanes);
+          for (int64_t bt = 0; bt < tiles_b; ++bt) {
+            std::fill(acc, acc + n * lanes, 0.0f);
+            const float* xb = xt.data() + bt * Kp * lanes;
+            for (int64_t c = 0; c < kw; c += chunk) {
+              const int64_t cw = std::min(chunk, kw - c);
+              kt.lut_build(xb + c * 64 * lanes, cw * 64, lanes, table);
+              for (int p = 0; p < q; ++p) {
+                kt.lut_gemm(bits + p * n * kw + c, kw, n, cw, table, lanes,
+                            alpha + p * n, acc);
+              }
+            }
+            const int64_t nb = std::min(lanes, batch - bt * lanes);
+            for (int64_t r = 0; r < n; ++r) {
+              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+              for (int64_t l = 0; l < nb; ++l) {
+                y[(bt * lanes + l) * ldy + o0 + r] = acc[r * lanes + l] + bias;
+              }
+            }
+          }
+        }
+      });
+}
+
+}  // namespace
+
+BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
+                          int64_t in_features) {
+  (void)out_features;
+  (void)in_features;
+  (void)isa;
+  return batch >= 8 ? BinaryMethod::kLut : BinaryMethod::kSignFma;
+}
+
+const char* MethodName(BinaryMethod method) {
+  switch (method) {
+    case BinaryMethod::kAuto:
+      return "auto";
+    case BinaryMethod::kSignFma:
+      return "sign_fma";
+    case BinaryMethod::kLut:
+      return "lut";
+  }
+  return "unknown";
+}
+
+void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
+                     const float* x, int64_t batch, float* y, int64_t ldy,
+                     const GemmOptions& options) {
+  if (row_end <= row_begin || batch <= 0) return;
+  const KernelTable& kt = GetKernelTable(options.isa);
+  const PlaneSource src(w, options.isa);
+  BinaryMethod method = options.method;
+  if (method == BinaryMethod::kAuto) {
+    method = ChooseMethod(options.isa, batch, w.out_features, w.in_features);
+  }
+  if (method == BinaryMethod::kLut) {
+    LutPath(kt, src, w, row_begin, row_end, x, batch, y, ldy,
+            options.lut_vectors);
+  } else {
+    SignFmaPath(kt, src, w, row_begin, row_end, x, batch, y, ldy);
+  }
+}
+
+void DenseGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
+               const float* x, int64_t batch, float* y, int64_t ldy,
+               const GemmOptions& options) {
+  if (row_end <= row_begin || batch <= 0) return;
+  const KernelTable& kt = GetKernelTable(options.isa);
+  const int64_t K = w.in_features, rows = row_end - row_begin;
+  const int64_t rt =
+      RowTile(rows, K * 4, int64_t{128} << 10, 4, 256, 4 * Threads());
+  constexpr int64_t kBatchChunk = 64;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        Scratch& s = LocalScratch();
+        for (int64_t t = range.begin(); t < range.end(); ++t) {
+          const int64_t o0 = row_begin + t * rt, n = std::min(rt, row_end - o0);
+          float* dot = Grow(s.dots, n * kBatchChunk);
+          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+            const int64_t nb = std::min(kBatchChunk, batch - b0);
+            kt.dense_dot(w.dense + o0 * K, K, n, x + b0 * K, K, nb, K, dot, nb);
+            for (int64_t r = 0; r < n; ++r) {
+              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+              for (int64_t b = 0; b < nb; ++b) {
+                y[(b0 + b) * ldy + o0 + r] = dot[r * nb + b] + bias;
+              }
+            }
+          }
+        }
+      });
+}
+
+void TernaryGxnorGemm(const LayerWeights& w, const uint64_t* act_nonzero,
+                      const uint64_t* act_sign, int64_t batch, float* y,
+                      KernelIsa isa) {
+  const int64_t O = w.out_features;
+  if (O <= 0 || batch <= 0) return;
+  const KernelTable& kt = GetKernelTable(isa);
+  const TernaryView& t = w.ternary;
+  const int64_t words = t.words_per_row;
+  const int64_t rt =
+      RowTile(O, words * 16, int64_t{64} << 10, 4, 256, 4 * Threads());
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, CeilDiv(O, rt), 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        Scratch& s = LocalScratch();
+        for (int64_t tile = range.begin(); tile < range.end(); ++tile) {
+          const int64_t o0 = tile * rt, n = std::min(rt, O - o0);
+          int32_t* dot = Grow(s.idots, n * batch);
+          kt.gxnor(t.nonzero_mask + o0 * words, t.sign + o0 * words, n, words,
+                   act_nonzero, act_sign, batch, dot);
+          for (int64_t r = 0; r < n; ++r) {
+            const float scale = t.scales[o0 + r];
+            const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+            for (int64_t b = 0; b < batch; ++b) {
+              y[b * O + o0 + r] =
+                  scale * static_cast<float>(dot[r * batch + b]) + bias;
+            }
+          }
+        }
+      });
+}
+
+}  // namespace flexor

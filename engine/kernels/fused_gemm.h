@@ -1,0 +1,60 @@
+// Fused decrypt + GEMM drivers behind Matmul: tiling, oneTBB parallelism
+// over output-row tiles, and the choice of micro-kernel per shape. Exposed
+// separately from Matmul so tests and benchmarks can force an ISA or method.
+#ifndef FLEXOR_ENGINE_KERNELS_FUSED_GEMM_H_
+#define FLEXOR_ENGINE_KERNELS_FUSED_GEMM_H_
+
+#include <cstdint>
+
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/layer_weights.h"
+
+namespace flexor {
+
+enum class BinaryMethod {
+  kAuto,
+  // Weight bits become +-1 vectors (AVX-512: one k-mask blend per 16
+  // weights) fed to FMAs; K is the vector axis. Best for small batches.
+  kSignFma,
+  // BiQGEMM/T-MAC style: for every group of 4 inputs, a 16-entry table of
+  // signed partial sums per batch column; each 4 weight bits select one
+  // entry, so one vector add does 4 x lanes multiply-adds. Tables are FP32
+  // (exact path: only the summation order differs from the reference).
+  kLut,
+};
+
+struct GemmOptions {
+  KernelIsa isa = SelectedIsa();
+  BinaryMethod method = BinaryMethod::kAuto;
+  int lut_vectors = 0;  // LUT batch tile in vectors (1, 2, 4); 0 = auto
+};
+
+// The method kAuto resolves to for this shape.
+BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
+                          int64_t in_features);
+const char* MethodName(BinaryMethod method);
+
+// Rows [row_begin, row_end) of y = x W^T + bias for binary-coded (kBinary)
+// or ternary (kTernary, run as two binary planes) weights: x is [batch, K]
+// row-major, y[b * ldy + o]. Decrypts one tile of rows at a time into a
+// cache-resident buffer and consumes it at once; runs tbb::parallel_for
+// over row tiles in the caller's task arena. Results do not depend on the
+// number of threads (every output is summed in a fixed order).
+void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
+                     const float* x, int64_t batch, float* y, int64_t ldy,
+                     const GemmOptions& options = GemmOptions());
+
+// Same contract for kFloat32 weights.
+void DenseGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
+               const float* x, int64_t batch, float* y, int64_t ldy,
+               const GemmOptions& options = GemmOptions());
+
+// Gated-XNOR ternary x ternary (see TernaryGxnorReference), parallel over
+// row tiles.
+void TernaryGxnorGemm(const LayerWeights& w, const uint64_t* act_nonzero,
+                      const uint64_t* act_sign, int64_t batch, float* y,
+                      KernelIsa isa = SelectedIsa());
+
+}  // namespace flexor
+
+#endif  // FLEXOR_ENGINE_KERNELS_FUSED_GEMM_H_

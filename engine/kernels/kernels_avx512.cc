@@ -1,0 +1,104 @@
+// AVX-512 (F/BW/DQ/VL) build of the micro-kernels. The sign path turns 16
+// weight bits straight into a k-mask (no shuffles), and the GXNOR kernel
+// uses VPOPCNTQ where the CPU has it.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "engine/kernels/microkernels.h"
+
+namespace flexor {
+namespace avx512_kernels {
+
+struct VF {
+  using T = __m512;
+  static constexpr int kLanes = 16;
+  static T Zero() { return _mm512_setzero_ps(); }
+  static T Load(const float* p) { return _mm512_loadu_ps(p); }
+  static void Store(float* p, T a) { _mm512_storeu_ps(p, a); }
+  static T Set1(float f) { return _mm512_set1_ps(f); }
+  static T Add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T Sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T Neg(T a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.f)); }
+  static T Fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T Signs(uint64_t bits) {
+    return _mm512_mask_blend_ps(static_cast<__mmask16>(bits),
+                                _mm512_set1_ps(1.f), _mm512_set1_ps(-1.f));
+  }
+  static float Reduce(T a) { return _mm512_reduce_add_ps(a); }
+};
+
+struct VU {
+  using T = __m512i;
+  static constexpr int kWords = 8;
+  static T Load(const uint64_t* p) { return _mm512_loadu_si512(p); }
+  static void Store(uint64_t* p, T a) { _mm512_storeu_si512(p, a); }
+  static T Xor(T a, T b) { return _mm512_xor_si512(a, b); }
+  static T Funnel(T lo, T hi, int s) {
+    return _mm512_or_si512(_mm512_srl_epi64(lo, _mm_cvtsi32_si128(s)),
+                           _mm512_sll_epi64(hi, _mm_cvtsi32_si128(64 - s)));
+  }
+};
+
+constexpr int kSignRowsB1 = 8;
+constexpr int kSignRows = 4;
+constexpr int kSignBatch = 4;
+
+#include "engine/kernels/microkernels_impl.inc"
+
+__attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
+    const uint64_t* w_nz, const uint64_t* w_sign, int64_t rows, int64_t words,
+    const uint64_t* a_nz, const uint64_t* a_sign, int64_t batch, int32_t* dot) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* wn = w_nz + r * words;
+    const uint64_t* wsg = w_sign + r * words;
+    for (int64_t b = 0; b < batch; ++b) {
+      const uint64_t* an = a_nz + b * words;
+      const uint64_t* asg = a_sign + b * words;
+      __m512i total = _mm512_setzero_si512();
+      __m512i negative = _mm512_setzero_si512();
+      int64_t i = 0;
+      for (; i + 8 <= words; i += 8) {
+        const __m512i m = _mm512_and_si512(_mm512_loadu_si512(wn + i),
+                                           _mm512_loadu_si512(an + i));
+        const __m512i d = _mm512_xor_si512(_mm512_loadu_si512(wsg + i),
+                                           _mm512_loadu_si512(asg + i));
+        total = _mm512_add_epi64(total, _mm512_popcnt_epi64(m));
+        negative = _mm512_add_epi64(
+            negative, _mm512_popcnt_epi64(_mm512_and_si512(m, d)));
+      }
+      if (i < words) {
+        const __mmask8 k = static_cast<__mmask8>((1u << (words - i)) - 1);
+        const __m512i m = _mm512_and_si512(_mm512_maskz_loadu_epi64(k, wn + i),
+                                           _mm512_maskz_loadu_epi64(k, an + i));
+        const __m512i d =
+            _mm512_xor_si512(_mm512_maskz_loadu_epi64(k, wsg + i),
+                             _mm512_maskz_loadu_epi64(k, asg + i));
+        total = _mm512_add_epi64(total, _mm512_popcnt_epi64(m));
+        negative = _mm512_add_epi64(
+            negative, _mm512_popcnt_epi64(_mm512_and_si512(m, d)));
+      }
+      dot[r * batch + b] =
+          static_cast<int32_t>(_mm512_reduce_add_epi64(total) -
+                               2 * _mm512_reduce_add_epi64(negative));
+    }
+  }
+}
+
+}  // namespace avx512_kernels
+
+const KernelTable& Avx512KernelTable() {
+  static const KernelTable table = {KernelIsa::kAvx512,
+                                    avx512_kernels::VF::kLanes,
+                                    avx512_kernels::DecryptWords,
+                                    avx512_kernels::SignDot,
+                                    avx512_kernels::LutBuild,
+                                    avx512_kernels::LutGemm,
+                                    avx512_kernels::DenseDot,
+                                    HasAvx512Vpopcntdq()
+                                        ? avx512_kernels::GxnorVpopcnt
+                                        : avx512_kernels::GxnorPortable};
+  return table;
+}
+
+}  // namespace flexor

@@ -1,0 +1,76 @@
+// Portable build of the micro-kernels: plain C++ "vectors" of 4 floats that
+// any compiler can keep in registers (or auto-vectorize with the baseline
+// ISA). Always compiled, always tested; the fallback on CPUs without AVX2.
+#include <cstdint>
+
+#include "engine/kernels/microkernels.h"
+
+namespace flexor {
+namespace scalar_kernels {
+
+struct VF {
+  struct T {
+    float v[4];
+  };
+  static constexpr int kLanes = 4;
+  static T Zero() { return T{{0.f, 0.f, 0.f, 0.f}}; }
+  static T Load(const float* p) { return T{{p[0], p[1], p[2], p[3]}}; }
+  static void Store(float* p, T a) {
+    for (int i = 0; i < 4; ++i) p[i] = a.v[i];
+  }
+  static T Set1(float f) { return T{{f, f, f, f}}; }
+  static T Add(T a, T b) {
+    for (int i = 0; i < 4; ++i) a.v[i] += b.v[i];
+    return a;
+  }
+  static T Sub(T a, T b) {
+    for (int i = 0; i < 4; ++i) a.v[i] -= b.v[i];
+    return a;
+  }
+  static T Neg(T a) {
+    for (int i = 0; i < 4; ++i) a.v[i] = -a.v[i];
+    return a;
+  }
+  static T Fma(T a, T b, T c) {
+    // Not std::fma: a is +-1 or alpha, and the SIMD builds fuse; rounding of
+    // a single product of +-1 is exact either way.
+    for (int i = 0; i < 4; ++i) c.v[i] += a.v[i] * b.v[i];
+    return c;
+  }
+  static T Signs(uint64_t bits) {
+    T s;
+    for (int i = 0; i < 4; ++i) s.v[i] = ((bits >> i) & 1) ? -1.f : 1.f;
+    return s;
+  }
+  static float Reduce(T a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+};
+
+struct VU {
+  using T = uint64_t;
+  static constexpr int kWords = 1;
+  static T Load(const uint64_t* p) { return *p; }
+  static void Store(uint64_t* p, T a) { *p = a; }
+  static T Xor(T a, T b) { return a ^ b; }
+  static T Funnel(T lo, T hi, int s) {
+    return s == 0 ? lo : (lo >> s) | (hi << (64 - s));
+  }
+};
+
+constexpr int kSignRowsB1 = 4;
+constexpr int kSignRows = 2;
+constexpr int kSignBatch = 2;
+
+#include "engine/kernels/microkernels_impl.inc"
+
+}  // namespace scalar_kernels
+
+const KernelTable& ScalarKernelTable() {
+  static const KernelTable table = {
+      KernelIsa::kScalar,           scalar_kernels::VF::kLanes,
+      scalar_kernels::DecryptWords, scalar_kernels::SignDot,
+      scalar_kernels::LutBuild,     scalar_kernels::LutGemm,
+      scalar_kernels::DenseDot,     scalar_kernels::GxnorPortable};
+  return table;
+}
+
+}  // namespace flexor

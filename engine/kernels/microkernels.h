@@ -1,0 +1,81 @@
+// Micro-kernels behind Matmul, one table of function pointers per ISA. Each
+// table comes from the same templates (microkernels_impl.h) instantiated in a
+// translation unit compiled with that ISA's flags, so the portable build and
+// the SIMD builds compute the same thing in the same summation order, and
+// tests/kernels compares every entry of every table with plain scalar code.
+#ifndef FLEXOR_ENGINE_KERNELS_MICROKERNELS_H_
+#define FLEXOR_ENGINE_KERNELS_MICROKERNELS_H_
+
+#include <cstdint>
+
+#include "engine/kernels/cpu_features.h"
+
+namespace flexor {
+
+// Word-wide FleXOR decryption of one output segment D = XOR_t taps[t] (words
+// at index >= words_per_vector read as 0), then a funnel shift:
+//   out[m] = bits [64 * (first_word + m) + shift, +64) of D,  m < num_words,
+// shift in [0, 64). The shift is what lets a row that starts mid-word be
+// written word-aligned.
+using DecryptWordsFn = void (*)(const uint64_t* const* taps, int num_taps,
+                                int64_t words_per_vector, int64_t first_word,
+                                int shift, int64_t num_words, uint64_t* out);
+
+// Sign-mask path: for r < rows, b < batch
+//   dot[r * dot_stride + b] = sum_{k < 64 * k_words} s(r, k) * x[b * x_stride +
+//   k]
+// with s = +1 for bit 0 and -1 for bit 1 of bits[r * bit_stride] (LSB first).
+// x rows must be readable (zero padded) up to 64 * k_words.
+using SignDotFn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                           int64_t rows, const float* x, int64_t x_stride,
+                           int64_t batch, int64_t k_words, float* dot,
+                           int64_t dot_stride);
+
+// Look-up-table path over groups of 4 inputs and a tile of `lanes` batch
+// columns (lanes a multiple of KernelTable::lanes).
+// LutBuild: xt is [k][lanes] (transposed activations, k a multiple of 4);
+//   table[g][p][l] = sum_{i<4} (bit i of p ? -1 : +1) * xt[4g + i][l].
+using LutBuildFn = void (*)(const float* xt, int64_t k, int64_t lanes,
+                            float* table);
+// LutGemm: for r < rows, l < lanes
+//   acc[r * lanes + l] += alpha[r] * sum_{g < 16 k_words} table[g][nib(r,
+//   g)][l]
+// with nib(r, g) = bits 4g..4g+3 of row r (bits + r * bit_stride).
+using LutGemmFn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                           int64_t rows, int64_t k_words, const float* table,
+                           int64_t lanes, const float* alpha, float* acc);
+
+// Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
+// x[b * x_stride + k].
+using DenseDotFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
+                            const float* x, int64_t x_stride, int64_t batch,
+                            int64_t k, float* dot, int64_t dot_stride);
+
+// Gated XNOR: dot[r * batch + b] = popcount(m & ~d) - popcount(m & d) over
+// `words` words, m = w_nz[r] & a_nz[b], d = w_sign[r] ^ a_sign[b].
+using GxnorFn = void (*)(const uint64_t* w_nz, const uint64_t* w_sign,
+                         int64_t rows, int64_t words, const uint64_t* a_nz,
+                         const uint64_t* a_sign, int64_t batch, int32_t* dot);
+
+struct KernelTable {
+  KernelIsa isa;
+  int lanes;  // floats per vector register
+  DecryptWordsFn decrypt_words;
+  SignDotFn sign_dot;
+  LutBuildFn lut_build;
+  LutGemmFn lut_gemm;
+  DenseDotFn dense_dot;
+  GxnorFn gxnor;
+};
+
+// The table for `isa`; isa must be supported (IsaSupported).
+const KernelTable& GetKernelTable(KernelIsa isa);
+
+// Per-ISA tables (defined in kernels_<isa>.cc).
+const KernelTable& ScalarKernelTable();
+const KernelTable& Avx2KernelTable();
+const KernelTable& Avx512KernelTable();
+
+}  // namespace flexor
+
+#endif  // FLEXOR_ENGINE_KERNELS_MICROKERNELS_H_

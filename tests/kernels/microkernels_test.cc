@@ -1,0 +1,204 @@
+// Every entry of every supported ISA's kernel table against plain scalar
+// code on random data of awkward sizes.
+#include "engine/kernels/microkernels.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace flexor {
+namespace {
+
+using testing_util::RandomVector;
+using testing_util::SupportedIsas;
+
+std::vector<uint64_t> RandomWords(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> v(n);
+  for (auto& w : v) w = rng();
+  return v;
+}
+
+bool Bit(const uint64_t* words, int64_t i) {
+  return (words[i >> 6] >> (i & 63)) & 1;
+}
+
+class MicrokernelTest : public ::testing::TestWithParam<KernelIsa> {
+ protected:
+  const KernelTable& kt() const { return GetKernelTable(GetParam()); }
+};
+
+TEST_P(MicrokernelTest, DecryptWordsMatchesScalarXorAndShift) {
+  for (int num_taps : {1, 2, 3, 5}) {
+    for (int64_t wpv : {1, 2, 9, 17, 40}) {
+      std::vector<std::vector<uint64_t>> vecs;
+      std::vector<const uint64_t*> taps;
+      for (int t = 0; t < num_taps; ++t) {
+        vecs.push_back(RandomWords(wpv, 100 * t + wpv));
+      }
+      for (auto& v : vecs) taps.push_back(v.data());
+      auto d = [&](int64_t w) {
+        uint64_t r = 0;
+        if (w < wpv)
+          for (auto& v : vecs) r ^= v[w];
+        return r;
+      };
+      for (int64_t w0 : {int64_t{0}, int64_t{1}, wpv - 1}) {
+        for (int shift : {0, 1, 13, 63}) {
+          const int64_t n = wpv - w0 + 1;  // runs one word past the end
+          std::vector<uint64_t> out(n, 0xdeadbeef);
+          kt().decrypt_words(taps.data(), num_taps, wpv, w0, shift, n,
+                             out.data());
+          for (int64_t m = 0; m < n; ++m) {
+            const uint64_t lo = d(w0 + m), hi = d(w0 + m + 1);
+            const uint64_t want =
+                shift == 0 ? lo : (lo >> shift) | (hi << (64 - shift));
+            ASSERT_EQ(out[m], want)
+                << "taps " << num_taps << " wpv " << wpv << " w0 " << w0
+                << " shift " << shift << " m " << m;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, SignDotMatchesScalar) {
+  for (int64_t rows : {1, 3, 8, 13}) {
+    for (int64_t batch : {1, 2, 5, 9}) {
+      for (int64_t kw : {1, 3}) {
+        const int64_t bs = kw + 1, xs = kw * 64 + 5;
+        const auto bits = RandomWords(rows * bs, rows * 7 + batch);
+        const auto x = RandomVector(batch * xs, batch * 3 + kw);
+        std::vector<float> dot(rows * batch);
+        kt().sign_dot(bits.data(), bs, rows, x.data(), xs, batch, kw,
+                      dot.data(), batch);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t b = 0; b < batch; ++b) {
+            double want = 0, mag = 0;
+            for (int64_t k = 0; k < kw * 64; ++k) {
+              const double xv = x[b * xs + k];
+              want += Bit(bits.data() + r * bs, k) ? -xv : xv;
+              mag += std::fabs(xv);
+            }
+            ASSERT_NEAR(dot[r * batch + b], want, 1e-6 * mag)
+                << "rows " << rows << " batch " << batch << " r " << r << " b "
+                << b;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, LutBuildAndGemmMatchScalar) {
+  for (int nv : {1, 2, 4}) {
+    const int64_t lanes = nv * kt().lanes;
+    for (int64_t rows : {1, 2, 7, 9}) {
+      for (int64_t kw : {1, 2}) {
+        const int64_t k = 64 * kw, bs = kw + 2;
+        const auto xt = RandomVector(k * lanes, lanes + rows);
+        std::vector<float> table(k / 4 * 16 * lanes);
+        kt().lut_build(xt.data(), k, lanes, table.data());
+        for (int64_t g = 0; g < k / 4; ++g) {
+          for (int p = 0; p < 16; ++p) {
+            for (int64_t l = 0; l < lanes; ++l) {
+              double want = 0;
+              for (int i = 0; i < 4; ++i) {
+                const double v = xt[(4 * g + i) * lanes + l];
+                want += ((p >> i) & 1) ? -v : v;
+              }
+              ASSERT_NEAR(table[(g * 16 + p) * lanes + l], want, 1e-5);
+            }
+          }
+        }
+        const auto bits = RandomWords(rows * bs, 5 * rows + kw);
+        const auto alpha = RandomVector(rows, 77);
+        auto acc = RandomVector(rows * lanes, 78);
+        const auto acc0 = acc;
+        kt().lut_gemm(bits.data(), bs, rows, kw, table.data(), lanes,
+                      alpha.data(), acc.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t l = 0; l < lanes; ++l) {
+            double dot = 0, mag = 0;
+            for (int64_t kk = 0; kk < k; ++kk) {
+              const double v = xt[kk * lanes + l];
+              dot += Bit(bits.data() + r * bs, kk) ? -v : v;
+              mag += std::fabs(v);
+            }
+            const double want = acc0[r * lanes + l] + alpha[r] * dot;
+            ASSERT_NEAR(acc[r * lanes + l], want,
+                        1e-6 * (mag * std::fabs(alpha[r]) + 1))
+                << "nv " << nv << " rows " << rows << " r " << r << " l " << l;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, DenseDotMatchesScalar) {
+  for (int64_t rows : {1, 5, 8}) {
+    for (int64_t batch : {1, 3, 6}) {
+      for (int64_t k : {1, 15, 16, 17, 100}) {
+        const auto w = RandomVector(rows * (k + 1), rows + k);
+        const auto x = RandomVector(batch * (k + 2), batch + k);
+        std::vector<float> dot(rows * batch);
+        kt().dense_dot(w.data(), k + 1, rows, x.data(), k + 2, batch, k,
+                       dot.data(), batch);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t b = 0; b < batch; ++b) {
+            double want = 0, mag = 0;
+            for (int64_t kk = 0; kk < k; ++kk) {
+              const double p = static_cast<double>(w[r * (k + 1) + kk]) *
+                               x[b * (k + 2) + kk];
+              want += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(dot[r * batch + b], want, 1e-6 * mag + 1e-12);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, GxnorMatchesScalar) {
+  for (int64_t words : {1, 7, 8, 9, 20}) {
+    const int64_t rows = 5, batch = 3;
+    const auto wn = RandomWords(rows * words, 1 + words);
+    const auto wsg = RandomWords(rows * words, 2 + words);
+    const auto an = RandomWords(batch * words, 3 + words);
+    const auto asg = RandomWords(batch * words, 4 + words);
+    std::vector<int32_t> dot(rows * batch);
+    kt().gxnor(wn.data(), wsg.data(), rows, words, an.data(), asg.data(), batch,
+               dot.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t b = 0; b < batch; ++b) {
+        int want = 0;
+        for (int64_t i = 0; i < words * 64; ++i) {
+          if (!Bit(wn.data() + r * words, i) || !Bit(an.data() + b * words, i))
+            continue;
+          want +=
+              Bit(wsg.data() + r * words, i) == Bit(asg.data() + b * words, i)
+                  ? 1
+                  : -1;
+        }
+        ASSERT_EQ(dot[r * batch + b], want);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, MicrokernelTest,
+                         ::testing::ValuesIn(SupportedIsas()),
+                         [](const auto& info) {
+                           return std::string(IsaName(info.param));
+                         });
+
+}  // namespace
+}  // namespace flexor
