@@ -1,0 +1,145 @@
+#include "trainer/publish.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "engine/format/model_writer.h"
+#include "proto/grpc_service.grpc.pb.h"
+#include "unistd.h"
+
+namespace flexor::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+int64_t LargestVersion(const fs::path& model_dir) {
+  int64_t largest = 0;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(model_dir, error)) {
+    int64_t version = 0;
+    if (entry.is_directory() &&
+        absl::SimpleAtoi(entry.path().filename().string(), &version)) {
+      largest = std::max(largest, version);
+    }
+  }
+  return largest;
+}
+
+absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PublishToDirectory(
+    const std::string& model_path, const std::string& repository_root,
+    const std::string& model_name) {
+  absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
+  if (!bytes.ok()) return bytes.status();
+  const fs::path model_dir = fs::path(repository_root) / model_name;
+  std::error_code error;
+  fs::create_directories(model_dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create ", model_dir.string(), ": ", error.message()));
+  }
+  // Another publisher may take the version first: retry with the next one.
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const int64_t version = LargestVersion(model_dir) + 1;
+    const fs::path staging =
+        model_dir / absl::StrCat(".staging-", version, "-", getpid());
+    fs::remove_all(staging, error);
+    fs::create_directories(staging, error);
+    if (error) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot create ", staging.string(), ": ", error.message()));
+    }
+    absl::Status written =
+        WriteFileAtomically((staging / kModelFileName).string(), *bytes);
+    if (!written.ok()) {
+      fs::remove_all(staging, error);
+      return written;
+    }
+    const fs::path target = model_dir / std::to_string(version);
+    // rename(2) of a directory fails if the target exists and is non-empty.
+    if (!fs::exists(target)) {
+      fs::rename(staging, target, error);
+      if (!error) return (target / kModelFileName).string();
+    }
+    fs::remove_all(staging, error);
+  }
+  return absl::AbortedError(
+      absl::StrCat("could not claim a new version under ", model_dir.string()));
+}
+
+absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
+                                        const std::string& address,
+                                        const std::string& model_name,
+                                        double timeout_seconds) {
+  absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
+  if (!bytes.ok()) return bytes.status();
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxSendMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), arguments);
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  const auto deadline = [timeout_seconds] {
+    return std::chrono::system_clock::now() +
+           std::chrono::milliseconds(
+               static_cast<int64_t>(timeout_seconds * 1000));
+  };
+
+  inference::RepositoryIndexRequest index_request;
+  inference::RepositoryIndexResponse index_response;
+  grpc::ClientContext index_context;
+  index_context.set_deadline(deadline());
+  absl::Status status = FromGrpc(
+      stub->RepositoryIndex(&index_context, index_request, &index_response),
+      absl::StrCat("RepositoryIndex on ", address));
+  if (!status.ok()) return status;
+  int64_t largest = 0;
+  for (const auto& entry : index_response.models()) {
+    int64_t version = 0;
+    if (entry.name() == model_name &&
+        absl::SimpleAtoi(entry.version(), &version)) {
+      largest = std::max(largest, version);
+    }
+  }
+  const int64_t version = largest + 1;
+
+  inference::RepositoryModelLoadRequest load_request;
+  load_request.set_model_name(model_name);
+  (*load_request.mutable_parameters())[absl::StrCat("file:", version, "/",
+                                                    kModelFileName)]
+      .set_bytes_param(*bytes);
+  inference::RepositoryModelLoadResponse load_response;
+  grpc::ClientContext load_context;
+  load_context.set_deadline(deadline());
+  status = FromGrpc(
+      stub->RepositoryModelLoad(&load_context, load_request, &load_response),
+      absl::StrCat("RepositoryModelLoad of ", model_name, " version ", version,
+                   " on ", address));
+  if (!status.ok()) return status;
+  return version;
+}
+
+}  // namespace flexor::trainer

@@ -1,0 +1,34 @@
+// Publishing a model file to a model repository directory
+// (<root>/<model>/<version>/model.flexor, the new version appears atomically)
+// or to a running server through the KServe v2 RepositoryModelLoad RPC.
+#ifndef FLEXOR_TRAINER_PUBLISH_H_
+#define FLEXOR_TRAINER_PUBLISH_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace flexor::trainer {
+
+inline constexpr char kModelFileName[] = "model.flexor";
+
+// Copies `model_path` to <repository_root>/<model_name>/<N>/model.flexor with
+// N = 1 + the largest numeric version present. The version directory is
+// filled under a temporary name and renamed into place, so a server polling
+// the repository never sees a partial version. Returns the path written.
+absl::StatusOr<std::string> PublishToDirectory(
+    const std::string& model_path, const std::string& repository_root,
+    const std::string& model_name);
+
+// Sends the file to the server at `address` (HOST:PORT): RepositoryIndex to
+// find the next version, then RepositoryModelLoad with the parameter
+// "file:<version>/model.flexor" = the file's bytes. Returns the version.
+absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
+                                        const std::string& address,
+                                        const std::string& model_name,
+                                        double timeout_seconds);
+
+}  // namespace flexor::trainer
+
+#endif  // FLEXOR_TRAINER_PUBLISH_H_
