@@ -1,0 +1,173 @@
+#include "server/batching/batch_scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace flexor::server {
+
+BatchScheduler::BatchScheduler(int threads, int max_concurrent_batches)
+    : threads_(std::max(1, threads)),
+      max_concurrent_batches_(std::max(1, max_concurrent_batches)),
+      parallelism_(tbb::global_control::max_allowed_parallelism,
+                   static_cast<size_t>(std::max(1, threads)) + 1),
+      // No slot reserved for an external thread: batches are enqueued.
+      arena_(std::max(1, threads), /*reserved_for_masters=*/0) {
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+}
+
+BatchScheduler::~BatchScheduler() { Stop(); }
+
+absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    return absl::UnavailableError("the server is shutting down");
+  }
+  if (static_cast<int>(queue->tasks_.size()) >=
+      queue->options().max_queue_size) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        queue->options().name, ": the request queue is full (",
+        queue->options().max_queue_size,
+        " requests waiting); retry with backoff or raise max_queue_size"));
+  }
+  task->enqueue_time_ = absl::Now();
+  queue->tasks_.push_back(task);
+  queue->queued_samples_ += task->num_samples();
+  if (!queue->active_) {
+    queue->active_ = true;
+    active_.push_back(queue);
+  }
+  wake_.Signal();
+  return absl::OkStatus();
+}
+
+void BatchScheduler::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !dispatcher_.joinable()) return;
+    stopping_ = true;
+    wake_.Signal();
+  }
+  if (dispatcher_.joinable()) dispatcher_.join();
+}
+
+bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
+  const BatchQueue::Options& o = queue.options();
+  return stopping_ || !o.dynamic_batching ||
+         queue.queued_samples_ >= o.max_batch_size ||
+         now >= queue.tasks_.front()->enqueue_time_ + o.max_queue_delay;
+}
+
+void BatchScheduler::DispatchLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    if (stopping_ && active_.empty() && running_ == 0) return;
+    BatchQueue* queue = nullptr;
+    absl::Time wake_at = absl::InfiniteFuture();
+    if (running_ < max_concurrent_batches_ && !active_.empty()) {
+      const absl::Time now = absl::Now();
+      const size_t n = active_.size();
+      for (size_t i = 0; i < n; ++i) {
+        const size_t index = (next_ + i) % n;
+        BatchQueue* candidate = active_[index];
+        if (Ready(*candidate, now)) {
+          queue = candidate;
+          next_ = index + 1;
+          break;
+        }
+        wake_at = std::min(wake_at, candidate->tasks_.front()->enqueue_time_ +
+                                        candidate->options().max_queue_delay);
+      }
+    }
+    if (queue == nullptr) {
+      wake_.WaitWithDeadline(&mu_, wake_at);
+      continue;
+    }
+    // Form the batch: whole requests, up to max_batch_size samples (a
+    // single request is never split; its size was checked on arrival).
+    std::vector<BatchTask*> batch;
+    int64_t samples = 0;
+    const int64_t limit =
+        queue->options().dynamic_batching ? queue->options().max_batch_size : 0;
+    while (!queue->tasks_.empty()) {
+      BatchTask* task = queue->tasks_.front();
+      if (!batch.empty() && samples + task->num_samples() > limit) break;
+      queue->tasks_.pop_front();
+      queue->queued_samples_ -= task->num_samples();
+      samples += task->num_samples();
+      batch.push_back(task);
+    }
+    if (queue->tasks_.empty()) {
+      queue->active_ = false;
+      active_.erase(std::find(active_.begin(), active_.end(), queue));
+    }
+    ++running_;
+    arena_.enqueue([this, queue, batch = std::move(batch)] {
+      Execute(queue, batch);
+      absl::MutexLock done(&mu_);
+      --running_;
+      wake_.Signal();
+    });
+  }
+}
+
+void BatchScheduler::Execute(BatchQueue* queue,
+                             const std::vector<BatchTask*>& batch) {
+  const absl::Time start = absl::Now();
+  // Drop what nobody waits for any more.
+  std::vector<BatchTask*> live;
+  live.reserve(batch.size());
+  for (BatchTask* task : batch) {
+    const BatchTimings timings{start - task->enqueue_time(),
+                               absl::ZeroDuration(), 0};
+    if (task->IsCancelled()) {
+      task->Complete(absl::CancelledError("the request was cancelled"), nullptr,
+                     timings);
+    } else if (start > task->deadline()) {
+      task->Complete(absl::DeadlineExceededError(absl::StrCat(
+                         "the deadline passed after ",
+                         absl::FormatDuration(start - task->enqueue_time()),
+                         " in the queue, before the model ran")),
+                     nullptr, timings);
+    } else {
+      live.push_back(task);
+    }
+  }
+  if (live.empty()) return;
+
+  const BatchQueue::Options& o = queue->options();
+  int64_t samples = 0;
+  for (BatchTask* task : live) samples += task->num_samples();
+  const float* input = live.front()->input();
+  std::vector<float> gathered;
+  if (live.size() > 1) {
+    gathered.resize(static_cast<size_t>(samples * o.input_size));
+    float* dst = gathered.data();
+    for (BatchTask* task : live) {
+      const size_t n = static_cast<size_t>(task->num_samples() * o.input_size);
+      std::memcpy(dst, task->input(), n * sizeof(float));
+      dst += n;
+    }
+    input = gathered.data();
+  }
+  std::vector<float> output(static_cast<size_t>(samples * o.output_size));
+  const absl::Time compute_start = absl::Now();
+  absl::Status status = queue->runner_(input, samples, output.data());
+  const absl::Duration compute = absl::Now() - compute_start;
+  if (queue->observer_) queue->observer_(samples, compute);
+  // After the last Complete() the queue's owner may be gone: no `queue` or
+  // `o` below this line.
+  const int64_t output_size = o.output_size;
+  const float* out = output.data();
+  for (BatchTask* task : live) {
+    const BatchTimings timings{start - task->enqueue_time(), compute, samples};
+    // Complete() may free the task: read it first.
+    const int64_t rows = task->num_samples();
+    task->Complete(status, status.ok() ? out : nullptr, timings);
+    out += rows * output_size;
+  }
+}
+
+}  // namespace flexor::server

@@ -1,0 +1,70 @@
+// Dynamic batching shared by every model (in the spirit of TF Serving's
+// SharedBatchScheduler): one dispatcher thread watches all non-empty queues
+// and, while fewer than `max_concurrent_batches` executions are running,
+// turns the next ready queue into a batch: a queue is ready when it holds
+// max_batch_size samples, when its oldest request has waited
+// max_queue_delay, or at once when the queue does not batch. Batches run as
+// tasks in one oneTBB arena of `threads` threads, inside which the engine's
+// kernels parallelise further. Under load, requests accumulate while the
+// arena is busy, so concurrent requests share one decrypt+GEMM pass.
+#ifndef FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_
+#define FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "server/batching/batch_queue.h"
+#include "server/batching/batch_task.h"
+#include "tbb/global_control.h"
+#include "tbb/task_arena.h"
+
+namespace flexor::server {
+
+class BatchScheduler {
+ public:
+  BatchScheduler(int threads, int max_concurrent_batches);
+  ~BatchScheduler();  // Stop()
+  BatchScheduler(const BatchScheduler&) = delete;
+  BatchScheduler& operator=(const BatchScheduler&) = delete;
+
+  // Queues `task` on `queue`. RESOURCE_EXHAUSTED when the queue is full,
+  // UNAVAILABLE after Stop(). On success the task is completed later,
+  // exactly once; on error it is untouched.
+  absl::Status Submit(BatchQueue* queue, BatchTask* task);
+
+  // Runs every queued task, waits for running batches, stops the dispatcher.
+  void Stop();
+
+  // The compute arena (model warm-up runs here too).
+  tbb::task_arena& arena() { return arena_; }
+  int threads() const { return threads_; }
+
+ private:
+  void DispatchLoop();
+  bool Ready(const BatchQueue& queue, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Execute(BatchQueue* queue, const std::vector<BatchTask*>& batch);
+
+  const int threads_;
+  const int max_concurrent_batches_;
+  // Lets the arena have `threads` workers even on small machines, where
+  // oneTBB's default pool is hardware_concurrency - 1.
+  tbb::global_control parallelism_;
+  tbb::task_arena arena_;
+
+  absl::Mutex mu_;
+  absl::CondVar wake_;
+  std::vector<BatchQueue*> active_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin start
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread dispatcher_;
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_

@@ -1,0 +1,20 @@
+// Abseil flags are declared with underscores (--model_repository); the
+// documented spelling, like Triton's, uses dashes (--model-repository).
+// NormalizeFlagNames rewrites dashes in flag names (not in values) so both
+// spellings work.
+#ifndef FLEXOR_SERVER_COMMON_FLAG_NAMES_H_
+#define FLEXOR_SERVER_COMMON_FLAG_NAMES_H_
+
+#include <string>
+#include <vector>
+
+namespace flexor::server {
+
+// Returns argv with "--a-b[=v]" rewritten to "--a_b[=v]"; `storage` owns the
+// strings. Stops at "--".
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>* storage);
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_COMMON_FLAG_NAMES_H_

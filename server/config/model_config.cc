@@ -1,0 +1,196 @@
+#include "server/config/model_config.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "server/config/model_config.pb.h"
+
+namespace flexor::server {
+namespace {
+
+constexpr int kMaxBatchSizeLimit = 4096;
+constexpr int kMaxQueueSizeLimit = 1 << 20;
+constexpr uint64_t kMaxQueueDelayUsLimit = 10'000'000;  // 10 s
+
+// Collects text-format parse errors into one message.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (!error_.empty()) error_ += "; ";
+    absl::StrAppend(&error_, "line ", line + 1, " column ", column + 1, ": ",
+                    message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+}  // namespace
+
+absl::StatusOr<VersionPolicySpec> VersionPolicySpec::Parse(
+    absl::string_view text) {
+  VersionPolicySpec spec;
+  if (text == "all") {
+    spec.kind = Kind::kAll;
+    return spec;
+  }
+  std::pair<absl::string_view, absl::string_view> kv =
+      absl::StrSplit(text, absl::MaxSplits(':', 1));
+  if (kv.first == "latest") {
+    int n = 0;
+    if (!absl::SimpleAtoi(kv.second, &n) || n < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "version policy '", text, "': latest:N needs a positive N"));
+    }
+    spec.kind = Kind::kLatest;
+    spec.num_versions = n;
+    return spec;
+  }
+  if (kv.first == "specific") {
+    spec.kind = Kind::kSpecific;
+    for (absl::string_view v : absl::StrSplit(kv.second, ',')) {
+      int64_t version = 0;
+      if (!absl::SimpleAtoi(v, &version) || version < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("version policy '", text,
+                         "': specific:V1,V2 needs positive integer versions"));
+      }
+      spec.versions.push_back(version);
+    }
+    return spec;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("version policy '", text,
+                   "' is not one of latest:N, all, specific:V1,V2,..."));
+}
+
+std::string VersionPolicySpec::ToString() const {
+  switch (kind) {
+    case Kind::kLatest:
+      return absl::StrCat("latest:", num_versions);
+    case Kind::kAll:
+      return "all";
+    case Kind::kSpecific:
+      return absl::StrCat("specific:", absl::StrJoin(versions, ","));
+  }
+  return "?";
+}
+
+std::vector<int64_t> VersionPolicySpec::Select(
+    std::vector<int64_t> available) const {
+  std::sort(available.begin(), available.end(), std::greater<int64_t>());
+  available.erase(std::unique(available.begin(), available.end()),
+                  available.end());
+  switch (kind) {
+    case Kind::kLatest:
+      if (static_cast<int>(available.size()) > num_versions) {
+        available.resize(num_versions);
+      }
+      return available;
+    case Kind::kAll:
+      return available;
+    case Kind::kSpecific: {
+      std::vector<int64_t> out;
+      for (int64_t v : available) {
+        if (std::find(versions.begin(), versions.end(), v) != versions.end()) {
+          out.push_back(v);
+        }
+      }
+      return out;
+    }
+  }
+  return {};
+}
+
+std::string ModelConfig::DebugString() const {
+  return absl::StrCat(
+      "max_batch_size=", max_batch_size,
+      " dynamic_batching=", dynamic_batching ? "on" : "off",
+      " max_queue_delay_us=", absl::ToInt64Microseconds(max_queue_delay),
+      " max_queue_size=", max_queue_size,
+      " version_policy=", version_policy.ToString());
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(
+    absl::string_view text, const ModelConfigDefaults& defaults,
+    absl::string_view source) {
+  config::ModelConfig proto;
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &proto)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": invalid model config: ", errors.error()));
+  }
+  ModelConfig config = defaults;
+
+  if (proto.max_batch_size() != 0) {
+    if (proto.max_batch_size() > kMaxBatchSizeLimit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": max_batch_size ", proto.max_batch_size(),
+                       " exceeds the limit ", kMaxBatchSizeLimit));
+    }
+    config.max_batch_size = static_cast<int>(proto.max_batch_size());
+  }
+  if (proto.has_dynamic_batching()) {
+    const uint64_t us = proto.dynamic_batching().max_queue_delay_microseconds();
+    if (us > kMaxQueueDelayUsLimit) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": dynamic_batching.max_queue_delay_microseconds ", us,
+          " exceeds the limit ", kMaxQueueDelayUsLimit));
+    }
+    config.dynamic_batching = true;
+    config.max_queue_delay = absl::Microseconds(static_cast<int64_t>(us));
+  }
+  if (proto.disable_dynamic_batching()) config.dynamic_batching = false;
+  if (proto.max_queue_size() != 0) {
+    if (proto.max_queue_size() > kMaxQueueSizeLimit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": max_queue_size ", proto.max_queue_size(),
+                       " exceeds the limit ", kMaxQueueSizeLimit));
+    }
+    config.max_queue_size = static_cast<int>(proto.max_queue_size());
+  }
+  if (proto.has_version_policy()) {
+    const config::VersionPolicy& vp = proto.version_policy();
+    VersionPolicySpec spec;
+    switch (vp.policy_choice_case()) {
+      case config::VersionPolicy::kLatest:
+        if (vp.latest().num_versions() < 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              source, ": version_policy.latest.num_versions must be >= 1"));
+        }
+        spec.kind = VersionPolicySpec::Kind::kLatest;
+        spec.num_versions = static_cast<int>(
+            std::min<uint32_t>(vp.latest().num_versions(), 1u << 16));
+        break;
+      case config::VersionPolicy::kAll:
+        spec.kind = VersionPolicySpec::Kind::kAll;
+        break;
+      case config::VersionPolicy::kSpecific:
+        spec.kind = VersionPolicySpec::Kind::kSpecific;
+        for (int64_t v : vp.specific().versions()) {
+          if (v < 1) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                source, ": version_policy.specific.versions must be >= 1"));
+          }
+          spec.versions.push_back(v);
+        }
+        break;
+      case config::VersionPolicy::POLICY_CHOICE_NOT_SET:
+        break;
+    }
+    config.version_policy = spec;
+  }
+  return config;
+}
+
+}  // namespace flexor::server

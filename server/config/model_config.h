@@ -1,0 +1,50 @@
+// Per-model configuration: the optional <model>/config.pbtxt merged over the
+// server's defaults into concrete values.
+#ifndef FLEXOR_SERVER_CONFIG_MODEL_CONFIG_H_
+#define FLEXOR_SERVER_CONFIG_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace flexor::server {
+
+struct VersionPolicySpec {
+  enum class Kind { kLatest, kAll, kSpecific };
+  Kind kind = Kind::kLatest;
+  int num_versions = 1;           // kLatest
+  std::vector<int64_t> versions;  // kSpecific
+
+  // "latest:N", "all" or "specific:1,3" (the --version-policy flag).
+  static absl::StatusOr<VersionPolicySpec> Parse(absl::string_view text);
+  std::string ToString() const;
+  // The versions to serve out of those available (any order), descending.
+  std::vector<int64_t> Select(std::vector<int64_t> available) const;
+};
+
+struct ModelConfig {
+  int max_batch_size = 32;
+  bool dynamic_batching = true;
+  absl::Duration max_queue_delay = absl::Microseconds(200);
+  int max_queue_size = 1024;
+  VersionPolicySpec version_policy;
+
+  std::string DebugString() const;
+};
+
+// The server-wide defaults (flags) a config.pbtxt is merged over.
+using ModelConfigDefaults = ModelConfig;
+
+// Parses config.pbtxt text (empty text: all defaults). Errors name `source`
+// and the offending field.
+absl::StatusOr<ModelConfig> ParseModelConfig(
+    absl::string_view text, const ModelConfigDefaults& defaults,
+    absl::string_view source);
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_CONFIG_MODEL_CONFIG_H_

@@ -1,0 +1,193 @@
+// flexor_server: serves FleXOR-compressed models over the Open Inference
+// Protocol (KServe v2) gRPC API, with Prometheus metrics. See docs/server.md.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "engine/format/model_writer.h"
+#include "server/common/flag_names.h"
+#include "server/common/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, model_repository, "",
+          "Model repository directory: <dir>/<model>/<version>/model.flexor "
+          "(+ optional <dir>/<model>/config.pbtxt). Required.");
+ABSL_FLAG(std::string, model_control_mode, "none",
+          "none: load every model at startup, never change; poll: also "
+          "follow repository changes every --repository-poll-secs; explicit: "
+          "load only --load-model at startup, then RepositoryModelLoad / "
+          "RepositoryModelUnload RPCs decide (as in Triton).");
+ABSL_FLAG(int, repository_poll_secs, 15,
+          "Poll interval of --model-control-mode=poll, in seconds.");
+ABSL_FLAG(std::vector<std::string>, load_model, {},
+          "Explicit mode: models to load at startup, comma separated; '*' "
+          "loads all.");
+ABSL_FLAG(std::string, address, "0.0.0.0",
+          "Address to listen on (gRPC and metrics).");
+ABSL_FLAG(int, grpc_port, 8001, "gRPC port; 0 picks a free port.");
+ABSL_FLAG(int, metrics_port, 8002,
+          "Prometheus metrics port (GET /metrics); 0 picks a free port, -1 "
+          "disables.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound ports are written there (atomically) as "
+          "'grpc=<port>' and 'metrics=<port>' lines once the server is "
+          "ready.");
+ABSL_FLAG(int, threads, 0,
+          "Compute threads (the oneTBB arena); 0: one per CPU.");
+ABSL_FLAG(int, max_concurrent_batches, 0,
+          "Model executions running at once across all models; 0: --threads.");
+ABSL_FLAG(int, max_batch_size, 32,
+          "Default max_batch_size (samples per request and per execution) for "
+          "models whose config.pbtxt does not set it.");
+ABSL_FLAG(bool, dynamic_batching, true,
+          "Default: combine concurrent requests of a model into one "
+          "execution. A model's config.pbtxt can override it.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 200,
+          "Default dynamic batching delay: how long the first request of a "
+          "batch may wait for others, in microseconds.");
+ABSL_FLAG(int, max_queue_size, 1024,
+          "Default bound of each model's request queue; beyond it requests "
+          "get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, version_policy, "latest:1",
+          "Default version policy: latest:N, all, or specific:V1,V2.");
+ABSL_FLAG(int, grpc_max_message_bytes, 64 << 20,
+          "Largest gRPC message accepted or sent, in bytes (model uploads "
+          "travel in one message).");
+ABSL_FLAG(int, shutdown_grace_secs, 30,
+          "On SIGTERM/SIGINT, how long in-flight requests may take to "
+          "finish before they are cancelled.");
+ABSL_FLAG(std::string, log_level, "info", "info, warning or error.");
+
+namespace {
+
+using flexor::server::ModelControlMode;
+
+int Fail(const std::string& message) {
+  FLEXOR_LOG(ERROR) << message;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves FleXOR-compressed models over the Open Inference Protocol "
+      "(KServe v2) gRPC API with Prometheus metrics.\n\n"
+      "  flexor_server --model-repository=models/ [--grpc-port=8001] "
+      "[--metrics-port=8002] [--model-control-mode=none|poll|explicit]\n\n"
+      "Flags may be spelled with dashes or underscores. See docs/server.md.");
+  std::vector<std::string> storage;
+  std::vector<char*> args =
+      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()) - 1, args.data());
+  if (positional.size() > 1) {
+    return Fail(
+        absl::StrCat("unexpected argument '", positional[1], "'; see --help"));
+  }
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (level == "warning") {
+    flexor::server::SetMinLogLevel(flexor::server::LogLevel::kWarning);
+  } else if (level == "error") {
+    flexor::server::SetMinLogLevel(flexor::server::LogLevel::kError);
+  }
+
+  flexor::server::ServerOptions options;
+  options.model_repository = absl::GetFlag(FLAGS_model_repository);
+  if (options.model_repository.empty()) {
+    return Fail("--model-repository is required; see --help");
+  }
+  const std::string mode = absl::GetFlag(FLAGS_model_control_mode);
+  if (mode == "none") {
+    options.control_mode = ModelControlMode::kNone;
+  } else if (mode == "poll") {
+    options.control_mode = ModelControlMode::kPoll;
+  } else if (mode == "explicit") {
+    options.control_mode = ModelControlMode::kExplicit;
+  } else {
+    return Fail(absl::StrCat("--model-control-mode='", mode,
+                             "' is not one of none, poll, explicit"));
+  }
+  if (absl::GetFlag(FLAGS_repository_poll_secs) < 1) {
+    return Fail("--repository-poll-secs must be >= 1");
+  }
+  options.poll_interval =
+      absl::Seconds(absl::GetFlag(FLAGS_repository_poll_secs));
+  options.startup_models = absl::GetFlag(FLAGS_load_model);
+  options.address = absl::GetFlag(FLAGS_address);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.max_concurrent_batches = absl::GetFlag(FLAGS_max_concurrent_batches);
+  options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
+  defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  defaults.dynamic_batching = absl::GetFlag(FLAGS_dynamic_batching);
+  defaults.max_queue_delay =
+      absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  defaults.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
+  if (defaults.max_batch_size < 1 || defaults.max_batch_size > 4096 ||
+      defaults.max_queue_size < 1 ||
+      absl::GetFlag(FLAGS_max_queue_delay_us) < 0) {
+    return Fail(
+        "--max-batch-size must be in [1, 4096], --max-queue-size >= 1 and "
+        "--max-queue-delay-us >= 0");
+  }
+  absl::StatusOr<flexor::server::VersionPolicySpec> policy =
+      flexor::server::VersionPolicySpec::Parse(
+          absl::GetFlag(FLAGS_version_policy));
+  if (!policy.ok()) return Fail(std::string(policy.status().message()));
+  defaults.version_policy = *policy;
+
+  // Signals are taken synchronously by this thread (sigwait), so they are
+  // blocked before any other thread exists and inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  FLEXOR_LOG(INFO) << "starting: repository " << options.model_repository
+                   << ", model control mode " << mode;
+  absl::StatusOr<std::unique_ptr<flexor::server::Server>> server =
+      flexor::server::Server::Start(options);
+  if (!server.ok()) {
+    FLEXOR_LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  const int grpc_port = (*server)->grpc_port();
+  const int metrics_port = (*server)->metrics_port();
+  FLEXOR_LOG(INFO) << "ready: gRPC (KServe v2, health, reflection) on "
+                   << options.address << ":" << grpc_port;
+  if (metrics_port >= 0) {
+    FLEXOR_LOG(INFO) << "metrics on http://" << options.address << ":"
+                     << metrics_port << "/metrics";
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    absl::Status s = flexor::WriteFileAtomically(
+        port_file,
+        absl::StrCat("grpc=", grpc_port, "\nmetrics=", metrics_port, "\n"));
+    if (!s.ok()) FLEXOR_LOG(ERROR) << "cannot write --port-file: " << s;
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  FLEXOR_LOG(INFO) << "received "
+                   << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+                   << "; shutting down gracefully";
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_secs)));
+  server->reset();
+  FLEXOR_LOG(INFO) << "exiting";
+  return 0;
+}

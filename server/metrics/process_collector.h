@@ -1,0 +1,25 @@
+// Standard process_* metrics (Prometheus client conventions) read from
+// /proc/self at scrape time: resident and virtual memory, CPU time, open file
+// descriptors, start time.
+#ifndef FLEXOR_SERVER_METRICS_PROCESS_COLLECTOR_H_
+#define FLEXOR_SERVER_METRICS_PROCESS_COLLECTOR_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+
+namespace flexor::server {
+
+class ProcessCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override;
+};
+
+// Resident set size of this process in bytes (0 if /proc is unreadable).
+int64_t ProcessResidentBytes();
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_METRICS_PROCESS_COLLECTOR_H_

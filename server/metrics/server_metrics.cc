@@ -1,0 +1,249 @@
+#include "server/metrics/server_metrics.h"
+
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/metrics/process_collector.h"
+
+namespace flexor::server {
+namespace {
+
+// 50 us .. 10 s: request and queue latencies of a CPU model server.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+  return *buckets;
+}
+
+const prometheus::Histogram::BucketBoundaries& BatchBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+  return *buckets;
+}
+
+const char* CodeName(int code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+}
+
+}  // namespace
+
+void VersionMetrics::RecordRequest(int code, double seconds) {
+  if (code < 0 || code > 16) code = 2;
+  prometheus::Counter* counter =
+      requests_[code].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    prometheus::Labels labels = labels_;
+    labels["code"] = CodeName(code);
+    // Family::Add returns the existing series for identical labels.
+    counter = &owner_->requests_total_->Add(labels);
+    requests_[code].store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  request_->Observe(seconds);
+}
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      process_collector_(std::make_shared<ProcessCollector>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  requests_total_ =
+      &BuildCounter()
+           .Name("flexor_inference_requests_total")
+           .Help("ModelInfer requests by model, version and gRPC status code.")
+           .Register(*registry_);
+  request_duration_ =
+      &BuildHistogram()
+           .Name("flexor_inference_request_duration_seconds")
+           .Help(
+               "ModelInfer time in the server, from the handler's start to "
+               "the response, in seconds.")
+           .Register(*registry_);
+  queue_duration_ =
+      &BuildHistogram()
+           .Name("flexor_inference_queue_duration_seconds")
+           .Help(
+               "Time a request waited in the model's batching queue, in "
+               "seconds.")
+           .Register(*registry_);
+  compute_duration_ =
+      &BuildHistogram()
+           .Name("flexor_inference_compute_duration_seconds")
+           .Help(
+               "Time of one model execution (fused decrypt + GEMM over the "
+               "whole batch), in seconds.")
+           .Register(*registry_);
+  batch_size_ = &BuildHistogram()
+                     .Name("flexor_inference_batch_size")
+                     .Help("Samples per model execution (dynamic batching).")
+                     .Register(*registry_);
+  in_flight_ = &BuildGauge()
+                    .Name("flexor_inference_requests_in_flight")
+                    .Help("ModelInfer requests accepted and not yet answered.")
+                    .Register(*registry_);
+  file_bytes_ = &BuildGauge()
+                     .Name("flexor_model_file_bytes")
+                     .Help(
+                         "Size of the loaded model file (header + payload), "
+                         "held in memory, in bytes.")
+                     .Register(*registry_);
+  compressed_bytes_ =
+      &BuildGauge()
+           .Name("flexor_model_compressed_weight_bytes")
+           .Help(
+               "Resident bytes of the compressed weight payload (bits + "
+               "scales) of the loaded version.")
+           .Register(*registry_);
+  dense_bytes_ = &BuildGauge()
+                      .Name("flexor_model_dense_fp32_equivalent_bytes")
+                      .Help("Bytes the same weights would take as dense FP32.")
+                      .Register(*registry_);
+  bits_per_weight_ = &BuildGauge()
+                          .Name("flexor_model_weight_bitwidth")
+                          .Help(
+                              "Stored bits per weight (fractional with FleXOR) "
+                              "over the model's "
+                              "quantized layers.")
+                          .Register(*registry_);
+  loads_total_ = &BuildCounter()
+                      .Name("flexor_model_loads_total")
+                      .Help(
+                          "Model load attempts by model and result "
+                          "(success, failure).")
+                      .Register(*registry_);
+  unloads_total_ = &BuildCounter()
+                        .Name("flexor_model_unloads_total")
+                        .Help("Model unloads by model and result.")
+                        .Register(*registry_);
+  models_loaded_ = &BuildGauge()
+                        .Name("flexor_models_loaded")
+                        .Help("Models with at least one version ready.")
+                        .Register(*registry_)
+                        .Add({});
+  versions_loaded_ = &BuildGauge()
+                          .Name("flexor_model_versions_loaded")
+                          .Help("Model versions ready to serve.")
+                          .Register(*registry_)
+                          .Add({});
+}
+
+ServerMetrics::~ServerMetrics() = default;
+
+absl::Status ServerMetrics::StartExposer(const std::string& host, int port) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(
+        absl::StrCat(host, ":", port), /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host,
+                                               ":", port, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(process_collector_);
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  exposer_port_ = ports.empty() ? port : ports.front();
+  return absl::OkStatus();
+}
+
+std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
+    const std::string& model, const std::string& version,
+    const ModelSizeInfo& sizes) {
+  const std::string key = absl::StrCat(model, "\n", version);
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = live_.find(key);
+      if (it == live_.end()) break;
+      if (std::shared_ptr<VersionMetrics> alive = it->second.lock()) {
+        return alive;
+      }
+    }
+    // The last handle is being released: its deleter holds or awaits mu_
+    // and erases the entry; wait for it so the series are recreated fresh.
+    std::this_thread::yield();
+  }
+  absl::MutexLock lock(&mu_);
+  auto* raw = new VersionMetrics(this, key);
+  raw->labels_ = {{"model", model}, {"version", version}};
+  const prometheus::Labels& l = raw->labels_;
+  raw->request_ = &request_duration_->Add(l, LatencyBuckets());
+  raw->queue_ = &queue_duration_->Add(l, LatencyBuckets());
+  raw->compute_ = &compute_duration_->Add(l, LatencyBuckets());
+  raw->batch_ = &batch_size_->Add(l, BatchBuckets());
+  raw->in_flight_ = &in_flight_->Add(l);
+  raw->file_bytes_ = &file_bytes_->Add(l);
+  raw->compressed_bytes_ = &compressed_bytes_->Add(l);
+  raw->dense_bytes_ = &dense_bytes_->Add(l);
+  raw->bits_per_weight_ = &bits_per_weight_->Add(l);
+  raw->file_bytes_->Set(static_cast<double>(sizes.file_bytes));
+  raw->compressed_bytes_->Set(
+      static_cast<double>(sizes.compressed_weight_bytes));
+  raw->dense_bytes_->Set(static_cast<double>(sizes.dense_fp32_bytes));
+  raw->bits_per_weight_->Set(sizes.bits_per_weight);
+  std::shared_ptr<VersionMetrics> handle(
+      raw, [this](VersionMetrics* m) { Release(m); });
+  live_[key] = handle;
+  return handle;
+}
+
+void ServerMetrics::Release(VersionMetrics* m) {
+  absl::MutexLock lock(&mu_);
+  for (auto& slot : m->requests_) {
+    if (prometheus::Counter* c = slot.load()) requests_total_->Remove(c);
+  }
+  request_duration_->Remove(m->request_);
+  queue_duration_->Remove(m->queue_);
+  compute_duration_->Remove(m->compute_);
+  batch_size_->Remove(m->batch_);
+  in_flight_->Remove(m->in_flight_);
+  file_bytes_->Remove(m->file_bytes_);
+  compressed_bytes_->Remove(m->compressed_bytes_);
+  dense_bytes_->Remove(m->dense_bytes_);
+  bits_per_weight_->Remove(m->bits_per_weight_);
+  live_.erase(m->key_);
+  delete m;
+}
+
+void ServerMetrics::RecordUnresolvedRequest(int code) {
+  requests_total_
+      ->Add({{"model", ""}, {"version", ""}, {"code", CodeName(code)}})
+      .Increment();
+}
+
+void ServerMetrics::RecordLoad(const std::string& model, bool success) {
+  loads_total_
+      ->Add({{"model", model}, {"result", success ? "success" : "failure"}})
+      .Increment();
+}
+
+void ServerMetrics::RecordUnload(const std::string& model, bool success) {
+  unloads_total_
+      ->Add({{"model", model}, {"result", success ? "success" : "failure"}})
+      .Increment();
+}
+
+void ServerMetrics::SetModelsLoaded(int models, int versions) {
+  models_loaded_->Set(models);
+  versions_loaded_->Set(versions);
+}
+
+}  // namespace flexor::server

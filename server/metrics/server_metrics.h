@@ -1,0 +1,130 @@
+// The server's Prometheus metrics (docs/metrics.md) and their pull exposer.
+// Per model-version series live exactly as long as some loaded version object
+// references them (VersionMetrics handles are reference counted), so a swap
+// never leaves a dangling series and unloaded versions disappear.
+#ifndef FLEXOR_SERVER_METRICS_SERVER_METRICS_H_
+#define FLEXOR_SERVER_METRICS_SERVER_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace flexor::server {
+
+class ServerMetrics;
+
+// Sizes of one loaded model version, exported as gauges.
+struct ModelSizeInfo {
+  int64_t file_bytes = 0;
+  int64_t compressed_weight_bytes = 0;
+  int64_t dense_fp32_bytes = 0;
+  double bits_per_weight = 0;
+};
+
+// The series of one (model, version). Thread-safe; recording is lock-free
+// except the first time a status code is seen.
+class VersionMetrics {
+ public:
+  VersionMetrics(const VersionMetrics&) = delete;
+  VersionMetrics& operator=(const VersionMetrics&) = delete;
+
+  // `code` is a gRPC status code (0..16).
+  void RecordRequest(int code, double seconds);
+  void RecordQueue(double seconds) { queue_->Observe(seconds); }
+  void RecordCompute(double seconds) { compute_->Observe(seconds); }
+  void RecordBatch(int64_t samples) {
+    batch_->Observe(static_cast<double>(samples));
+  }
+  prometheus::Gauge& in_flight() { return *in_flight_; }
+
+ private:
+  friend class ServerMetrics;
+  VersionMetrics(ServerMetrics* owner, std::string key)
+      : owner_(owner), key_(std::move(key)) {}
+  ~VersionMetrics() = default;
+
+  ServerMetrics* owner_;
+  std::string key_;
+  prometheus::Labels labels_;
+  std::array<std::atomic<prometheus::Counter*>, 17> requests_{};
+  prometheus::Histogram* request_ = nullptr;
+  prometheus::Histogram* queue_ = nullptr;
+  prometheus::Histogram* compute_ = nullptr;
+  prometheus::Histogram* batch_ = nullptr;
+  prometheus::Gauge* in_flight_ = nullptr;
+  prometheus::Gauge* file_bytes_ = nullptr;
+  prometheus::Gauge* compressed_bytes_ = nullptr;
+  prometheus::Gauge* dense_bytes_ = nullptr;
+  prometheus::Gauge* bits_per_weight_ = nullptr;
+};
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+  ~ServerMetrics();
+
+  // Starts the HTTP exposer ("/metrics") on host:port; port 0 picks one.
+  absl::Status StartExposer(const std::string& host, int port);
+  int exposer_port() const { return exposer_port_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+  // Series for one loaded version. Two live loads of the same (model,
+  // version), e.g. a reload while the old copy drains, share the series.
+  std::shared_ptr<VersionMetrics> ForVersion(const std::string& model,
+                                             const std::string& version,
+                                             const ModelSizeInfo& sizes);
+
+  // Requests that never reached a loaded version (unknown model, server
+  // shutting down): counted under model="", version="".
+  void RecordUnresolvedRequest(int code);
+  void RecordLoad(const std::string& model, bool success);
+  void RecordUnload(const std::string& model, bool success);
+  void SetModelsLoaded(int models, int versions);
+
+ private:
+  friend class VersionMetrics;
+  // Deleter of VersionMetrics handles: removes the series, then the entry.
+  void Release(VersionMetrics* metrics);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Collectable> process_collector_;
+  int exposer_port_ = 0;
+
+  prometheus::Family<prometheus::Counter>* requests_total_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Family<prometheus::Histogram>* queue_duration_;
+  prometheus::Family<prometheus::Histogram>* compute_duration_;
+  prometheus::Family<prometheus::Histogram>* batch_size_;
+  prometheus::Family<prometheus::Gauge>* in_flight_;
+  prometheus::Family<prometheus::Gauge>* file_bytes_;
+  prometheus::Family<prometheus::Gauge>* compressed_bytes_;
+  prometheus::Family<prometheus::Gauge>* dense_bytes_;
+  prometheus::Family<prometheus::Gauge>* bits_per_weight_;
+  prometheus::Family<prometheus::Counter>* loads_total_;
+  prometheus::Family<prometheus::Counter>* unloads_total_;
+  prometheus::Gauge* models_loaded_;
+  prometheus::Gauge* versions_loaded_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<VersionMetrics>> live_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_METRICS_SERVER_METRICS_H_

@@ -1,0 +1,86 @@
+#include "server/registry/loader.h"
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/format/model_file.h"
+
+namespace flexor::server {
+namespace {
+
+absl::Status Annotate(const absl::Status& status, const std::string& model,
+                      int64_t version) {
+  return absl::Status(status.code(),
+                      absl::StrCat("model '", model, "' version ", version,
+                                   " failed validation: ", status.message()));
+}
+
+}  // namespace
+
+absl::Status ModelLoader::CheckServable(const std::string& model_name,
+                                        int64_t version,
+                                        const Model& model) const {
+  const model::v1::ModelHeader& header = model.file().header();
+  if (header.inputs_size() != 1 || header.outputs_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", model_name, "' version ", version, " has ",
+        header.inputs_size(), " inputs and ", header.outputs_size(),
+        " outputs; the server serves single-input single-output graphs"));
+  }
+  if (model.input_size() <= 0 || model.output_size() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", model_name, "' version ", version,
+                     " has an empty input or output"));
+  }
+  // Warm-up: one sample through the whole graph, in the serving arena. This
+  // catches run-time failures before the version can serve, and faults the
+  // weight pages in so the first request is not slower than the rest.
+  std::vector<float> input(static_cast<size_t>(model.input_size()), 0.0f);
+  std::vector<float> output(static_cast<size_t>(model.output_size()));
+  absl::Status run;
+  scheduler_->arena().execute(
+      [&] { run = model.Run(input.data(), 1, output.data()); });
+  if (!run.ok()) {
+    return Annotate(
+        absl::Status(run.code(), absl::StrCat("warm-up run: ", run.message())),
+        model_name, version);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
+    const std::string& model_name, const VersionFile& file,
+    const ModelConfig& config) const {
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(file.path);
+  if (!model.ok()) return Annotate(model.status(), model_name, file.version);
+  if (absl::Status s = CheckServable(model_name, file.version, **model);
+      !s.ok()) {
+    return s;
+  }
+  const ModelStats& stats = (*model)->stats();
+  ModelSizeInfo sizes;
+  sizes.file_bytes = stats.file_bytes;
+  sizes.compressed_weight_bytes = stats.compressed_weight_bytes;
+  sizes.dense_fp32_bytes = stats.dense_fp32_bytes;
+  sizes.bits_per_weight = stats.bits_per_weight;
+  std::shared_ptr<VersionMetrics> metrics =
+      metrics_->ForVersion(model_name, absl::StrCat(file.version), sizes);
+  return std::make_shared<const ServableVersion>(
+      model_name, file.version, *std::move(model), config, file.identity,
+      std::move(metrics));
+}
+
+absl::Status ModelLoader::ValidateBytes(const std::string& model_name,
+                                        int64_t version,
+                                        absl::string_view bytes) const {
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file = ModelFile::FromBytes(
+      bytes, absl::StrCat("upload of ", model_name, "/", version));
+  if (!file.ok()) return Annotate(file.status(), model_name, version);
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      Model::Compile(*std::move(file));
+  if (!model.ok()) return Annotate(model.status(), model_name, version);
+  return CheckServable(model_name, version, **model);
+}
+
+}  // namespace flexor::server

@@ -1,0 +1,45 @@
+// Turns one version file into a ready ServableVersion (the "loader", in TF
+// Serving's terms): open + validate + compile through the engine, check that
+// the graph is servable, warm it up once, and attach its metric series.
+#ifndef FLEXOR_SERVER_REGISTRY_LOADER_H_
+#define FLEXOR_SERVER_REGISTRY_LOADER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/graph/model.h"
+#include "server/batching/batch_scheduler.h"
+#include "server/config/model_config.h"
+#include "server/metrics/server_metrics.h"
+#include "server/registry/repository.h"
+#include "server/registry/servable.h"
+
+namespace flexor::server {
+
+class ModelLoader {
+ public:
+  ModelLoader(BatchScheduler* scheduler, ServerMetrics* metrics)
+      : scheduler_(scheduler), metrics_(metrics) {}
+
+  // Loads `file` as version file.version of `model_name`.
+  absl::StatusOr<std::shared_ptr<const ServableVersion>> Load(
+      const std::string& model_name, const VersionFile& file,
+      const ModelConfig& config) const;
+
+  // Validates uploaded bytes without keeping them: the same checks as Load.
+  absl::Status ValidateBytes(const std::string& model_name, int64_t version,
+                             absl::string_view bytes) const;
+
+ private:
+  absl::Status CheckServable(const std::string& model_name, int64_t version,
+                             const Model& model) const;
+
+  BatchScheduler* scheduler_;
+  ServerMetrics* metrics_;
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_REGISTRY_LOADER_H_

@@ -1,0 +1,403 @@
+#include "server/registry/model_manager.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/log.h"
+
+namespace flexor::server {
+namespace {
+
+std::string VersionList(const std::vector<ServablePtr>& set) {
+  std::vector<int64_t> versions;
+  for (const ServablePtr& s : set) versions.push_back(s->version());
+  return versions.empty() ? "none" : absl::StrJoin(versions, ", ");
+}
+
+std::string Fingerprint(const std::string& config_text,
+                        const std::vector<VersionFile>& files) {
+  std::string out = absl::StrCat(std::hash<std::string>{}(config_text));
+  for (const VersionFile& f : files) {
+    absl::StrAppend(&out, "|", f.version, ":", f.identity.device, ":",
+                    f.identity.inode, ":", f.identity.size, ":",
+                    f.identity.mtime_ns);
+  }
+  return out;
+}
+
+}  // namespace
+
+ModelManager::ModelManager(const ModelRepository* repository,
+                           const ModelLoader* loader, ServerMetrics* metrics,
+                           ModelConfigDefaults defaults)
+    : repository_(repository),
+      loader_(loader),
+      metrics_(metrics),
+      defaults_(std::move(defaults)) {}
+
+void ModelManager::SetReadinessListener(ReadinessListener listener) {
+  listener_ = std::move(listener);
+}
+
+absl::Status ModelManager::Load(const std::string& name) {
+  absl::MutexLock lock(&load_mu_);
+  return LoadLocked(name, /*from_poll=*/false);
+}
+
+absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll) {
+  if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> config_text = repository_->ReadConfig(name);
+  absl::StatusOr<std::vector<VersionFile>> files =
+      repository_->ListVersions(name);
+  if (!files.ok()) {
+    if (!from_poll) metrics_->RecordLoad(name, false);
+    return files.status();
+  }
+  const std::string fingerprint =
+      Fingerprint(config_text.ok() ? *config_text : "", *files);
+  if (from_poll) {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it != models_.end() && it->second.failed_fingerprint == fingerprint) {
+      return absl::OkStatus();  // Same bad files as last time.
+    }
+  }
+  if (!config_text.ok()) {
+    RecordFailure(name, config_text.status(), fingerprint, from_poll);
+    return config_text.status();
+  }
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(
+      *config_text, defaults_,
+      absl::StrCat(repository_->root(), "/", name, "/", kModelConfigName));
+  if (!config.ok()) {
+    RecordFailure(name, config.status(), fingerprint, from_poll);
+    return config.status();
+  }
+  std::vector<int64_t> available;
+  for (const VersionFile& f : *files) available.push_back(f.version);
+  const std::vector<int64_t> selected =
+      config->version_policy.Select(available);
+  if (selected.empty()) {
+    absl::Status status = absl::NotFoundError(absl::StrCat(
+        "model '", name, "' has no version to serve: the repository has [",
+        absl::StrJoin(available, ", "), "] and the version policy is ",
+        config->version_policy.ToString(), " (expected ", repository_->root(),
+        "/", name, "/<version>/", kModelFileName, ")"));
+    RecordFailure(name, status, fingerprint, from_poll);
+    return status;
+  }
+
+  const std::shared_ptr<const VersionSet> current = Snapshot(name);
+  auto next = std::make_shared<VersionSet>();
+  bool changed = current->size() != selected.size();
+  const std::string config_string = config->DebugString();
+  for (int64_t version : selected) {
+    const VersionFile& file = *std::find_if(
+        files->begin(), files->end(),
+        [version](const VersionFile& f) { return f.version == version; });
+    auto same = std::find_if(
+        current->begin(), current->end(), [&](const ServablePtr& s) {
+          return s->version() == version && s->identity() == file.identity &&
+                 s->config().DebugString() == config_string;
+        });
+    if (same != current->end()) {
+      next->push_back(*same);
+      continue;
+    }
+    changed = true;
+    const absl::Time start = absl::Now();
+    absl::StatusOr<ServablePtr> loaded = loader_->Load(name, file, *config);
+    if (!loaded.ok()) {
+      RecordFailure(name, loaded.status(), fingerprint, from_poll);
+      return loaded.status();
+    }
+    FLEXOR_LOG(INFO) << "loaded model '" << name << "' version " << version
+                     << " from " << file.path << " in "
+                     << absl::FormatDuration(absl::Now() - start) << " ("
+                     << (*loaded)->model().stats().file_bytes << " bytes, "
+                     << (*loaded)->model().stats().bits_per_weight
+                     << " bits/weight; " << config->DebugString() << ")";
+    next->push_back(*std::move(loaded));
+  }
+  if (!changed) {
+    for (size_t i = 0; i < next->size(); ++i) {
+      changed |= (*next)[i] != (*current)[i];
+    }
+  }
+  if (!changed && !from_poll) {
+    metrics_->RecordLoad(name, true);
+    return absl::OkStatus();
+  }
+  if (!changed) return absl::OkStatus();
+  FLEXOR_LOG(INFO) << "model '" << name << "' now serves versions ["
+                   << VersionList(*next) << "] (was [" << VersionList(*current)
+                   << "])";
+  metrics_->RecordLoad(name, true);
+  Publish(name, std::move(next), "READY", "");
+  return absl::OkStatus();
+}
+
+void ModelManager::RecordFailure(const std::string& name,
+                                 const absl::Status& status,
+                                 const std::string& fingerprint,
+                                 bool from_poll) {
+  (void)from_poll;
+  FLEXOR_LOG(ERROR) << "load of model '" << name
+                    << "' rejected, serving set unchanged: " << status;
+  metrics_->RecordLoad(name, false);
+  bool notify = false;
+  {
+    absl::MutexLock lock(&mu_);
+    ModelState& state = models_[name];
+    state.failed_fingerprint = fingerprint;
+    if (state.serving->empty()) {
+      state.reason = std::string(status.message());
+      notify = true;
+    }
+  }
+  if (notify && listener_) listener_(name, false);
+}
+
+void ModelManager::Publish(const std::string& name,
+                           std::shared_ptr<const VersionSet> set,
+                           std::string state, std::string reason) {
+  std::shared_ptr<const VersionSet> old;
+  const bool ready = !set->empty();
+  {
+    absl::MutexLock lock(&mu_);
+    ModelState& s = models_[name];
+    old = std::move(s.serving);
+    s.serving = std::move(set);
+    s.state = std::move(state);
+    s.reason = std::move(reason);
+    s.failed_fingerprint.clear();
+    UpdateGauges();
+  }
+  if (listener_) listener_(name, ready);
+  // `old` drops here: versions no longer serving are freed when their last
+  // in-flight request finishes.
+}
+
+void ModelManager::UpdateGauges() {
+  int models = 0, versions = 0;
+  for (const auto& [name, state] : models_) {
+    if (!state.serving->empty()) ++models;
+    versions += static_cast<int>(state.serving->size());
+  }
+  metrics_->SetModelsLoaded(models, versions);
+}
+
+absl::Status ModelManager::LoadWithFiles(const std::string& name,
+                                         std::optional<std::string> config_text,
+                                         std::vector<UploadedFile> files) {
+  absl::MutexLock lock(&load_mu_);
+  if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
+    return s;
+  }
+  absl::Status status;
+  if (config_text.has_value()) {
+    status = ParseModelConfig(*config_text, defaults_,
+                              absl::StrCat("config of model '", name, "'"))
+                 .status();
+  }
+  for (const UploadedFile& file : files) {
+    if (!status.ok()) break;
+    status = loader_->ValidateBytes(name, file.version, file.bytes);
+  }
+  if (!status.ok()) {
+    FLEXOR_LOG(ERROR) << "upload for model '" << name
+                      << "' rejected, nothing published: " << status;
+    metrics_->RecordLoad(name, false);
+    return status;
+  }
+  if (config_text.has_value()) {
+    if (absl::Status s = repository_->PublishConfig(name, *config_text);
+        !s.ok()) {
+      metrics_->RecordLoad(name, false);
+      return s;
+    }
+  }
+  for (const UploadedFile& file : files) {
+    if (absl::Status s =
+            repository_->PublishModelFile(name, file.version, file.bytes);
+        !s.ok()) {
+      metrics_->RecordLoad(name, false);
+      return s;
+    }
+    FLEXOR_LOG(INFO) << "published model '" << name << "' version "
+                     << file.version << " (" << file.bytes.size()
+                     << " bytes) into " << repository_->root();
+  }
+  return LoadLocked(name, /*from_poll=*/false);
+}
+
+absl::Status ModelManager::Unload(const std::string& name,
+                                  absl::Time drain_deadline) {
+  std::vector<std::weak_ptr<const ServableVersion>> draining;
+  {
+    absl::MutexLock lock(&load_mu_);
+    std::shared_ptr<const VersionSet> current = Snapshot(name);
+    if (current->empty()) {
+      metrics_->RecordUnload(name, false);
+      return absl::NotFoundError(
+          absl::StrCat("model '", name, "' is not loaded"));
+    }
+    for (const ServablePtr& s : *current) draining.push_back(s);
+    current.reset();
+    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
+            "unloaded");
+    metrics_->RecordUnload(name, true);
+  }
+  FLEXOR_LOG(INFO) << "model '" << name
+                   << "' unloaded; draining in-flight requests";
+  // Drain: the versions are freed by the last request that holds them.
+  while (absl::Now() < drain_deadline) {
+    bool drained = true;
+    for (const auto& weak : draining) drained &= weak.expired();
+    if (drained) {
+      FLEXOR_LOG(INFO) << "model '" << name << "' drained";
+      return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "model '", name,
+      "' is unloaded, but requests still running on it did not finish "
+      "before the deadline; they will complete on the old version"));
+}
+
+void ModelManager::Poll() {
+  absl::MutexLock lock(&load_mu_);
+  absl::StatusOr<std::vector<std::string>> on_disk = repository_->ListModels();
+  if (!on_disk.ok()) {
+    FLEXOR_LOG(WARNING) << "repository poll: " << on_disk.status();
+    return;
+  }
+  for (const std::string& name : *on_disk) {
+    LoadLocked(name, /*from_poll=*/true).IgnoreError();
+  }
+  std::vector<std::string> gone;
+  {
+    absl::ReaderMutexLock read(&mu_);
+    for (const auto& [name, state] : models_) {
+      if (!state.serving->empty() &&
+          std::find(on_disk->begin(), on_disk->end(), name) == on_disk->end()) {
+        gone.push_back(name);
+      }
+    }
+  }
+  for (const std::string& name : gone) {
+    FLEXOR_LOG(INFO) << "model '" << name << "' left the repository; unloading";
+    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
+            "removed from the repository");
+    metrics_->RecordUnload(name, true);
+  }
+}
+
+void ModelManager::UnloadAll() {
+  absl::MutexLock lock(&load_mu_);
+  std::vector<std::string> names = ServingModels();
+  for (const std::string& name : names) {
+    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
+            "server shutting down");
+  }
+}
+
+std::shared_ptr<const ModelManager::VersionSet> ModelManager::Snapshot(
+    const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) return std::make_shared<const VersionSet>();
+  return it->second.serving;
+}
+
+absl::StatusOr<ServablePtr> ModelManager::Get(
+    const std::string& name, const std::string& version) const {
+  std::shared_ptr<const VersionSet> set;
+  std::string reason;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it == models_.end()) {
+      return absl::NotFoundError(absl::StrCat(
+          "unknown model '", absl::CEscape(name.substr(0, 200)),
+          "'; RepositoryIndex (flexorctl list) shows the available models"));
+    }
+    set = it->second.serving;
+    reason = it->second.reason;
+  }
+  if (set->empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("model '", name, "' is not loaded",
+                     reason.empty() ? "" : absl::StrCat(" (", reason, ")"),
+                     "; load it with RepositoryModelLoad (flexorctl load)"));
+  }
+  if (version.empty()) return set->front();
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(version, &v) || v < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version '", absl::CEscape(version.substr(0, 40)),
+                     "' is not a positive integer (leave it empty for the "
+                     "latest version)"));
+  }
+  for (const ServablePtr& s : *set) {
+    if (s->version() == v) return s;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("model '", name, "' version ", v,
+                   " is not loaded; serving versions: ", VersionList(*set)));
+}
+
+std::vector<ServablePtr> ModelManager::ServingVersions(
+    const std::string& name) const {
+  return *Snapshot(name);
+}
+
+std::vector<std::string> ModelManager::ServingModels() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, state] : models_) {
+    if (!state.serving->empty()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<ModelManager::IndexEntry> ModelManager::Index(
+    bool ready_only) const {
+  std::vector<IndexEntry> out;
+  std::vector<std::string> names;
+  if (absl::StatusOr<std::vector<std::string>> disk = repository_->ListModels();
+      disk.ok()) {
+    names = *std::move(disk);
+  }
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [name, state] : models_) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      names.push_back(name);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    auto it = models_.find(name);
+    if (it == models_.end() || it->second.serving->empty()) {
+      if (ready_only) continue;
+      out.push_back(
+          IndexEntry{name, "", "UNAVAILABLE",
+                     it == models_.end() ? "not loaded" : it->second.reason});
+      continue;
+    }
+    for (const ServablePtr& s : *it->second.serving) {
+      out.push_back(IndexEntry{name, s->version_string(), "READY", ""});
+    }
+  }
+  return out;
+}
+
+}  // namespace flexor::server

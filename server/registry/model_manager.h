@@ -1,0 +1,118 @@
+// Maps model names to their serving versions (the "manager", in TF Serving's
+// terms). Each model's serving set is an immutable vector of reference-
+// counted versions swapped atomically: lookups copy a shared_ptr under a
+// reader lock, loads build the new set outside any lookup lock and publish
+// it in one step. Loading is all-or-nothing: if any version selected by the
+// policy fails validation, nothing changes and the old set keeps serving.
+#ifndef FLEXOR_SERVER_REGISTRY_MODEL_MANAGER_H_
+#define FLEXOR_SERVER_REGISTRY_MODEL_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/config/model_config.h"
+#include "server/metrics/server_metrics.h"
+#include "server/registry/loader.h"
+#include "server/registry/repository.h"
+#include "server/registry/servable.h"
+
+namespace flexor::server {
+
+using ServablePtr = std::shared_ptr<const ServableVersion>;
+
+class ModelManager {
+ public:
+  struct IndexEntry {
+    std::string name;
+    std::string version;
+    std::string state;  // READY, UNAVAILABLE
+    std::string reason;
+  };
+  // An uploaded version file (RepositoryModelLoad "file:<version>/...").
+  struct UploadedFile {
+    int64_t version = 0;
+    std::string bytes;
+  };
+  // Called after a model's readiness may have changed.
+  using ReadinessListener =
+      std::function<void(const std::string& model, bool ready)>;
+
+  ModelManager(const ModelRepository* repository, const ModelLoader* loader,
+               ServerMetrics* metrics, ModelConfigDefaults defaults);
+
+  void SetReadinessListener(ReadinessListener listener);
+
+  // Loads (or reloads) `name` from the repository: versions chosen by the
+  // model's version policy; versions whose file and config are unchanged
+  // are kept as they are.
+  absl::Status Load(const std::string& name);
+  // Validates the uploaded files and config first, publishes them into the
+  // repository atomically, then Load(name).
+  absl::Status LoadWithFiles(const std::string& name,
+                             std::optional<std::string> config_text,
+                             std::vector<UploadedFile> files);
+  // Stops serving `name`, then waits until requests still running on it
+  // finish (or `drain_deadline` passes).
+  absl::Status Unload(const std::string& name, absl::Time drain_deadline);
+  // Poll mode: loads new or changed models, unloads removed ones. A file
+  // that failed once is not retried until it changes.
+  void Poll();
+  // Unloads everything (shutdown).
+  void UnloadAll();
+
+  // The version to run: `version` empty means the highest serving version.
+  absl::StatusOr<ServablePtr> Get(const std::string& name,
+                                  const std::string& version) const;
+  // Serving versions of `name`, highest first (empty when none).
+  std::vector<ServablePtr> ServingVersions(const std::string& name) const;
+  // Every model with serving versions, by name.
+  std::vector<std::string> ServingModels() const;
+  // Repository contents with states (RepositoryIndex).
+  std::vector<IndexEntry> Index(bool ready_only) const;
+
+ private:
+  using VersionSet = std::vector<ServablePtr>;  // highest version first
+  struct ModelState {
+    std::shared_ptr<const VersionSet> serving =
+        std::make_shared<const VersionSet>();
+    std::string state = "UNAVAILABLE";
+    std::string reason;
+    // Fingerprint of the last failed load attempt (poll does not retry it).
+    std::string failed_fingerprint;
+  };
+
+  absl::Status LoadLocked(const std::string& name, bool from_poll)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
+  void Publish(const std::string& name, std::shared_ptr<const VersionSet> set,
+               std::string state, std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
+  void RecordFailure(const std::string& name, const absl::Status& status,
+                     const std::string& fingerprint, bool from_poll);
+  std::shared_ptr<const VersionSet> Snapshot(const std::string& name) const;
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ModelRepository* repository_;
+  const ModelLoader* loader_;
+  ServerMetrics* metrics_;
+  const ModelConfigDefaults defaults_;
+  ReadinessListener listener_;
+
+  // Serialises loads and unloads (slow, rare); never held by lookups.
+  absl::Mutex load_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, ModelState> models_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_REGISTRY_MODEL_MANAGER_H_

@@ -1,0 +1,159 @@
+#include "server/registry/repository.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "engine/format/model_writer.h"
+
+namespace flexor::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+absl::StatusOr<FileIdentity> Identify(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
+  }
+  FileIdentity id;
+  id.device = st.st_dev;
+  id.inode = st.st_ino;
+  id.size = st.st_size;
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                st.st_mtim.tv_nsec;
+  return id;
+}
+
+absl::Status MakeDirs(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot create directory ", dir, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ModelRepository::ValidateModelName(absl::string_view name) {
+  if (name.empty() || name.size() > 128 || name == "." || name == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid model name '", absl::CEscape(name.substr(0, 140)),
+                     "': use 1 to 128 characters from [A-Za-z0-9_.-]"));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
+        c != '-' && c != '.') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid model name '", absl::CEscape(name),
+                       "': use 1 to 128 characters from [A-Za-z0-9_.-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string ModelRepository::ModelDir(const std::string& model) const {
+  return absl::StrCat(root_, "/", model);
+}
+
+absl::StatusOr<std::vector<std::string>> ModelRepository::ListModels() const {
+  std::error_code ec;
+  fs::directory_iterator it(root_, ec);
+  if (ec) {
+    return absl::NotFoundError(absl::StrCat("cannot read the model repository ",
+                                            root_, ": ", ec.message()));
+  }
+  std::vector<std::string> models;
+  for (const fs::directory_entry& entry : it) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory(ec) || !ValidateModelName(name).ok()) continue;
+    models.push_back(name);
+  }
+  std::sort(models.begin(), models.end());
+  return models;
+}
+
+absl::StatusOr<std::vector<VersionFile>> ModelRepository::ListVersions(
+    const std::string& model) const {
+  if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
+  const std::string dir = ModelDir(model);
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    return absl::NotFoundError(absl::StrCat("model '", model,
+                                            "' is not in the repository (", dir,
+                                            ": ", ec.message(), ")"));
+  }
+  std::vector<VersionFile> versions;
+  for (const fs::directory_entry& entry : it) {
+    int64_t version = 0;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory(ec) || !absl::SimpleAtoi(name, &version) ||
+        version < 1 || absl::StrCat(version) != name) {
+      continue;
+    }
+    const std::string path = absl::StrCat(dir, "/", name, "/", kModelFileName);
+    absl::StatusOr<FileIdentity> id = Identify(path);
+    if (!id.ok()) continue;  // A version directory still being prepared.
+    versions.push_back(VersionFile{version, path, *id});
+  }
+  std::sort(versions.begin(), versions.end(),
+            [](const VersionFile& a, const VersionFile& b) {
+              return a.version < b.version;
+            });
+  return versions;
+}
+
+absl::StatusOr<std::string> ModelRepository::ReadConfig(
+    const std::string& model) const {
+  const std::string path = absl::StrCat(ModelDir(model), "/", kModelConfigName);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return std::string();
+    return absl::PermissionDeniedError(absl::StrCat("cannot read ", path));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is larger than 1 MiB"));
+  }
+  return text.str();
+}
+
+absl::Status ModelRepository::PublishModelFile(const std::string& model,
+                                               int64_t version,
+                                               absl::string_view bytes) const {
+  if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
+  if (version < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version ", version, " must be >= 1"));
+  }
+  const std::string dir = absl::StrCat(ModelDir(model), "/", version);
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  return WriteFileAtomically(absl::StrCat(dir, "/", kModelFileName), bytes);
+}
+
+absl::Status ModelRepository::PublishConfig(const std::string& model,
+                                            absl::string_view text) const {
+  if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
+  const std::string dir = ModelDir(model);
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  return WriteFileAtomically(absl::StrCat(dir, "/", kModelConfigName), text);
+}
+
+}  // namespace flexor::server

@@ -1,0 +1,73 @@
+// The model repository on disk (the "source", in TF Serving's terms):
+//   <root>/<model>/config.pbtxt            optional, see docs/server.md
+//   <root>/<model>/<version>/model.flexor  version: positive integer
+// Lists what is there and publishes new files atomically.
+#ifndef FLEXOR_SERVER_REGISTRY_REPOSITORY_H_
+#define FLEXOR_SERVER_REGISTRY_REPOSITORY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace flexor::server {
+
+inline constexpr char kModelFileName[] = "model.flexor";
+inline constexpr char kModelConfigName[] = "config.pbtxt";
+
+// Identifies one file's contents cheaply: a changed file (rename over it,
+// rewrite) gets a different identity.
+struct FileIdentity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity& o) const {
+    return device == o.device && inode == o.inode && size == o.size &&
+           mtime_ns == o.mtime_ns;
+  }
+  bool operator!=(const FileIdentity& o) const { return !(*this == o); }
+};
+
+struct VersionFile {
+  int64_t version = 0;
+  std::string path;
+  FileIdentity identity;
+};
+
+class ModelRepository {
+ public:
+  explicit ModelRepository(std::string root) : root_(std::move(root)) {}
+
+  const std::string& root() const { return root_; }
+
+  // Model names are [A-Za-z0-9_.-]{1,128}, not "." or "..".
+  static absl::Status ValidateModelName(absl::string_view name);
+
+  // Directories under the root with valid model names, sorted.
+  absl::StatusOr<std::vector<std::string>> ListModels() const;
+  // Versions of `model` that have a model file, ascending. NOT_FOUND when
+  // the model directory does not exist.
+  absl::StatusOr<std::vector<VersionFile>> ListVersions(
+      const std::string& model) const;
+  // The model's config.pbtxt, or "" if it has none.
+  absl::StatusOr<std::string> ReadConfig(const std::string& model) const;
+
+  // Writes <root>/<model>/<version>/model.flexor (resp. config.pbtxt)
+  // atomically: temp file, fsync, rename, fsync directory.
+  absl::Status PublishModelFile(const std::string& model, int64_t version,
+                                absl::string_view bytes) const;
+  absl::Status PublishConfig(const std::string& model,
+                             absl::string_view text) const;
+
+ private:
+  std::string ModelDir(const std::string& model) const;
+  const std::string root_;
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_REGISTRY_REPOSITORY_H_

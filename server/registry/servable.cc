@@ -1,0 +1,48 @@
+#include "server/registry/servable.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace flexor::server {
+
+void ServableStats::RecordBatch(int64_t samples, absl::Duration compute) {
+  execution_count.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  BatchEntry& entry = batches_[samples];
+  ++entry.count;
+  entry.compute_ns += static_cast<uint64_t>(absl::ToInt64Nanoseconds(compute));
+}
+
+std::map<int64_t, ServableStats::BatchEntry> ServableStats::BatchStats() const {
+  absl::MutexLock lock(&mu_);
+  return batches_;
+}
+
+ServableVersion::ServableVersion(std::string name, int64_t version,
+                                 std::shared_ptr<const Model> model,
+                                 ModelConfig config, FileIdentity identity,
+                                 std::shared_ptr<VersionMetrics> metrics)
+    : name_(std::move(name)),
+      version_(version),
+      version_string_(absl::StrCat(version)),
+      model_(std::move(model)),
+      config_(std::move(config)),
+      identity_(identity),
+      metrics_(std::move(metrics)),
+      queue_(
+          BatchQueue::Options{
+              absl::StrCat("model '", name_, "' version ", version_),
+              config_.max_batch_size, config_.dynamic_batching,
+              config_.max_queue_delay, config_.max_queue_size,
+              model_->input_size(), model_->output_size()},
+          [model = model_.get()](const float* in, int64_t batch, float* out) {
+            return model->Run(in, batch, out);
+          },
+          [this](int64_t samples, absl::Duration compute) {
+            metrics_->RecordBatch(samples);
+            metrics_->RecordCompute(absl::ToDoubleSeconds(compute));
+            stats_.RecordBatch(samples, compute);
+          }) {}
+
+}  // namespace flexor::server

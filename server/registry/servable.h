@@ -1,0 +1,88 @@
+// One loaded model version: immutable after loading and shared by reference
+// count. Requests hold a reference while they run, so a swap or an unload
+// never pulls a model from under a request; the version (its mapped file,
+// its queue, its metric series) is freed when the last reference drops.
+#ifndef FLEXOR_SERVER_REGISTRY_SERVABLE_H_
+#define FLEXOR_SERVER_REGISTRY_SERVABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/graph/model.h"
+#include "server/batching/batch_queue.h"
+#include "server/config/model_config.h"
+#include "server/metrics/server_metrics.h"
+#include "server/registry/repository.h"
+
+namespace flexor::server {
+
+// Cumulative counters behind the ModelStatistics RPC (Triton's layout).
+class ServableStats {
+ public:
+  struct Duration {
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> ns{0};
+    void Add(absl::Duration d) {
+      count.fetch_add(1, std::memory_order_relaxed);
+      ns.fetch_add(static_cast<uint64_t>(absl::ToInt64Nanoseconds(d)),
+                   std::memory_order_relaxed);
+    }
+  };
+  struct BatchEntry {
+    uint64_t count = 0;
+    uint64_t compute_ns = 0;
+  };
+
+  Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  std::atomic<uint64_t> inference_count{0};  // samples
+  std::atomic<uint64_t> execution_count{0};  // batches
+  std::atomic<uint64_t> last_inference_ms{0};
+
+  void RecordBatch(int64_t samples, absl::Duration compute);
+  std::map<int64_t, BatchEntry> BatchStats() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<int64_t, BatchEntry> batches_ ABSL_GUARDED_BY(mu_);
+};
+
+class ServableVersion {
+ public:
+  ServableVersion(std::string name, int64_t version,
+                  std::shared_ptr<const Model> model, ModelConfig config,
+                  FileIdentity identity,
+                  std::shared_ptr<VersionMetrics> metrics);
+  ServableVersion(const ServableVersion&) = delete;
+  ServableVersion& operator=(const ServableVersion&) = delete;
+
+  const std::string& name() const { return name_; }
+  int64_t version() const { return version_; }
+  const std::string& version_string() const { return version_string_; }
+  const Model& model() const { return *model_; }
+  const ModelConfig& config() const { return config_; }
+  const FileIdentity& identity() const { return identity_; }
+  VersionMetrics& metrics() const { return *metrics_; }
+  ServableStats& stats() const { return stats_; }
+  BatchQueue* queue() const { return &queue_; }
+
+ private:
+  const std::string name_;
+  const int64_t version_;
+  const std::string version_string_;
+  const std::shared_ptr<const Model> model_;
+  const ModelConfig config_;
+  const FileIdentity identity_;
+  const std::shared_ptr<VersionMetrics> metrics_;
+  mutable ServableStats stats_;
+  mutable BatchQueue queue_;
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_REGISTRY_SERVABLE_H_

@@ -1,0 +1,145 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/common/log.h"
+
+namespace flexor::server {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
+  std::unique_ptr<Server> server(new Server(std::move(options)));
+  if (absl::Status s = server->Init(); !s.ok()) {
+    server->Shutdown(absl::ZeroDuration());
+    return s;
+  }
+  return server;
+}
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+absl::Status Server::Init() {
+  const int threads =
+      options_.threads > 0
+          ? options_.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int batches = options_.max_concurrent_batches > 0
+                          ? options_.max_concurrent_batches
+                          : threads;
+  metrics_ = std::make_unique<ServerMetrics>();
+  if (options_.metrics_port >= 0) {
+    if (absl::Status s =
+            metrics_->StartExposer(options_.address, options_.metrics_port);
+        !s.ok()) {
+      return s;
+    }
+  }
+  scheduler_ = std::make_unique<BatchScheduler>(threads, batches);
+  repository_ = std::make_unique<ModelRepository>(options_.model_repository);
+  loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get());
+  manager_ =
+      std::make_unique<ModelManager>(repository_.get(), loader_.get(),
+                                     metrics_.get(), options_.model_defaults);
+  admin_ = std::make_unique<AdminExecutor>();
+  service_ = std::make_unique<InferenceService>(
+      manager_.get(), scheduler_.get(), metrics_.get(), options_.control_mode,
+      admin_.get());
+  FLEXOR_LOG(INFO) << "compute: oneTBB arena of " << threads
+                   << " threads, up to " << batches << " concurrent batches";
+
+  // Startup models.
+  std::vector<std::string> startup;
+  const bool all =
+      options_.control_mode != ModelControlMode::kExplicit ||
+      std::find(options_.startup_models.begin(), options_.startup_models.end(),
+                "*") != options_.startup_models.end();
+  if (all) {
+    absl::StatusOr<std::vector<std::string>> names = repository_->ListModels();
+    if (!names.ok()) return names.status();
+    startup = *std::move(names);
+  } else {
+    startup = options_.startup_models;
+  }
+  int loaded = 0;
+  for (const std::string& name : startup) {
+    if (absl::Status s = manager_->Load(name); s.ok()) {
+      ++loaded;
+    } else {
+      FLEXOR_LOG(ERROR) << "startup load of model '" << name
+                        << "' failed: " << s;
+    }
+  }
+  FLEXOR_LOG(INFO) << "loaded " << loaded << " of " << startup.size()
+                   << " startup models from " << options_.model_repository;
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(
+      absl::StrCat(options_.address, ":", options_.grpc_port),
+      grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  builder.RegisterService(service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (grpc_server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", options_.address, ":",
+                     options_.grpc_port, " (port in use?)"));
+  }
+  grpc::HealthCheckServiceInterface* health =
+      grpc_server_->GetHealthCheckService();
+  health->SetServingStatus("inference.GRPCInferenceService", true);
+  for (const std::string& name : manager_->ServingModels()) {
+    health->SetServingStatus(name, true);
+  }
+  manager_->SetReadinessListener(
+      [health](const std::string& model, bool ready) {
+        health->SetServingStatus(model, ready);
+      });
+  service_->SetReady(true);
+  if (options_.control_mode == ModelControlMode::kPoll) {
+    poll_thread_ = std::thread([this] { PollLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void Server::PollLoop() {
+  while (
+      !stop_polling_.WaitForNotificationWithTimeout(options_.poll_interval)) {
+    manager_->Poll();
+  }
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (service_) service_->SetReady(false);
+  if (poll_thread_.joinable()) {
+    stop_polling_.Notify();
+    poll_thread_.join();
+  }
+  if (grpc_server_) {
+    FLEXOR_LOG(INFO) << "shutting down: no new RPCs; waiting up to "
+                     << absl::FormatDuration(grace)
+                     << " for in-flight requests";
+    grpc_server_->GetHealthCheckService()->Shutdown();
+    // Stops accepting, waits for in-flight calls (they are answered by the
+    // batcher, still running), cancels what is left at the deadline.
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+  admin_.reset();  // Finishes a running load/unload.
+  if (scheduler_) scheduler_->Stop();
+  if (grpc_server_) grpc_server_->Wait();
+  if (manager_) manager_->UnloadAll();
+  FLEXOR_LOG(INFO) << "shutdown complete";
+}
+
+}  // namespace flexor::server

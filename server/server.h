@@ -1,0 +1,77 @@
+// The whole server: repository, manager, batcher, metrics exposer and the
+// gRPC endpoint, started and stopped in the right order.
+#ifndef FLEXOR_SERVER_SERVER_H_
+#define FLEXOR_SERVER_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/batching/batch_scheduler.h"
+#include "server/config/model_config.h"
+#include "server/grpc/inference_service.h"
+#include "server/metrics/server_metrics.h"
+#include "server/registry/loader.h"
+#include "server/registry/model_manager.h"
+#include "server/registry/repository.h"
+
+namespace flexor::server {
+
+struct ServerOptions {
+  std::string model_repository;
+  ModelControlMode control_mode = ModelControlMode::kNone;
+  absl::Duration poll_interval = absl::Seconds(15);
+  // Explicit mode: models to load at startup ("*": all).
+  std::vector<std::string> startup_models;
+  std::string address = "0.0.0.0";
+  int grpc_port = 8001;     // 0: pick a free port
+  int metrics_port = 8002;  // 0: pick a free port; -1: no metrics endpoint
+  int threads = 0;          // 0: hardware concurrency
+  int max_concurrent_batches = 0;  // 0: threads
+  int max_message_bytes = 64 << 20;
+  ModelConfigDefaults model_defaults;
+};
+
+class Server {
+ public:
+  // Loads the startup models and starts serving; fails if an endpoint
+  // cannot be bound. Models that fail to load are reported and skipped.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options);
+  ~Server();  // Shutdown(zero grace) if not done
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_ ? metrics_->exposer_port() : -1; }
+
+  // Graceful shutdown: not ready, stop accepting RPCs, finish in-flight ones
+  // (cancelling what is left after `grace`), drain the batcher, unload.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  explicit Server(ServerOptions options);
+  absl::Status Init();
+  void PollLoop();
+
+  const ServerOptions options_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<BatchScheduler> scheduler_;
+  std::unique_ptr<ModelRepository> repository_;
+  std::unique_ptr<ModelLoader> loader_;
+  std::unique_ptr<ModelManager> manager_;
+  std::unique_ptr<AdminExecutor> admin_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int grpc_port_ = 0;
+  absl::Notification stop_polling_;
+  std::thread poll_thread_;
+  bool shut_down_ = false;
+};
+
+}  // namespace flexor::server
+
+#endif  // FLEXOR_SERVER_SERVER_H_

@@ -1,0 +1,195 @@
+#include "tools/flexorctl/bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+
+namespace flexor::tools {
+namespace {
+
+constexpr int64_t kMaxRecorded = 20'000'000;  // bounds memory (160 MB)
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return "OTHER";
+  }
+}
+
+struct Shared {
+  absl::Time start;  // measurement start (after warm-up)
+  absl::Time end;    // stop sending at
+  std::atomic<int64_t> issued{0};
+  int64_t max_requests = 0;
+  absl::Mutex mu;
+  int running = 0;  // slots with a request in flight
+};
+
+// One closed-loop client: always exactly one request in flight.
+class Slot {
+ public:
+  Slot(inference::GRPCInferenceService::Stub* stub,
+       const inference::ModelInferRequest* request, const BenchOptions* options,
+       Shared* shared)
+      : stub_(stub), request_(request), options_(options), shared_(shared) {}
+  void Send();
+  std::vector<int64_t> latencies_ns;
+  std::map<std::string, int64_t> errors;
+
+ private:
+  void OnDone(const grpc::Status& status);
+  inference::GRPCInferenceService::Stub* stub_;
+  const inference::ModelInferRequest* request_;
+  const BenchOptions* options_;
+  Shared* shared_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  inference::ModelInferResponse infer_response_;
+  inference::ServerLiveRequest live_request_;
+  inference::ServerLiveResponse live_response_;
+  absl::Time sent_;
+};
+
+void Slot::Send() {
+  const absl::Time now = absl::Now();
+  if (now >= shared_->end ||
+      (shared_->max_requests > 0 &&
+       shared_->issued.fetch_add(1) >= shared_->max_requests)) {
+    absl::MutexLock lock(&shared_->mu);
+    --shared_->running;
+    return;
+  }
+  context_ = std::make_unique<grpc::ClientContext>();
+  context_->set_deadline(absl::ToChronoTime(now + options_->timeout));
+  sent_ = absl::Now();
+  auto done = [this](grpc::Status status) { OnDone(status); };
+  if (options_->rpc == BenchOptions::Rpc::kLive) {
+    stub_->async()->ServerLive(context_.get(), &live_request_, &live_response_,
+                               done);
+  } else {
+    infer_response_.Clear();
+    stub_->async()->ModelInfer(context_.get(), request_, &infer_response_,
+                               done);
+  }
+}
+
+void Slot::OnDone(const grpc::Status& status) {
+  const absl::Time now = absl::Now();
+  if (sent_ >= shared_->start) {  // not warm-up
+    if (status.ok()) {
+      if (static_cast<int64_t>(latencies_ns.size()) < kMaxRecorded) {
+        latencies_ns.push_back(absl::ToInt64Nanoseconds(now - sent_));
+      }
+    } else {
+      ++errors[CodeName(status.error_code())];
+    }
+  }
+  Send();
+}
+
+double Percentile(const std::vector<int64_t>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t index =
+      std::min(sorted.size() - 1,
+               static_cast<size_t>(q * static_cast<double>(sorted.size())));
+  return static_cast<double>(sorted[index]) / 1000.0;
+}
+
+}  // namespace
+
+BenchResult RunBench(inference::GRPCInferenceService::Stub* stub,
+                     const inference::ModelInferRequest& request,
+                     const BenchOptions& options) {
+  Shared shared;
+  const absl::Time begin = absl::Now();
+  shared.start = begin + options.warmup;
+  shared.end = shared.start + options.duration;
+  shared.max_requests = options.max_requests;
+  std::vector<std::unique_ptr<Slot>> slots;
+  for (int i = 0; i < options.concurrency; ++i) {
+    slots.push_back(std::make_unique<Slot>(stub, &request, &options, &shared));
+  }
+  shared.running = options.concurrency;
+  for (auto& slot : slots) slot->Send();
+  {
+    absl::MutexLock lock(&shared.mu);
+    shared.mu.Await(absl::Condition(
+        +[](int* running) { return *running == 0; }, &shared.running));
+  }
+  const absl::Time finish = absl::Now();
+
+  BenchResult result;
+  result.concurrency = options.concurrency;
+  std::vector<int64_t> all;
+  for (auto& slot : slots) {
+    all.insert(all.end(), slot->latencies_ns.begin(), slot->latencies_ns.end());
+    for (const auto& [code, n] : slot->errors) result.errors[code] += n;
+  }
+  std::sort(all.begin(), all.end());
+  result.ok = static_cast<int64_t>(all.size());
+  result.seconds =
+      absl::ToDoubleSeconds(finish - std::max(begin, shared.start));
+  if (finish < shared.start)
+    result.seconds = absl::ToDoubleSeconds(finish - begin);
+  result.throughput_rps =
+      result.seconds > 0 ? static_cast<double>(result.ok) / result.seconds : 0;
+  result.p50_us = Percentile(all, 0.50);
+  result.p90_us = Percentile(all, 0.90);
+  result.p99_us = Percentile(all, 0.99);
+  result.p999_us = Percentile(all, 0.999);
+  double sum = 0;
+  for (int64_t v : all) sum += static_cast<double>(v);
+  result.mean_us =
+      all.empty() ? 0 : sum / static_cast<double>(all.size()) / 1000.0;
+  result.max_us = all.empty() ? 0 : static_cast<double>(all.back()) / 1000.0;
+  return result;
+}
+
+std::string BenchResult::ToText() const {
+  std::string errs;
+  for (const auto& [code, n] : errors)
+    absl::StrAppend(&errs, " ", code, "=", n);
+  return absl::StrFormat(
+      "concurrency %d: %d ok in %.2f s = %.1f req/s; latency us p50 %.0f "
+      "p90 %.0f p99 %.0f p99.9 %.0f (mean %.0f, max %.0f); errors:%s",
+      concurrency, ok, seconds, throughput_rps, p50_us, p90_us, p99_us, p999_us,
+      mean_us, max_us, errs.empty() ? " none" : errs);
+}
+
+std::string BenchResult::ToJson() const {
+  std::vector<std::string> errs;
+  for (const auto& [code, n] : errors) {
+    errs.push_back(absl::StrCat("\"", code, "\": ", n));
+  }
+  return absl::StrFormat(
+      "{\"concurrency\": %d, \"ok\": %d, \"seconds\": %.3f, "
+      "\"throughput_rps\": %.1f, \"latency_us\": {\"p50\": %.1f, \"p90\": "
+      "%.1f, \"p99\": %.1f, \"p99.9\": %.1f, \"mean\": %.1f, \"max\": %.1f}, "
+      "\"errors\": {%s}}",
+      concurrency, ok, seconds, throughput_rps, p50_us, p90_us, p99_us, p999_us,
+      mean_us, max_us, absl::StrJoin(errs, ", "));
+}
+
+}  // namespace flexor::tools

@@ -1,0 +1,41 @@
+// flexorctl's subcommands.
+#ifndef FLEXOR_TOOLS_FLEXORCTL_COMMANDS_H_
+#define FLEXOR_TOOLS_FLEXORCTL_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace flexor::tools {
+
+struct CommandContext {
+  std::string server;
+  absl::Duration timeout;
+  std::string model;
+  std::string model_version;
+  bool json = false;
+  // infer / bench input
+  std::string images, labels, raw;
+  int index = 0, count = 1, batch = 1;
+  bool uint8 = false, typed = false;
+  // load
+  int64_t version = 1;
+  std::string config;
+  // bench
+  std::vector<int> concurrency;
+  absl::Duration duration;
+  int64_t requests = 0;
+  absl::Duration warmup;
+  std::string rpc;
+};
+
+// args[0] is the command.
+absl::Status RunCommand(const CommandContext& ctx,
+                        const std::vector<std::string>& args);
+
+}  // namespace flexor::tools
+
+#endif  // FLEXOR_TOOLS_FLEXORCTL_COMMANDS_H_

@@ -1,0 +1,128 @@
+// flexorctl: command-line client of the FleXOR inference server (KServe v2
+// gRPC) and offline model tool. Run `flexorctl --help`.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "server/common/flag_names.h"
+#include "tools/flexorctl/commands.h"
+
+ABSL_FLAG(std::string, server, "localhost:8001", "Server address host:port.");
+ABSL_FLAG(std::string, model, "", "Model name (infer, bench, status).");
+ABSL_FLAG(std::string, model_version, "",
+          "Model version; empty: the latest the server serves.");
+ABSL_FLAG(int, timeout_ms, 30000, "Per-RPC deadline in milliseconds.");
+ABSL_FLAG(std::string, images, "",
+          "infer/bench: IDX images file (.gz or not), e.g. "
+          "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+ABSL_FLAG(std::string, labels, "",
+          "infer: IDX labels file, to print the true class and accuracy.");
+ABSL_FLAG(int, index, 0, "infer: first image index.");
+ABSL_FLAG(int, count, 1, "infer: number of images (one request each).");
+ABSL_FLAG(int, batch, 1, "infer/bench: images per request.");
+ABSL_FLAG(std::string, raw, "",
+          "infer: raw little-endian FP32 input file [N, input size] instead "
+          "of --images.");
+ABSL_FLAG(bool, uint8, false,
+          "infer/bench: send images as UINT8 instead of FP32 (if the model "
+          "accepts it).");
+ABSL_FLAG(bool, typed, false,
+          "infer/bench: send typed contents (fp32_contents) instead of "
+          "raw_input_contents.");
+ABSL_FLAG(bool, json, false, "Print JSON instead of text.");
+ABSL_FLAG(int64_t, version, 1, "load: version number of the published file.");
+ABSL_FLAG(std::string, config, "",
+          "load: config.pbtxt file to publish with the model.");
+ABSL_FLAG(std::string, concurrency, "1",
+          "bench: requests in flight; a comma list runs one after another, "
+          "e.g. 1,8,64.");
+ABSL_FLAG(double, duration_s, 10, "bench: seconds to measure per run.");
+ABSL_FLAG(int64_t, requests, 0,
+          "bench: stop after this many requests (0: only --duration-s).");
+ABSL_FLAG(double, warmup_s, 1, "bench: seconds of warm-up per run.");
+ABSL_FLAG(std::string, rpc, "infer",
+          "bench: infer (ModelInfer) or live (ServerLive, the empty-RPC "
+          "baseline).");
+
+namespace {
+
+constexpr char kUsage[] =
+    "Client of the FleXOR inference server and offline model tool.\n\n"
+    "Usage: flexorctl [flags] <command> [args]\n\n"
+    "Commands (server, --server=host:port):\n"
+    "  infer                 classify --images (IDX) / --raw FP32 inputs\n"
+    "  list                  models in the repository and their state\n"
+    "  load MODEL [FILE]     load/reload MODEL; with FILE, publish it as "
+    "--version first\n"
+    "  unload MODEL          unload MODEL (waits for in-flight requests)\n"
+    "  status [MODEL]        server health, models, statistics\n"
+    "  bench                 load generator: latency percentiles, "
+    "throughput\n"
+    "Commands (offline):\n"
+    "  model inspect FILE    graph, codecs, bits per weight, sizes\n"
+    "  model validate FILE   exit 0 if FILE loads, else print why\n\n"
+    "Flags may be spelled with dashes or underscores.";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> normalized =
+      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> positional = absl::ParseCommandLine(
+      static_cast<int>(normalized.size()) - 1, normalized.data());
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+  if (args.empty()) {
+    std::cerr << kUsage << "\n";
+    return 2;
+  }
+  flexor::tools::CommandContext ctx;
+  ctx.server = absl::GetFlag(FLAGS_server);
+  ctx.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  ctx.model = absl::GetFlag(FLAGS_model);
+  ctx.model_version = absl::GetFlag(FLAGS_model_version);
+  ctx.json = absl::GetFlag(FLAGS_json);
+  ctx.images = absl::GetFlag(FLAGS_images);
+  ctx.labels = absl::GetFlag(FLAGS_labels);
+  ctx.index = absl::GetFlag(FLAGS_index);
+  ctx.count = absl::GetFlag(FLAGS_count);
+  ctx.batch = absl::GetFlag(FLAGS_batch);
+  ctx.raw = absl::GetFlag(FLAGS_raw);
+  ctx.uint8 = absl::GetFlag(FLAGS_uint8);
+  ctx.typed = absl::GetFlag(FLAGS_typed);
+  ctx.version = absl::GetFlag(FLAGS_version);
+  ctx.config = absl::GetFlag(FLAGS_config);
+  for (absl::string_view c :
+       absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(c, &n) || n < 1 || n > 10000) {
+      std::cerr << "--concurrency: '" << c
+                << "' is not an integer in [1, 10000]\n";
+      return 2;
+    }
+    ctx.concurrency.push_back(n);
+  }
+  ctx.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  ctx.requests = absl::GetFlag(FLAGS_requests);
+  ctx.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
+  ctx.rpc = absl::GetFlag(FLAGS_rpc);
+
+  absl::Status status = flexor::tools::RunCommand(ctx, args);
+  if (!status.ok()) {
+    std::cerr << "flexorctl " << args[0] << ": " << status.message() << " ("
+              << absl::StatusCodeToString(status.code()) << ")\n";
+    return 1;
+  }
+  return 0;
+}
