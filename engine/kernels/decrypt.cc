@@ -1,6 +1,7 @@
 #include "engine/kernels/decrypt.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "engine/kernels/microkernels.h"
 
@@ -94,22 +95,49 @@ void DecryptPlane(const BinaryPlaneView& plane, int64_t num_weights,
                   uint64_t* out, KernelIsa isa) {
   if (num_weights <= 0) return;
   const KernelTable& kt = GetKernelTable(isa);
-  const int64_t S = plane.slices;
+  const int64_t S = plane.slices, wpv = plane.words_per_vector;
   const int n_out = plane.net.n_out;
-  Taps taps[kMaxXorWidth];
-  for (int j = 0; j < n_out; ++j) taps[j] = TapsOf(plane, j);
-  // 4096 slices = 512 bytes per stored vector: with up to 64 inputs the tile
-  // of stored bits stays in L1 while all outputs are produced from it.
-  constexpr int64_t kTileSlices = 4096;
-  for (int64_t s0 = 0; s0 < S; s0 += kTileSlices) {
-    const int64_t s1 = std::min(S, s0 + kTileSlices);
-    for (int j = 0; j < n_out; ++j) {
-      const int64_t base = j * S;
-      const int64_t len = std::min(s1, num_weights - base) - s0;
-      if (len <= 0) break;
-      WriteSegmentBits(kt, taps[j], plane.words_per_vector, s0, len, out,
-                       base + s0);
+  // Segment j fills out bits [j*S, min((j+1)*S, n)). Output word w inside it
+  // holds segment bits from 64w - j*S: one funnel shift per segment, so the
+  // interior words of all segments are produced by whole-word calls.
+  struct Segment {
+    Taps taps;
+    int64_t begin_bit, end_bit;    // output bits
+    int64_t word_begin, word_end;  // output words entirely inside
+  };
+  std::vector<Segment> segs;
+  for (int j = 0; j < n_out; ++j) {
+    Segment g;
+    g.taps = TapsOf(plane, j);
+    g.begin_bit = j * S;
+    g.end_bit = std::min((j + 1) * S, num_weights);
+    if (g.begin_bit >= g.end_bit) break;
+    g.word_begin = (g.begin_bit + 63) >> 6;
+    g.word_end = std::max(g.word_begin, g.end_bit >> 6);
+    segs.push_back(g);
+  }
+  // Tiles of 128 words (1 KiB) per stored vector: with up to 64 inputs the
+  // tile of stored bits stays in L1 while every output reuses it.
+  constexpr int64_t kTileWords = 128;
+  const int64_t longest = (S + 63) / 64 + 1;
+  for (int64_t t0 = 0; t0 < longest; t0 += kTileWords) {
+    for (const Segment& g : segs) {
+      const int64_t w0 = g.word_begin + t0;
+      const int64_t w1 = std::min(g.word_end, w0 + kTileWords);
+      if (w0 >= w1) continue;
+      const int64_t s = 64 * w0 - g.begin_bit;
+      kt.decrypt_words(g.taps.ptr, g.taps.count, wpv, s >> 6,
+                       static_cast<int>(s & 63), w1 - w0, out + w0);
     }
+  }
+  // The < 64 bits at each end of a segment share words with its neighbours.
+  for (const Segment& g : segs) {
+    const int64_t head_end = std::min(g.end_bit, 64 * g.word_begin);
+    WriteSegmentBits(kt, g.taps, wpv, 0, head_end - g.begin_bit, out,
+                     g.begin_bit);
+    const int64_t tail_begin = std::max(head_end, 64 * g.word_end);
+    WriteSegmentBits(kt, g.taps, wpv, tail_begin - g.begin_bit,
+                     g.end_bit - tail_begin, out, tail_begin);
   }
   if ((num_weights & 63) != 0) {
     out[(num_weights - 1) >> 6] &= LowMask(num_weights & 63);

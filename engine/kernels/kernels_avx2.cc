@@ -9,17 +9,17 @@
 namespace flexor {
 namespace avx2_kernels {
 
-// Lane i of entry p is -1 if bit i of p is set, else +1. Built at compile
-// time: a run-time initializer in this file could execute AVX2 code on a CPU
-// without it.
-struct SignTable {
-  alignas(32) float v[256][8];
-  constexpr SignTable() : v() {
+// Lane i of entry p is all ones if bit i of p is set, else zero: one load
+// turns 8 weight bits into a lane mask. Built at compile time: a run-time
+// initializer in this file could execute AVX2 code on a CPU without it.
+struct MaskTable {
+  alignas(32) uint32_t v[256][8];
+  constexpr MaskTable() : v() {
     for (int p = 0; p < 256; ++p)
-      for (int i = 0; i < 8; ++i) v[p][i] = ((p >> i) & 1) ? -1.f : 1.f;
+      for (int i = 0; i < 8; ++i) v[p][i] = ((p >> i) & 1) ? ~0u : 0u;
   }
 };
-constexpr SignTable kSignTable{};
+constexpr MaskTable kMaskTable{};
 
 struct VF {
   using T = __m256;
@@ -32,8 +32,13 @@ struct VF {
   static T Sub(T a, T b) { return _mm256_sub_ps(a, b); }
   static T Neg(T a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.f)); }
   static T Fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  static T Signs(uint64_t bits) {
-    return _mm256_load_ps(kSignTable.v[bits & 255]);
+  using M = __m256;
+  static M LoadMask(const uint64_t* word, int c) {
+    const uint8_t byte = reinterpret_cast<const uint8_t*>(word)[c];
+    return _mm256_load_ps(reinterpret_cast<const float*>(kMaskTable.v[byte]));
+  }
+  static T MaskAdd(T a, M m, T b) {
+    return _mm256_add_ps(a, _mm256_and_ps(m, b));
   }
   static float Reduce(T a) {
     __m128 s =

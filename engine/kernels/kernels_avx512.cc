@@ -1,4 +1,4 @@
-// AVX-512 (F/BW/DQ/VL) build of the micro-kernels. The sign path turns 16
+// AVX-512 (F/BW/DQ/VL) build of the micro-kernels. The sign path loads 16
 // weight bits straight into a k-mask (no shuffles), and the GXNOR kernel
 // uses VPOPCNTQ where the CPU has it.
 #include <immintrin.h>
@@ -21,10 +21,13 @@ struct VF {
   static T Sub(T a, T b) { return _mm512_sub_ps(a, b); }
   static T Neg(T a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.f)); }
   static T Fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-  static T Signs(uint64_t bits) {
-    return _mm512_mask_blend_ps(static_cast<__mmask16>(bits),
-                                _mm512_set1_ps(1.f), _mm512_set1_ps(-1.f));
+  using M = __mmask16;
+  // kmovw k, m16: 16 weight bits become a lane mask with one load.
+  static M LoadMask(const uint64_t* word, int c) {
+    return _load_mask16(reinterpret_cast<__mmask16*>(
+        const_cast<uint16_t*>(reinterpret_cast<const uint16_t*>(word) + c)));
   }
+  static T MaskAdd(T a, M m, T b) { return _mm512_mask_add_ps(a, m, a, b); }
   static float Reduce(T a) { return _mm512_reduce_add_ps(a); }
 };
 

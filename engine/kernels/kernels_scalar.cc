@@ -37,10 +37,13 @@ struct VF {
     for (int i = 0; i < 4; ++i) c.v[i] += a.v[i] * b.v[i];
     return c;
   }
-  static T Signs(uint64_t bits) {
-    T s;
-    for (int i = 0; i < 4; ++i) s.v[i] = ((bits >> i) & 1) ? -1.f : 1.f;
-    return s;
+  using M = uint32_t;
+  static M LoadMask(const uint64_t* word, int c) {
+    return static_cast<M>(*word >> (4 * c)) & 15;
+  }
+  static T MaskAdd(T a, M m, T b) {
+    for (int i = 0; i < 4; ++i) a.v[i] += ((m >> i) & 1) ? b.v[i] : 0.f;
+    return a;
   }
   static float Reduce(T a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
 };

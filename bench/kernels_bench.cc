@@ -1,0 +1,331 @@
+// FleXOR kernels vs FP32 OpenBLAS on the same shapes and thread counts, in
+// one run, plus decryption alone vs memcpy. Prints Google Benchmark's table
+// and then a ratio table (docs/performance.md "Kernels").
+//
+//   build-kernels/bench/kernels_bench            reduced set (~1 minute)
+//   build-kernels/bench/kernels_bench --full     whole grid of the issue
+//   --methods   also run the sign-FMA and LUT kernels forced, not only auto
+// Any Google Benchmark flag works too (--benchmark_filter=..., ...).
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "engine/codec/bit_layout.h"
+#include "engine/codec/xor_network.h"
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/decrypt.h"
+#include "engine/kernels/fused_gemm.h"
+#include "engine/kernels/layer_weights.h"
+#include "tbb/task_arena.h"
+
+namespace flexor {
+namespace {
+
+constexpr int kNOut = 20;  // bits per weight = q * n_in / 20
+constexpr int kNTap = 2;
+
+struct Shape {
+  int64_t O, K;
+};
+
+// ------------------------------------------------------------ test data
+
+struct OwnedLayer {
+  std::vector<std::vector<uint64_t>> stored;
+  std::vector<std::vector<float>> scales;
+  LayerWeights w;
+};
+
+std::unique_ptr<OwnedLayer> MakeLayer(Shape s, int q, int n_in, uint64_t seed) {
+  auto l = std::make_unique<OwnedLayer>();
+  std::mt19937_64 rng(seed);
+  l->w.kind = WeightCodecKind::kBinary;
+  l->w.out_features = s.O;
+  l->w.in_features = s.K;
+  l->stored.resize(q);
+  l->scales.resize(q);
+  for (int p = 0; p < q; ++p) {
+    BinaryPlaneView v;
+    v.net = *GenerateXorNetwork(n_in, kNOut, kNTap, seed + p);
+    EncryptedBits bits = MakeEncryptedBits(s.O * s.K, v.net);
+    for (int t = 0; t < n_in; ++t) {
+      uint64_t* vec = bits.words.data() + t * bits.words_per_vector;
+      for (int64_t i = 0; i < bits.words_per_vector; ++i) vec[i] = rng();
+      if (bits.slices % 64 != 0) {  // canonical zero padding
+        vec[bits.words_per_vector - 1] &=
+            (uint64_t{1} << (bits.slices % 64)) - 1;
+      }
+    }
+    l->stored[p] = std::move(bits.words);
+    l->scales[p].assign(s.O, 0.5f / (p + 1));
+    v.stored = l->stored[p].data();
+    v.words_per_vector = bits.words_per_vector;
+    v.slices = bits.slices;
+    v.scales = l->scales[p].data();
+    l->w.planes.push_back(v);
+  }
+  return l;
+}
+
+const OwnedLayer& Layer(Shape s, int q, int n_in) {
+  static std::map<std::tuple<int64_t, int64_t, int, int>,
+                  std::unique_ptr<OwnedLayer>>
+      cache;
+  auto& slot = cache[{s.O, s.K, q, n_in}];
+  if (!slot) slot = MakeLayer(s, q, n_in, s.O * 7 + s.K + q * 131 + n_in);
+  return *slot;
+}
+
+const std::vector<float>& RandomFloats(int64_t n) {
+  static std::map<int64_t, std::vector<float>> cache;
+  auto& v = cache[n];
+  if (v.empty()) {
+    std::mt19937 rng(static_cast<uint32_t>(n));
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    v.resize(n);
+    for (auto& f : v) f = u(rng);
+  }
+  return v;
+}
+
+// ------------------------------------------------------------ benchmarks
+
+void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
+               int threads, BinaryMethod method) {
+  const OwnedLayer& layer = Layer(s, q, n_in);
+  const std::vector<float>& x = RandomFloats(batch * s.K);
+  std::vector<float> y(batch * s.O);
+  GemmOptions options;
+  options.method = method;
+  tbb::task_arena arena(threads);
+  for (auto _ : state) {
+    arena.execute([&] {
+      BinaryCodedGemm(layer.w, 0, s.O, x.data(), batch, y.data(), s.O, options);
+    });
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * s.O * s.K * batch, benchmark::Counter::kIsIterationInvariantRate,
+      benchmark::Counter::kIs1000);
+  state.SetLabel(MethodName(method == BinaryMethod::kAuto
+                                ? ChooseMethod(SelectedIsa(), batch, s.O, s.K)
+                                : method));
+}
+
+void BM_Openblas(benchmark::State& state, Shape s, int64_t batch, int threads) {
+  const std::vector<float>& w = RandomFloats(s.O * s.K);
+  const std::vector<float>& x = RandomFloats(batch * s.K);
+  std::vector<float> y(batch * s.O);
+  openblas_set_num_threads(threads);
+  for (auto _ : state) {
+    if (batch == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, s.O, s.K, 1.f, w.data(), s.K,
+                  x.data(), 1, 0.f, y.data(), 1);
+    } else {
+      // y[batch, O] = x[batch, K] * W[O, K]^T, the layer's layout.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, s.O, s.K, 1.f,
+                  x.data(), s.K, w.data(), s.K, 0.f, y.data(), s.O);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * s.O * s.K * batch, benchmark::Counter::kIsIterationInvariantRate,
+      benchmark::Counter::kIs1000);
+}
+
+void BM_Decrypt(benchmark::State& state, Shape s, int n_in) {
+  const OwnedLayer& layer = Layer(s, 1, n_in);
+  const int64_t n = s.O * s.K;
+  std::vector<uint64_t> out(WordsForBits(n));
+  for (auto _ : state) {
+    DecryptPlane(layer.w.planes[0], n, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * (n / 8));  // decoded bytes
+}
+
+void BM_Memcpy(benchmark::State& state, int64_t bytes) {
+  std::vector<char> src(bytes, 1), dst(bytes);
+  for (auto _ : state) {
+    std::memcpy(dst.data(), src.data(), bytes);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * bytes);
+}
+
+// ---------------------------------------------------------- ratio table
+
+// One row of the ratio table: the FleXOR run and its baseline.
+struct Pair {
+  std::string flexor, baseline, row;
+};
+std::vector<Pair>& Pairs() {
+  static std::vector<Pair> pairs;
+  return pairs;
+}
+
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& r : runs) {
+      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
+      const std::string& name = r.run_name.function_name;
+      seconds_[name] = r.GetAdjustedRealTime();
+      auto it = r.counters.find("bytes_per_second");
+      if (it != r.counters.end()) bytes_per_s_[name] = it->second;
+      labels_[name] = r.report_label;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf(
+        "\nRatios (baseline time / FleXOR time; > 1 means FleXOR is "
+        "faster; decrypt rows: decrypt bandwidth / memcpy bandwidth)\n");
+    std::printf("| case | kernel | FleXOR | baseline | ratio |\n");
+    std::printf("|---|---|---:|---:|---:|\n");
+    for (const Pair& p : Pairs()) {
+      if (!seconds_.count(p.flexor) || !seconds_.count(p.baseline)) continue;
+      if (bytes_per_s_.count(p.flexor)) {
+        const double a = bytes_per_s_[p.flexor], b = bytes_per_s_[p.baseline];
+        std::printf("| %s | decrypt | %.1f GB/s | %.1f GB/s | %.2f |\n",
+                    p.row.c_str(), a / 1e9, b / 1e9, a / b);
+      } else {
+        const double a = seconds_[p.flexor], b = seconds_[p.baseline];
+        std::printf("| %s | %s | %.3g us | %.3g us | %.2f |\n", p.row.c_str(),
+                    labels_[p.flexor].c_str(), a, b, b / a);
+      }
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  std::map<std::string, double> seconds_, bytes_per_s_;
+  std::map<std::string, std::string> labels_;
+};
+
+std::string CpuModel() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0)
+      return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+void RegisterAll(bool full, bool methods) {
+  const int all_threads =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  std::vector<int> thread_counts = {1};
+  if (all_threads > 1) thread_counts.push_back(all_threads);
+  std::vector<Shape> shapes = {{4096, 4096}};
+  std::vector<int64_t> batches = {1, 8, 32, 128};
+  std::vector<int> n_ins = {16};  // 0.8 bit
+  std::vector<int> qs = {1};
+  if (full) {
+    shapes = {{1024, 1024}, {4096, 4096}, {11008, 4096}};
+    n_ins = {16, 12, 8};  // 0.8, 0.6, 0.4 bit per plane
+    qs = {1, 2};
+  }
+  std::vector<BinaryMethod> method_list = {BinaryMethod::kAuto};
+  if (methods) {
+    method_list.push_back(BinaryMethod::kSignFma);
+    method_list.push_back(BinaryMethod::kLut);
+  }
+  const double kMinTime = 0.3;
+  for (Shape s : shapes) {
+    const std::string shape = std::to_string(s.O) + "x" + std::to_string(s.K);
+    for (int64_t batch : batches) {
+      for (int t : thread_counts) {
+        const std::string tail =
+            "/b" + std::to_string(batch) + "/t" + std::to_string(t);
+        const std::string blas = "openblas/" + shape + tail;
+        benchmark::RegisterBenchmark(blas.c_str(), BM_Openblas, s, batch, t)
+            ->UseRealTime()
+            ->MinTime(kMinTime)
+            ->Unit(benchmark::kMicrosecond);
+        for (int q : qs) {
+          for (int n_in : n_ins) {
+            for (BinaryMethod m : method_list) {
+              char bits[32];
+              std::snprintf(bits, sizeof(bits), "%.1fbit",
+                            static_cast<double>(n_in) / kNOut);
+              const std::string cfg =
+                  std::string(bits) + "/q" + std::to_string(q);
+              const std::string name =
+                  "flexor/" + shape + tail + "/" + cfg + "/" + MethodName(m);
+              benchmark::RegisterBenchmark(name.c_str(), BM_Flexor, s, batch, q,
+                                           n_in, t, m)
+                  ->UseRealTime()
+                  ->MinTime(kMinTime)
+                  ->Unit(benchmark::kMicrosecond);
+              Pairs().push_back({name, blas,
+                                 shape + " b" + std::to_string(batch) + " t" +
+                                     std::to_string(t) + " " + cfg + " " +
+                                     MethodName(m)});
+            }
+          }
+        }
+      }
+    }
+  }
+  // Decryption alone, one thread: decoded bytes/s vs memcpy of as many bytes.
+  for (Shape s : shapes) {
+    const std::string shape = std::to_string(s.O) + "x" + std::to_string(s.K);
+    const std::string mem = "memcpy/" + shape;
+    benchmark::RegisterBenchmark(mem.c_str(), BM_Memcpy, s.O * s.K / 8)
+        ->MinTime(kMinTime);
+    for (int n_in : n_ins) {
+      char bits[32];
+      std::snprintf(bits, sizeof(bits), "%.1fbit",
+                    static_cast<double>(n_in) / kNOut);
+      const std::string name = "decrypt/" + shape + "/" + bits;
+      benchmark::RegisterBenchmark(name.c_str(), BM_Decrypt, s, n_in)
+          ->MinTime(kMinTime);
+      Pairs().push_back({name, mem, shape + " " + bits});
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flexor
+
+int main(int argc, char** argv) {
+  bool full = false, methods = false;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--full") == 0) {
+      full = true;
+    } else if (std::strcmp(argv[i], "--methods") == 0) {
+      methods = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  benchmark::AddCustomContext("cpu_model", flexor::CpuModel());
+  benchmark::AddCustomContext("kernel_isa",
+                              flexor::IsaName(flexor::SelectedIsa()));
+  flexor::RegisterAll(full, methods);
+  flexor::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
