@@ -247,6 +247,7 @@ void RegisterAll(bool full, bool methods) {
   if (methods) {
     method_list.push_back(BinaryMethod::kSignFma);
     method_list.push_back(BinaryMethod::kLut);
+    method_list.push_back(BinaryMethod::kLutRows);
   }
   const double kMinTime = 0.3;
   for (Shape s : shapes) {

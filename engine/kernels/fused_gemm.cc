@@ -154,6 +154,86 @@ void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
       });
 }
 
+void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
+                 const LayerWeights& w, int64_t r0, int64_t r1, const float* x,
+                 int64_t batch, float* y, int64_t ldy) {
+  const int64_t K = w.in_features, kw = CeilDiv(K, 64);
+  const int q = src.planes();
+  // One table per activation row: [16 kw groups][16 entries], built once per
+  // call and shared by every row tile (padding inputs are zero).
+  const int64_t groups = kw * 16;
+  std::vector<float> tables(static_cast<size_t>(batch * groups * 16));
+  tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
+    const float* xb = x + b * K;
+    for (int64_t g = 0; g < groups; ++g) {
+      float v[4];
+      for (int i = 0; i < 4; ++i) {
+        const int64_t k = 4 * g + i;
+        v[i] = k < K ? xb[k] : 0.0f;
+      }
+      // Same formula as LutBuild: (+-x0 +-x1) + (+-x2 +-x3).
+      const float s01 = v[0] + v[1], d01 = v[0] - v[1];
+      const float s23 = v[2] + v[3], d23 = v[2] - v[3];
+      const float p01[4] = {s01, -d01, d01, -s01};
+      const float p23[4] = {s23, -d23, d23, -s23};
+      float* t = tables.data() + (b * groups + g) * 16;
+      for (int p = 0; p < 16; ++p) t[p] = p01[p & 3] + p23[p >> 2];
+    }
+  });
+  const int64_t rows = r1 - r0;
+  const int64_t rt =
+      RowTile(rows, kw * 8 * q, int64_t{32} << 10, 16, 256, 4 * Threads());
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        Scratch& s = LocalScratch();
+        for (int64_t t = range.begin(); t < range.end(); ++t) {
+          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
+          const int64_t blocks = CeilDiv(n, 16);
+          uint64_t* bits = Grow(s.bits, n * kw + q * blocks * 16 * kw);
+          uint64_t* t16 = bits + n * kw;
+          float* alpha = Grow(s.alpha, q * n);
+          for (int p = 0; p < q; ++p) {
+            src.Rows(p, o0, n, bits);
+            src.Alphas(p, o0, n, alpha + p * n);
+            // Transpose to [block][k word][16 rows] for the 16-row kernel,
+            // once per tile for every activation row.
+            uint64_t* tp = t16 + p * blocks * 16 * kw;
+            for (int64_t blk = 0; blk < blocks; ++blk) {
+              uint64_t* dst = tp + blk * 16 * kw;
+              const int64_t valid = std::min<int64_t>(16, n - blk * 16);
+              for (int64_t m = 0; m < kw; ++m) {
+                int64_t r = 0;
+                for (; r < valid; ++r) {
+                  dst[m * 16 + r] = bits[(blk * 16 + r) * kw + m];
+                }
+                for (; r < 16; ++r) dst[m * 16 + r] = 0;
+              }
+            }
+          }
+          float* acc = Grow(s.acc, blocks * 16);
+          float dot[16];
+          for (int64_t b = 0; b < batch; ++b) {
+            const float* table = tables.data() + b * groups * 16;
+            for (int p = 0; p < q; ++p) {
+              const uint64_t* tp = t16 + p * blocks * 16 * kw;
+              for (int64_t blk = 0; blk < blocks; ++blk) {
+                kt.lut_rows(tp + blk * 16 * kw, kw, table, dot);
+                for (int64_t r = 0; r < 16 && blk * 16 + r < n; ++r) {
+                  const int64_t i = blk * 16 + r;
+                  const float v = alpha[p * n + i] * dot[r];
+                  acc[i] = p == 0 ? v : acc[i] + v;
+                }
+              }
+            }
+            for (int64_t r = 0; r < n; ++r) {
+              y[b * ldy + o0 + r] = acc[r] + (w.bias ? w.bias[o0 + r] : 0.0f);
+            }
+          }
+        }
+      });
+}
+
 int LutVectors(const KernelTable& kt, int64_t batch, int requested) {
   if (requested == 1 || requested == 2 || requested == 4) return requested;
   if (batch <= kt.lanes) return 1;
@@ -232,8 +312,13 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features) {
   (void)out_features;
   (void)in_features;
-  (void)isa;
-  return batch >= 8 ? BinaryMethod::kLut : BinaryMethod::kSignFma;
+  // Measured on 4096x4096 (docs/performance.md): with AVX-512 the VPERMPS
+  // row-LUT beats the k-mask sign path at every small batch; the batch LUT
+  // wins once a batch tile fills a vector. Without VPERMPS-wide shuffles the
+  // sign path is the small-batch kernel.
+  if (batch >= 16) return BinaryMethod::kLut;
+  return isa == KernelIsa::kAvx512 ? BinaryMethod::kLutRows
+                                   : BinaryMethod::kSignFma;
 }
 
 const char* MethodName(BinaryMethod method) {
@@ -244,6 +329,8 @@ const char* MethodName(BinaryMethod method) {
       return "sign_fma";
     case BinaryMethod::kLut:
       return "lut";
+    case BinaryMethod::kLutRows:
+      return "lut_rows";
   }
   return "unknown";
 }
@@ -261,6 +348,8 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
   if (method == BinaryMethod::kLut) {
     LutPath(kt, src, w, row_begin, row_end, x, batch, y, ldy,
             options.lut_vectors);
+  } else if (method == BinaryMethod::kLutRows) {
+    LutRowsPath(kt, src, w, row_begin, row_end, x, batch, y, ldy);
   } else {
     SignFmaPath(kt, src, w, row_begin, row_end, x, batch, y, ldy);
   }

@@ -16,8 +16,12 @@ enum class BinaryMethod {
   // Weight bits become +-1 vectors (AVX-512: one k-mask blend per 16
   // weights) fed to FMAs; K is the vector axis. Best for small batches.
   kSignFma,
-  // BiQGEMM/T-MAC style: for every group of 4 inputs, a 16-entry table of
-  // signed partial sums per batch column; each 4 weight bits select one
+  // T-MAC style for small batches: per activation row, a 16-entry table of
+  // signed partial sums per group of 4 inputs; the nibbles of 16 weight rows
+  // index it with one VPERMPS (shuffle as table look-up). FP32 tables.
+  kLutRows,
+  // BiQGEMM style over the batch: for every group of 4 inputs, a 16-entry table
+  // of signed partial sums per batch column; each 4 weight bits select one
   // entry, so one vector add does 4 x lanes multiply-adds. Tables are FP32
   // (exact path: only the summation order differs from the reference).
   kLut,

@@ -75,11 +75,15 @@ constexpr int kSignBatch = 2;
 }  // namespace avx2_kernels
 
 const KernelTable& Avx2KernelTable() {
-  static const KernelTable table = {
-      KernelIsa::kAvx2,           avx2_kernels::VF::kLanes,
-      avx2_kernels::DecryptWords, avx2_kernels::SignDot,
-      avx2_kernels::LutBuild,     avx2_kernels::LutGemm,
-      avx2_kernels::DenseDot,     avx2_kernels::GxnorPortable};
+  static const KernelTable table = {KernelIsa::kAvx2,
+                                    avx2_kernels::VF::kLanes,
+                                    avx2_kernels::DecryptWords,
+                                    avx2_kernels::SignDot,
+                                    avx2_kernels::LutBuild,
+                                    avx2_kernels::LutGemm,
+                                    avx2_kernels::LutRowsPortable,
+                                    avx2_kernels::DenseDot,
+                                    avx2_kernels::GxnorPortable};
   return table;
 }
 

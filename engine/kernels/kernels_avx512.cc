@@ -49,6 +49,48 @@ constexpr int kSignBatch = 4;
 
 #include "engine/kernels/microkernels_impl.inc"
 
+// Row-LUT with VPERMPS: the 16 rows' words for one k word are split into
+// their low and high 32-bit halves (lane r = row r), and shifting by 4j puts
+// nibble j of every row in the low 4 bits, which is all VPERMPS reads: one
+// shift, one permute and one add per 64 weights.
+void LutRowsVpermps(const uint64_t* bits16, int64_t kw, const float* table,
+                    float* dot) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                         22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                        23, 25, 27, 29, 31);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (int64_t m = 0; m < kw; ++m) {
+    const __m512i w0 = _mm512_loadu_si512(bits16 + m * 16);
+    const __m512i w1 = _mm512_loadu_si512(bits16 + m * 16 + 8);
+    const __m512i lo = _mm512_permutex2var_epi32(w0, even, w1);
+    const __m512i hi = _mm512_permutex2var_epi32(w0, odd, w1);
+    const float* t = table + m * 16 * 16;
+#define FLEXOR_LUT_STEP(src, j, acc)                                  \
+  acc = _mm512_add_ps(                                                \
+      acc, _mm512_permutexvar_ps(_mm512_srli_epi32(src, 4 * ((j)&7)), \
+                                 _mm512_loadu_ps(t + (j)*16)))
+    FLEXOR_LUT_STEP(lo, 0, acc0);
+    FLEXOR_LUT_STEP(lo, 1, acc1);
+    FLEXOR_LUT_STEP(lo, 2, acc0);
+    FLEXOR_LUT_STEP(lo, 3, acc1);
+    FLEXOR_LUT_STEP(lo, 4, acc0);
+    FLEXOR_LUT_STEP(lo, 5, acc1);
+    FLEXOR_LUT_STEP(lo, 6, acc0);
+    FLEXOR_LUT_STEP(lo, 7, acc1);
+    FLEXOR_LUT_STEP(hi, 8, acc0);
+    FLEXOR_LUT_STEP(hi, 9, acc1);
+    FLEXOR_LUT_STEP(hi, 10, acc0);
+    FLEXOR_LUT_STEP(hi, 11, acc1);
+    FLEXOR_LUT_STEP(hi, 12, acc0);
+    FLEXOR_LUT_STEP(hi, 13, acc1);
+    FLEXOR_LUT_STEP(hi, 14, acc0);
+    FLEXOR_LUT_STEP(hi, 15, acc1);
+#undef FLEXOR_LUT_STEP
+  }
+  _mm512_storeu_ps(dot, _mm512_add_ps(acc0, acc1));
+}
+
 __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
     const uint64_t* w_nz, const uint64_t* w_sign, int64_t rows, int64_t words,
     const uint64_t* a_nz, const uint64_t* a_sign, int64_t batch, int32_t* dot) {
@@ -97,6 +139,7 @@ const KernelTable& Avx512KernelTable() {
                                     avx512_kernels::SignDot,
                                     avx512_kernels::LutBuild,
                                     avx512_kernels::LutGemm,
+                                    avx512_kernels::LutRowsVpermps,
                                     avx512_kernels::DenseDot,
                                     HasAvx512Vpopcntdq()
                                         ? avx512_kernels::GxnorVpopcnt

@@ -68,11 +68,15 @@ constexpr int kSignBatch = 2;
 }  // namespace scalar_kernels
 
 const KernelTable& ScalarKernelTable() {
-  static const KernelTable table = {
-      KernelIsa::kScalar,           scalar_kernels::VF::kLanes,
-      scalar_kernels::DecryptWords, scalar_kernels::SignDot,
-      scalar_kernels::LutBuild,     scalar_kernels::LutGemm,
-      scalar_kernels::DenseDot,     scalar_kernels::GxnorPortable};
+  static const KernelTable table = {KernelIsa::kScalar,
+                                    scalar_kernels::VF::kLanes,
+                                    scalar_kernels::DecryptWords,
+                                    scalar_kernels::SignDot,
+                                    scalar_kernels::LutBuild,
+                                    scalar_kernels::LutGemm,
+                                    scalar_kernels::LutRowsPortable,
+                                    scalar_kernels::DenseDot,
+                                    scalar_kernels::GxnorPortable};
   return table;
 }
 

@@ -45,6 +45,17 @@ using LutGemmFn = void (*)(const uint64_t* bits, int64_t bit_stride,
                            int64_t rows, int64_t k_words, const float* table,
                            int64_t lanes, const float* alpha, float* acc);
 
+// Row-LUT path (T-MAC style, small batches): one 16-entry table of signed
+// partial sums per group of 4 inputs of ONE activation row, looked up for 16
+// weight rows at once (AVX-512: the nibbles of 16 rows index a VPERMPS).
+//   bits16: a block of 16 rows transposed to [k_words][16] words (the
+//           driver transposes each decrypted tile once for all batch rows);
+//   table:  [16 * k_words][16] floats, table[g][p] as in LutBuild;
+//   dot[r] = sum_g table[g][nib(r, g)], r < 16; even and odd groups are
+//   summed separately and added at the end (the same order in every build).
+using LutRowsFn = void (*)(const uint64_t* bits16, int64_t k_words,
+                           const float* table, float* dot);
+
 // Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
 // x[b * x_stride + k].
 using DenseDotFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
@@ -64,6 +75,7 @@ struct KernelTable {
   SignDotFn sign_dot;
   LutBuildFn lut_build;
   LutGemmFn lut_gemm;
+  LutRowsFn lut_rows;
   DenseDotFn dense_dot;
   GxnorFn gxnor;
 };

@@ -161,6 +161,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(SupportedIsas()),
                        ::testing::Values(BinaryMethod::kSignFma,
                                          BinaryMethod::kLut,
+                                         BinaryMethod::kLutRows,
                                          BinaryMethod::kAuto)),
     [](const auto& info) {
       return std::string(IsaName(std::get<0>(info.param))) + "_" +

@@ -141,6 +141,27 @@ TEST_P(MicrokernelTest, LutBuildAndGemmMatchScalar) {
   }
 }
 
+TEST_P(MicrokernelTest, LutRowsMatchesScalarBitForBit) {
+  for (int64_t kw : {1, 2, 5}) {
+    const auto bits16 = RandomWords(kw * 16, kw);
+    const auto table = RandomVector(kw * 16 * 16, kw + 1);
+    float dot[16], portable[16];
+    kt().lut_rows(bits16.data(), kw, table.data(), dot);
+    ScalarKernelTable().lut_rows(bits16.data(), kw, table.data(), portable);
+    for (int r = 0; r < 16; ++r) {
+      double want = 0, mag = 0;
+      for (int64_t g = 0; g < kw * 16; ++g) {
+        const int nib = (bits16[(g / 16) * 16 + r] >> (4 * (g % 16))) & 15;
+        want += table[g * 16 + nib];
+        mag += std::fabs(table[g * 16 + nib]);
+      }
+      ASSERT_NEAR(dot[r], want, 1e-6 * mag) << "kw " << kw << " r " << r;
+      // Same summation order in every build.
+      ASSERT_EQ(dot[r], portable[r]);
+    }
+  }
+}
+
 TEST_P(MicrokernelTest, DenseDotMatchesScalar) {
   for (int64_t rows : {1, 5, 8}) {
     for (int64_t batch : {1, 3, 6}) {
