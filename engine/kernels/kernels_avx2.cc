@@ -59,6 +59,10 @@ struct VU {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a);
   }
   static T Xor(T a, T b) { return _mm256_xor_si256(a, b); }
+  static T ShiftInNext(T a, T b) {
+    // [a2 a3 b0 b1], then per 128-bit lane: [a1 a2], [a3 b0].
+    return _mm256_alignr_epi8(_mm256_permute2x128_si256(a, b, 0x21), a, 8);
+  }
   // Shift counts of 64 give 0 for vpsllq, so s = 0 needs no special case.
   static T Funnel(T lo, T hi, int s) {
     return _mm256_or_si256(_mm256_srl_epi64(lo, _mm_cvtsi32_si128(s)),

@@ -37,6 +37,7 @@ struct VU {
   static T Load(const uint64_t* p) { return _mm512_loadu_si512(p); }
   static void Store(uint64_t* p, T a) { _mm512_storeu_si512(p, a); }
   static T Xor(T a, T b) { return _mm512_xor_si512(a, b); }
+  static T ShiftInNext(T a, T b) { return _mm512_alignr_epi64(b, a, 1); }
   static T Funnel(T lo, T hi, int s) {
     return _mm512_or_si512(_mm512_srl_epi64(lo, _mm_cvtsi32_si128(s)),
                            _mm512_sll_epi64(hi, _mm_cvtsi32_si128(64 - s)));

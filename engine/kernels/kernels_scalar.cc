@@ -54,6 +54,7 @@ struct VU {
   static T Load(const uint64_t* p) { return *p; }
   static void Store(uint64_t* p, T a) { *p = a; }
   static T Xor(T a, T b) { return a ^ b; }
+  static T ShiftInNext(T, T b) { return b; }
   static T Funnel(T lo, T hi, int s) {
     return s == 0 ? lo : (lo >> s) | (hi << (64 - s));
   }
