@@ -1,0 +1,164 @@
+// Queue bounds, graceful shutdown, model control modes.
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "tests/server/server_process.h"
+
+namespace flexor::server::testing {
+namespace {
+
+using ::grpc::StatusCode;
+
+// Sends `n` ModelInfer requests at once (callback API) and returns the
+// status code of each.
+std::vector<StatusCode> Burst(ServerProcess& server,
+                              const inference::ModelInferRequest& request,
+                              int n, std::function<void()> after_send = {}) {
+  struct Call {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    StatusCode code = StatusCode::UNKNOWN;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int pending = n;
+  for (int i = 0; i < n; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* call = calls.back().get();
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               std::chrono::seconds(30));
+    server.stub().async()->ModelInfer(
+        &call->context, &request, &call->response,
+        [call, &mu, &pending](grpc::Status status) {
+          absl::MutexLock lock(&mu);
+          call->code = status.error_code();
+          --pending;
+        });
+  }
+  if (after_send) after_send();
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* p) { return *p == 0; }, &pending));
+  std::vector<StatusCode> codes;
+  for (auto& call : calls) codes.push_back(call->code);
+  return codes;
+}
+
+TEST(LifecycleTest, FullQueueAnswersResourceExhausted) {
+  TempDir repo;
+  WriteModel(repo.path(), "m", 1, ModelBytes(1));
+  ServerProcess server(repo.path(),
+                       {"--threads=1", "--max-concurrent-batches=1",
+                        "--max-queue-size=2", "--dynamic-batching=false"});
+  ASSERT_TRUE(server.started());
+  const std::vector<float> input = RandomImages(1, 1);
+  const auto codes = Burst(server, MakeInferRequest("m", input, 1), 300);
+  int ok = 0, exhausted = 0, other = 0;
+  for (StatusCode c : codes) {
+    if (c == StatusCode::OK) {
+      ++ok;
+    } else if (c == StatusCode::RESOURCE_EXHAUSTED) {
+      ++exhausted;
+    } else {
+      ++other;
+    }
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(exhausted, 0);
+  EXPECT_EQ(other, 0);
+  EXPECT_GE(
+      MetricValue(server.ScrapeMetrics(), "flexor_inference_requests_total",
+                  {"model=\"m\"", "code=\"RESOURCE_EXHAUSTED\""}),
+      exhausted);
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(LifecycleTest, SigtermFinishesInFlightRequestsAndExitsZero) {
+  TempDir repo;
+  WriteModel(repo.path(), "m", 1, ModelBytes(2));
+  // Requests wait 300 ms in the batcher: they are in flight at SIGTERM.
+  WriteText(repo.path() + "/m/config.pbtxt",
+            "max_batch_size: 64\n"
+            "dynamic_batching { max_queue_delay_microseconds: 300000 }\n");
+  ServerProcess server(repo.path(), {"--threads=2"});
+  ASSERT_TRUE(server.started());
+  const std::vector<float> input = RandomImages(1, 2);
+  int exit_code = -2;
+  const auto codes = Burst(server, MakeInferRequest("m", input, 1), 16, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    exit_code = server.Terminate();
+  });
+  for (StatusCode c : codes) EXPECT_EQ(c, StatusCode::OK);
+  EXPECT_EQ(exit_code, 0) << server.Log();
+  EXPECT_NE(server.Log().find("shutdown complete"), std::string::npos);
+}
+
+TEST(LifecycleTest, PollModeFollowsTheRepository) {
+  TempDir repo;
+  WriteModel(repo.path(), "p", 1, ModelBytes(3));
+  ServerProcess server(
+      repo.path(), {"--model-control-mode=poll", "--repository-poll-secs=1"});
+  ASSERT_TRUE(server.started());
+  const std::vector<float> input = RandomImages(1, 3);
+  auto version = [&]() -> std::string {
+    inference::ModelInferResponse response;
+    grpc::Status s =
+        Infer(server.stub(), MakeInferRequest("p", input, 1), &response);
+    return s.ok() ? response.model_version()
+                  : "error " + std::to_string(s.error_code());
+  };
+  auto wait_for = [&](const std::string& want) {
+    for (int i = 0; i < 100 && version() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return version();
+  };
+  EXPECT_EQ(version(), "1");
+  WriteModel(repo.path(), "p", 2, ModelBytes(4));
+  EXPECT_EQ(wait_for("2"), "2");
+  // A corrupt version 3 leaves 2 serving, and is counted once, not per poll.
+  std::string corrupt = ModelBytes(5);
+  corrupt.resize(corrupt.size() - 64);
+  WriteModel(repo.path(), "p", 3, corrupt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_EQ(version(), "2");
+  EXPECT_EQ(MetricValue(server.ScrapeMetrics(), "flexor_model_loads_total",
+                        {"model=\"p\"", "result=\"failure\""}),
+            1);
+  // Repository RPCs are refused in poll mode.
+  inference::RepositoryModelLoadRequest load;
+  load.set_model_name("p");
+  inference::RepositoryModelLoadResponse load_response;
+  grpc::ClientContext context;
+  EXPECT_EQ(server.stub()
+                .RepositoryModelLoad(&context, load, &load_response)
+                .error_code(),
+            StatusCode::FAILED_PRECONDITION);
+  // Removing the model from the repository unloads it.
+  std::filesystem::remove_all(repo.path() + "/p");
+  EXPECT_EQ(wait_for("error 5"), "error 5");  // NOT_FOUND
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(LifecycleTest, BadFlagsAndBadRepositoryFailClearly) {
+  auto [rc, out] = RunCommand(std::string(FLEXOR_SERVER_BINARY) +
+                              " --model-control-mode=sometimes "
+                              "--model-repository=/tmp");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("none, poll, explicit"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(std::string(FLEXOR_SERVER_BINARY) + " --help");
+  EXPECT_NE(out.find("model_repository"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(std::string(FLEXOR_SERVER_BINARY) +
+                                 " --model-repository=/nonexistent/dir "
+                                 "--grpc-port=0 --metrics-port=-1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("/nonexistent/dir"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace flexor::server::testing

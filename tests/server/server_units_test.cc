@@ -1,0 +1,183 @@
+// In-process unit tests of the server's small pieces: config parsing,
+// version policy, flag spelling, the dynamic batcher.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "server/batching/batch_scheduler.h"
+#include "server/common/flag_names.h"
+#include "server/config/model_config.h"
+#include "server/registry/repository.h"
+
+namespace flexor::server {
+namespace {
+
+TEST(ModelConfigTest, DefaultsAndOverrides) {
+  ModelConfigDefaults defaults;
+  absl::StatusOr<ModelConfig> c = ParseModelConfig("", defaults, "x");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->max_batch_size, defaults.max_batch_size);
+  c = ParseModelConfig(
+      "max_batch_size: 8 max_queue_size: 3 "
+      "dynamic_batching { max_queue_delay_microseconds: 50 } "
+      "version_policy { latest { num_versions: 2 } }",
+      defaults, "x");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_batch_size, 8);
+  EXPECT_EQ(c->max_queue_size, 3);
+  EXPECT_EQ(c->max_queue_delay, absl::Microseconds(50));
+  EXPECT_EQ(c->version_policy.num_versions, 2);
+  c = ParseModelConfig("disable_dynamic_batching: true", defaults, "x");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->dynamic_batching);
+}
+
+TEST(ModelConfigTest, ErrorsNameTheSourceAndField) {
+  ModelConfigDefaults defaults;
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfig("max_batch_sise: 3", defaults, "repo/m/config.pbtxt");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("repo/m/config.pbtxt"),
+            std::string::npos);
+  EXPECT_NE(c.status().message().find("max_batch_sise"), std::string::npos);
+  EXPECT_FALSE(ParseModelConfig("max_batch_size: 100000", defaults, "x").ok());
+  EXPECT_FALSE(
+      ParseModelConfig("version_policy { latest {} }", defaults, "x").ok());
+}
+
+TEST(VersionPolicyTest, Select) {
+  auto latest2 = VersionPolicySpec::Parse("latest:2");
+  ASSERT_TRUE(latest2.ok());
+  EXPECT_EQ(latest2->Select({1, 5, 3}), (std::vector<int64_t>{5, 3}));
+  auto all = VersionPolicySpec::Parse("all");
+  EXPECT_EQ(all->Select({1, 5, 3}), (std::vector<int64_t>{5, 3, 1}));
+  auto specific = VersionPolicySpec::Parse("specific:1,3,9");
+  EXPECT_EQ(specific->Select({1, 5, 3}), (std::vector<int64_t>{3, 1}));
+  EXPECT_FALSE(VersionPolicySpec::Parse("latest:0").ok());
+  EXPECT_FALSE(VersionPolicySpec::Parse("newest").ok());
+}
+
+TEST(RepositoryTest, ModelNames) {
+  EXPECT_TRUE(ModelRepository::ValidateModelName("fashion_lenet-v2.1").ok());
+  for (const char* bad : {"", ".", "..", "a/b", "../x", "a b"}) {
+    EXPECT_FALSE(ModelRepository::ValidateModelName(bad).ok()) << bad;
+  }
+}
+
+TEST(FlagNamesTest, DashesBecomeUnderscoresInNamesOnly) {
+  const char* argv[] = {"prog", "--model-repository=/a-b",
+                        "-x-y", "pos-arg",
+                        "--",   "--not-a-flag"};
+  std::vector<std::string> storage;
+  std::vector<char*> out =
+      NormalizeFlagNames(6, const_cast<char**>(argv), &storage);
+  EXPECT_STREQ(out[1], "--model_repository=/a-b");
+  EXPECT_STREQ(out[2], "-x_y");
+  EXPECT_STREQ(out[3], "pos-arg");
+  EXPECT_STREQ(out[5], "--not-a-flag");
+  EXPECT_EQ(out[6], nullptr);
+}
+
+// A task that records how it was batched.
+class FakeTask : public BatchTask {
+ public:
+  explicit FakeTask(float value) : input_(4, value) {}
+  int64_t num_samples() const override { return 1; }
+  const float* input() const override { return input_.data(); }
+  bool IsCancelled() const override { return false; }
+  absl::Time deadline() const override { return absl::InfiniteFuture(); }
+  void Complete(const absl::Status& status, const float* output,
+                const BatchTimings& timings) override {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    if (output != nullptr) output_ = output[0];
+    batch_ = timings.batch_samples;
+    done_ = true;
+  }
+  void Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+  }
+  float output() {
+    absl::MutexLock lock(&mu_);
+    return output_;
+  }
+  int64_t batch() {
+    absl::MutexLock lock(&mu_);
+    return batch_;
+  }
+
+ private:
+  std::vector<float> input_;
+  absl::Mutex mu_;
+  bool done_ = false;
+  absl::Status status_;
+  float output_ = 0;
+  int64_t batch_ = 0;
+};
+
+TEST(BatchSchedulerTest, CombinesConcurrentRequestsAndKeepsRowsApart) {
+  BatchScheduler scheduler(2, 1);
+  std::atomic<int> runs{0};
+  BatchQueue::Options options;
+  options.name = "test";
+  options.max_batch_size = 8;
+  options.dynamic_batching = true;
+  options.max_queue_delay = absl::Milliseconds(50);
+  options.input_size = 4;
+  options.output_size = 1;
+  BatchQueue queue(
+      options,
+      [&](const float* in, int64_t batch, float* out) {
+        ++runs;
+        for (int64_t b = 0; b < batch; ++b) out[b] = in[b * 4] * 2;
+        return absl::OkStatus();
+      },
+      nullptr);
+  std::vector<std::unique_ptr<FakeTask>> tasks;
+  for (int i = 0; i < 8; ++i) {
+    tasks.push_back(std::make_unique<FakeTask>(static_cast<float>(i)));
+    ASSERT_TRUE(scheduler.Submit(&queue, tasks.back().get()).ok());
+  }
+  for (int i = 0; i < 8; ++i) {
+    tasks[i]->Wait();
+    EXPECT_EQ(tasks[i]->output(), 2.0f * i);
+    EXPECT_EQ(tasks[i]->batch(), 8);  // full batch dispatched at once
+  }
+  EXPECT_EQ(runs.load(), 1);
+}
+
+TEST(BatchSchedulerTest, BoundedQueueAndStop) {
+  BatchScheduler scheduler(1, 1);
+  BatchQueue::Options options;
+  options.name = "model 'q'";
+  options.max_batch_size = 100;
+  options.max_queue_delay = absl::Seconds(10);
+  options.max_queue_size = 2;
+  options.input_size = 4;
+  options.output_size = 1;
+  BatchQueue queue(
+      options,
+      [](const float*, int64_t batch, float* out) {
+        for (int64_t b = 0; b < batch; ++b) out[b] = 1;
+        return absl::OkStatus();
+      },
+      nullptr);
+  FakeTask a(1), b(2), c(3);
+  ASSERT_TRUE(scheduler.Submit(&queue, &a).ok());
+  ASSERT_TRUE(scheduler.Submit(&queue, &b).ok());
+  absl::Status full = scheduler.Submit(&queue, &c);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("model 'q'"), std::string::npos);
+  scheduler.Stop();  // Runs what is queued without waiting for the delay.
+  a.Wait();
+  b.Wait();
+  EXPECT_EQ(a.output(), 1);
+  EXPECT_EQ(scheduler.Submit(&queue, &c).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace flexor::server
