@@ -54,6 +54,10 @@ ABSL_FLAG(bool, dynamic_batching, true,
 ABSL_FLAG(int64_t, max_queue_delay_us, 200,
           "Default dynamic batching delay: how long the first request of a "
           "batch may wait for others, in microseconds.");
+ABSL_FLAG(bool, dispatch_when_idle, true,
+          "Dynamic batching: run a request at once when no model execution "
+          "is running (no --max-queue-delay-us wait on an idle server); "
+          "false: always wait up to the delay for a fuller batch, as Triton.");
 ABSL_FLAG(int, max_queue_size, 1024,
           "Default bound of each model's request queue; beyond it requests "
           "get RESOURCE_EXHAUSTED.");
@@ -129,6 +133,7 @@ int main(int argc, char** argv) {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.max_concurrent_batches = absl::GetFlag(FLAGS_max_concurrent_batches);
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  options.dispatch_when_idle = absl::GetFlag(FLAGS_dispatch_when_idle);
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   defaults.dynamic_batching = absl::GetFlag(FLAGS_dynamic_batching);

@@ -41,7 +41,8 @@ absl::Status Server::Init() {
       return s;
     }
   }
-  scheduler_ = std::make_unique<BatchScheduler>(threads, batches);
+  scheduler_ = std::make_unique<BatchScheduler>(threads, batches,
+                                                options_.dispatch_when_idle);
   repository_ = std::make_unique<ModelRepository>(options_.model_repository);
   loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get());
   manager_ =

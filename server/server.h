@@ -34,6 +34,8 @@ struct ServerOptions {
   int metrics_port = 8002;  // 0: pick a free port; -1: no metrics endpoint
   int threads = 0;          // 0: hardware concurrency
   int max_concurrent_batches = 0;  // 0: threads
+  // See BatchScheduler: no batching delay while nothing is running.
+  bool dispatch_when_idle = true;
   int max_message_bytes = 64 << 20;
   ModelConfigDefaults model_defaults;
 };

@@ -8,9 +8,11 @@
 
 namespace flexor::server {
 
-BatchScheduler::BatchScheduler(int threads, int max_concurrent_batches)
+BatchScheduler::BatchScheduler(int threads, int max_concurrent_batches,
+                               bool dispatch_when_idle)
     : threads_(std::max(1, threads)),
       max_concurrent_batches_(std::max(1, max_concurrent_batches)),
+      dispatch_when_idle_(dispatch_when_idle),
       parallelism_(tbb::global_control::max_allowed_parallelism,
                    static_cast<size_t>(std::max(1, threads)) + 1),
       // No slot reserved for an external thread: batches are enqueued.
@@ -56,6 +58,7 @@ void BatchScheduler::Stop() {
 bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
   const BatchQueue::Options& o = queue.options();
   return stopping_ || !o.dynamic_batching ||
+         (dispatch_when_idle_ && running_ == 0) ||
          queue.queued_samples_ >= o.max_batch_size ||
          now >= queue.tasks_.front()->enqueue_time_ + o.max_queue_delay;
 }

@@ -26,7 +26,11 @@ namespace flexor::server {
 
 class BatchScheduler {
  public:
-  BatchScheduler(int threads, int max_concurrent_batches);
+  // `dispatch_when_idle`: a queue that batches is also ready when no batch
+  // is running at all, so a lone request does not wait max_queue_delay on
+  // an idle server; under load, requests still accumulate while batches run.
+  BatchScheduler(int threads, int max_concurrent_batches,
+                 bool dispatch_when_idle = false);
   ~BatchScheduler();  // Stop()
   BatchScheduler(const BatchScheduler&) = delete;
   BatchScheduler& operator=(const BatchScheduler&) = delete;
@@ -51,6 +55,7 @@ class BatchScheduler {
 
   const int threads_;
   const int max_concurrent_batches_;
+  const bool dispatch_when_idle_;
   // Lets the arena have `threads` workers even on small machines, where
   // oneTBB's default pool is hardware_concurrency - 1.
   tbb::global_control parallelism_;

@@ -85,7 +85,8 @@ TEST(LifecycleTest, SigtermFinishesInFlightRequestsAndExitsZero) {
   WriteText(repo.path() + "/m/config.pbtxt",
             "max_batch_size: 64\n"
             "dynamic_batching { max_queue_delay_microseconds: 300000 }\n");
-  ServerProcess server(repo.path(), {"--threads=2"});
+  ServerProcess server(repo.path(),
+                       {"--threads=2", "--dispatch-when-idle=false"});
   ASSERT_TRUE(server.started());
   const std::vector<float> input = RandomImages(1, 2);
   int exit_code = -2;
