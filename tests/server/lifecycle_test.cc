@@ -99,6 +99,67 @@ TEST(LifecycleTest, SigtermFinishesInFlightRequestsAndExitsZero) {
   EXPECT_NE(server.Log().find("shutdown complete"), std::string::npos);
 }
 
+TEST(LifecycleTest, DeadlineWhileQueuedAndCancelledClients) {
+  TempDir repo;
+  WriteModel(repo.path(), "m", 1, ModelBytes(6));
+  WriteText(repo.path() + "/m/config.pbtxt",
+            "dynamic_batching { max_queue_delay_microseconds: 400000 }\n");
+  ServerProcess server(repo.path(), {"--dispatch-when-idle=false"});
+  ASSERT_TRUE(server.started());
+  const std::vector<float> input = RandomImages(1, 6);
+  inference::ModelInferResponse response;
+  // Waits 400 ms in the batcher; the deadline is 50 ms.
+  grpc::Status status = Infer(server.stub(), MakeInferRequest("m", input, 1),
+                              &response, /*timeout_ms=*/50);
+  EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED);
+  // Clients that cancel while queued.
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext context;
+    inference::ModelInferResponse r;
+    absl::Mutex mu;
+    bool done = false;
+    grpc::Status s;
+    inference::ModelInferRequest request = MakeInferRequest("m", input, 1);
+    server.stub().async()->ModelInfer(&context, &request, &r,
+                                      [&](grpc::Status st) {
+                                        absl::MutexLock lock(&mu);
+                                        s = st;
+                                        done = true;
+                                      });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    context.TryCancel();
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));
+    EXPECT_EQ(s.error_code(), StatusCode::CANCELLED);
+  }
+  // The server is fine and answers normally afterwards (after the delay).
+  EXPECT_TRUE(
+      Infer(server.stub(), MakeInferRequest("m", input, 1), &response).ok());
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
+TEST(LifecycleTest, ModelValidateAndInspect) {
+  TempDir dir;
+  const std::string good = dir.path() + "/good.flexor";
+  const std::string bad = dir.path() + "/bad.flexor";
+  WriteText(good, ModelBytes(7));
+  std::string corrupt = ModelBytes(7);
+  corrupt[40] ^= 0x10;
+  WriteText(bad, corrupt);
+  auto [rc, out] =
+      RunCommand(std::string(FLEXORCTL_BINARY) + " model validate " + good);
+  EXPECT_EQ(rc, 0) << out;
+  std::tie(rc, out) =
+      RunCommand(std::string(FLEXORCTL_BINARY) + " model inspect " + good);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("bits/weight"), std::string::npos) << out;
+  EXPECT_NE(out.find("Conv2d"), std::string::npos) << out;
+  std::tie(rc, out) =
+      RunCommand(std::string(FLEXORCTL_BINARY) + " model validate " + bad);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("bad.flexor"), std::string::npos) << out;
+}
+
 TEST(LifecycleTest, PollModeFollowsTheRepository) {
   TempDir repo;
   WriteModel(repo.path(), "p", 1, ModelBytes(3));

@@ -1,6 +1,8 @@
 // Every RPC of the server and every error path, against the real binary.
 #include <cmath>
+#include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -270,15 +272,54 @@ TEST_F(ServerRpcTest, InferErrors) {
       Call(&Stub::ServerLive, inference::ServerLiveRequest(), &live).ok());
 }
 
-TEST_F(ServerRpcTest, DeadlineExceeded) {
-  const std::vector<float> input = RandomImages(1, 3);
-  inference::ModelInferResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(1));
-  grpc::Status status = server_->stub().ModelInfer(
-      &context, MakeInferRequest("lenet", input, 1), &response);
-  EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED);
+TEST_F(ServerRpcTest, NoDeadlineAndRandomRequestsNeverCrash) {
+  const std::vector<float> input = RandomImages(2, 8);
+  {
+    grpc::ClientContext context;  // no deadline at all
+    inference::ModelInferResponse response;
+    ASSERT_TRUE(
+        server_->stub()
+            .ModelInfer(&context,
+                        MakeInferRequest("lenet", RandomImages(1, 9), 1),
+                        &response)
+            .ok());
+  }
+  // Mutated requests: every answer is OK or an error a client can act on.
+  std::mt19937_64 rng(1234);
+  const std::vector<int64_t> dims = {-1, 0,    1,         2,         28,
+                                     29, 4096, 1LL << 40, INT64_MAX, INT64_MIN};
+  const std::vector<std::string> types = {"FP32", "UINT8", "INT8",
+                                          "",     "BYTES", "FP64"};
+  for (int i = 0; i < 300; ++i) {
+    inference::ModelInferRequest r =
+        MakeInferRequest(rng() % 2 ? "lenet" : "mlp", input, 2);
+    auto* in = r.mutable_inputs(0);
+    if (rng() % 2) in->set_datatype(types[rng() % types.size()]);
+    if (rng() % 2) {
+      in->clear_shape();
+      const int rank = static_cast<int>(rng() % 6);
+      for (int d = 0; d < rank; ++d) in->add_shape(dims[rng() % dims.size()]);
+    }
+    if (rng() % 3 == 0) {
+      r.set_raw_input_contents(0, std::string(rng() % 10000, 'a'));
+    }
+    if (rng() % 4 == 0) {
+      r.clear_raw_input_contents();
+      for (int k = 0; k < static_cast<int>(rng() % 5000); ++k) {
+        in->mutable_contents()->add_uint_contents(static_cast<uint32_t>(rng()));
+      }
+    }
+    if (rng() % 5 == 0) r.set_model_version(std::to_string(rng() % 3));
+    grpc::Status status = InferStatus(r);
+    EXPECT_TRUE(status.ok() ||
+                status.error_code() == StatusCode::INVALID_ARGUMENT ||
+                status.error_code() == StatusCode::NOT_FOUND)
+        << status.error_code() << " " << status.error_message();
+  }
+  inference::ServerLiveResponse live;
+  ASSERT_TRUE(
+      Call(&Stub::ServerLive, inference::ServerLiveRequest(), &live).ok());
+  EXPECT_TRUE(live.live());
 }
 
 TEST_F(ServerRpcTest, StatisticsAndIndex) {
