@@ -9,7 +9,7 @@ COPY deploy/install-deps.sh deploy/install-deps.sh
 RUN bash deploy/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN rm -rf build && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DFLEXOR_BUILD_BENCH=OFF -DFLEXOR_BUILD_TESTS=OFF \
+      -DFLEXOR_BUILD_TRAINER=OFF -DFLEXOR_BUILD_BENCH=OFF -DFLEXOR_BUILD_TESTS=OFF \
  && cmake --build build -j"$(nproc)" \
       --target flexor_server flexorctl flexor_make_model \
  && if ! ls models/*/[0-9]*/model.flexor >/dev/null 2>&1; then \

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -53,6 +54,9 @@ void BatchScheduler::Stop() {
     wake_.Signal();
   }
   if (dispatcher_.joinable()) dispatcher_.join();
+  while (outstanding_.load(std::memory_order_acquire) != 0) {
+    std::this_thread::yield();
+  }
 }
 
 bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
@@ -107,11 +111,16 @@ void BatchScheduler::DispatchLoop() {
       active_.erase(std::find(active_.begin(), active_.end(), queue));
     }
     ++running_;
+    outstanding_.fetch_add(1, std::memory_order_relaxed);
     arena_.enqueue([this, queue, batch = std::move(batch)] {
       Execute(queue, batch);
-      absl::MutexLock done(&mu_);
-      --running_;
-      wake_.Signal();
+      {
+        absl::MutexLock done(&mu_);
+        --running_;
+        wake_.Signal();
+      }
+      // Last touch of `this`.
+      outstanding_.fetch_sub(1, std::memory_order_acq_rel);
     });
   }
 }

@@ -10,6 +10,7 @@
 #ifndef FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_
 #define FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -68,6 +69,8 @@ class BatchScheduler {
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread dispatcher_;
+  // Arena tasks not yet finished with `this` (Stop waits for zero).
+  std::atomic<int> outstanding_{0};
 };
 
 }  // namespace flexor::server
