@@ -132,6 +132,7 @@ void Server::Shutdown(absl::Duration grace) {
                      << absl::FormatDuration(grace)
                      << " for in-flight requests";
     grpc_server_->GetHealthCheckService()->Shutdown();
+    if (scheduler_) scheduler_->Flush();  // queued requests run now
     // Stops accepting, waits for in-flight calls (they are answered by the
     // batcher, still running), cancels what is left at the deadline.
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

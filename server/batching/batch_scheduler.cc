@@ -46,6 +46,12 @@ absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
   return absl::OkStatus();
 }
 
+void BatchScheduler::Flush() {
+  absl::MutexLock lock(&mu_);
+  flushing_ = true;
+  wake_.Signal();
+}
+
 void BatchScheduler::Stop() {
   {
     absl::MutexLock lock(&mu_);
@@ -61,7 +67,7 @@ void BatchScheduler::Stop() {
 
 bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
   const BatchQueue::Options& o = queue.options();
-  return stopping_ || !o.dynamic_batching ||
+  return stopping_ || flushing_ || !o.dynamic_batching ||
          (dispatch_when_idle_ && running_ == 0) ||
          queue.queued_samples_ >= o.max_batch_size ||
          now >= queue.tasks_.front()->enqueue_time_ + o.max_queue_delay;

@@ -41,6 +41,11 @@ class BatchScheduler {
   // exactly once; on error it is untouched.
   absl::Status Submit(BatchQueue* queue, BatchTask* task);
 
+  // From now on every queue is ready at once (no batching delay); still
+  // accepts tasks. Used when shutting down, to finish in-flight requests
+  // without waiting for company.
+  void Flush();
+
   // Runs every queued task, waits for running batches, stops the dispatcher.
   void Stop();
 
@@ -68,6 +73,7 @@ class BatchScheduler {
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin start
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool flushing_ ABSL_GUARDED_BY(mu_) = false;
   std::thread dispatcher_;
   // Arena tasks not yet finished with `this` (Stop waits for zero).
   std::atomic<int> outstanding_{0};

@@ -81,17 +81,25 @@ TEST(LifecycleTest, FullQueueAnswersResourceExhausted) {
 TEST(LifecycleTest, SigtermFinishesInFlightRequestsAndExitsZero) {
   TempDir repo;
   WriteModel(repo.path(), "m", 1, ModelBytes(2));
-  // Requests wait 300 ms in the batcher: they are in flight at SIGTERM.
+  // Requests wait 2 s in the batcher: they are in flight at SIGTERM.
   WriteText(repo.path() + "/m/config.pbtxt",
             "max_batch_size: 64\n"
-            "dynamic_batching { max_queue_delay_microseconds: 300000 }\n");
+            "dynamic_batching { max_queue_delay_microseconds: 2000000 }\n");
   ServerProcess server(repo.path(),
                        {"--threads=2", "--dispatch-when-idle=false"});
   ASSERT_TRUE(server.started());
   const std::vector<float> input = RandomImages(1, 2);
   int exit_code = -2;
   const auto codes = Burst(server, MakeInferRequest("m", input, 1), 16, [&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // SIGTERM once all 16 are queued in the server.
+    for (int i = 0; i < 200; ++i) {
+      if (MetricValue(server.ScrapeMetrics(),
+                      "flexor_inference_requests_in_flight",
+                      {"model=\"m\""}) == 16) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     exit_code = server.Terminate();
   });
   for (StatusCode c : codes) EXPECT_EQ(c, StatusCode::OK);
@@ -136,6 +144,46 @@ TEST(LifecycleTest, DeadlineWhileQueuedAndCancelledClients) {
   EXPECT_TRUE(
       Infer(server.stub(), MakeInferRequest("m", input, 1), &response).ok());
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
+TEST(LifecycleTest, VersionPoliciesAndConfigUpload) {
+  TempDir repo;
+  for (int v = 1; v <= 3; ++v)
+    WriteModel(repo.path(), "m", v, ModelBytes(30 + v));
+  WriteText(repo.path() + "/m/config.pbtxt", "version_policy { all {} }\n");
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=m"});
+  ASSERT_TRUE(server.started());
+  auto versions = [&]() {
+    inference::ModelMetadataRequest request;
+    request.set_name("m");
+    inference::ModelMetadataResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(server.stub().ModelMetadata(&context, request, &response).ok());
+    return std::vector<std::string>(response.versions().begin(),
+                                    response.versions().end());
+  };
+  EXPECT_EQ(versions(), (std::vector<std::string>{"3", "2", "1"}));
+  const std::vector<float> input = RandomImages(1, 9);
+  for (const char* v : {"1", "2", "3"}) {
+    inference::ModelInferRequest request = MakeInferRequest("m", input, 1);
+    request.set_model_version(v);
+    inference::ModelInferResponse response;
+    ASSERT_TRUE(Infer(server.stub(), request, &response).ok());
+    EXPECT_EQ(response.model_version(), v);
+  }
+  // A new config through the RPC: latest two versions only.
+  inference::RepositoryModelLoadRequest load;
+  load.set_model_name("m");
+  (*load.mutable_parameters())["config"].set_string_param(
+      "version_policy { latest { num_versions: 2 } }");
+  inference::RepositoryModelLoadResponse load_response;
+  grpc::ClientContext context;
+  grpc::Status status =
+      server.stub().RepositoryModelLoad(&context, load, &load_response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(versions(), (std::vector<std::string>{"3", "2"}));
+  EXPECT_EQ(server.Terminate(), 0);
 }
 
 TEST(LifecycleTest, ModelValidateAndInspect) {
