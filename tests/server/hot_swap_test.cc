@@ -25,9 +25,10 @@ TEST(HotSwapTest, SwapsUnderLoadWithoutFailures) {
   std::vector<std::string> files(kVersions + 1);
   for (int v = 1; v <= kVersions; ++v) files[v] = ModelBytes(1000 + v);
   WriteModel(repo.path(), "swap", 1, files[1]);
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=swap",
-                        "--threads=2", "--max-queue-delay-us=100"});
+  ServerProcess server(
+      repo.path(),
+      {"--model-control-mode=explicit", "--load-model=swap", "--threads=2",
+       "--dynamic-batching=true", "--max-queue-delay-us=100"});
   ASSERT_TRUE(server.started());
 
   // expected[v][client]: the engine's answer of version v on client's input.

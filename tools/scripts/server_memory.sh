@@ -2,6 +2,8 @@
 # Resident memory of flexor_server with N models loaded vs the sum of their
 # payload sizes (docs/performance.md, "## Server").
 # Usage: tools/scripts/server_memory.sh [BUILD_DIR] [N] [extra flexor_make_model flags]
+# With MODEL_FILE=path, the N models are copies of that file (separate files,
+# so nothing is shared) instead of random models.
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-100}
@@ -9,8 +11,12 @@ shift 2 || true
 REPO=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null; rm -rf "$REPO"' EXIT
 for i in $(seq 1 "$N"); do
-  "$BUILD/tools/flexor_make_model" --name="m$i" --seed="$i" "$@" \
-    --out="$REPO/m$i/1/model.flexor" >/dev/null
+  if [ -n "${MODEL_FILE:-}" ]; then
+    mkdir -p "$REPO/m$i/1" && cp "$MODEL_FILE" "$REPO/m$i/1/model.flexor"
+  else
+    "$BUILD/tools/flexor_make_model" --name="m$i" --seed="$i" "$@" \
+      --out="$REPO/m$i/1/model.flexor" >/dev/null
+  fi
 done
 "$BUILD/server/flexor_server" --model-repository="$REPO" \
   --model-control-mode=explicit --grpc-port=0 --metrics-port=0 \
