@@ -9,9 +9,10 @@ import subprocess
 import tempfile
 
 ORDER = [("fp32", 0), ("binary1", 0), ("binary2_ls", 0), ("ternary", 0),
-         ("flexor", 16), ("flexor", 12), ("flexor", 8)]
+         ("flexor", 16), ("flexor", 12), ("flexor", 8), ("ternary_dst", 0)]
 LABELS = {"fp32": "FP32", "binary1": "1-bit binary (BWN scale)",
-          "binary2_ls": "2-bit least-squares", "ternary": "ternary (TWN)"}
+          "binary2_ls": "2-bit least-squares", "ternary": "ternary (TWN)",
+          "ternary_dst": "ternary (GXNOR DST)"}
 ARCH_NAMES = {"lenet": "LeNet-5 style CNN", "mlp": "MLP 784-512-512-10"}
 
 

@@ -31,7 +31,8 @@
 
 ABSL_FLAG(std::string, arch, "lenet", "Architecture: mlp, lenet or resnet.");
 ABSL_FLAG(std::string, method, "flexor",
-          "Weight quantization: fp32, binary1, binary2_ls, ternary, flexor.");
+          "Weight quantization: fp32, binary1, binary2_ls, ternary, flexor, "
+          "ternary_dst (GXNOR discrete state transition).");
 ABSL_FLAG(int, n_in, 16, "FleXOR: stored (encrypted) bits per slice, N_in.");
 ABSL_FLAG(int, n_out, 20, "FleXOR: weight bits per slice, N_out.");
 ABSL_FLAG(int, n_tap, 2, "FleXOR: XOR inputs per weight bit, N_tap.");
@@ -46,6 +47,9 @@ ABSL_FLAG(double, s_tanh_warmup_epochs, 1.0,
           "FleXOR: epochs over which S_tanh rises linearly to --s_tanh.");
 ABSL_FLAG(double, latent_clip, 0.0,
           "FleXOR: if > 0, clamp latent bits to |x| <= latent_clip/S_tanh.");
+ABSL_FLAG(double, dst_m, 30.0,
+          "ternary_dst: transition probability tanh(dst_m * |remainder of "
+          "the proposed step|).");
 ABSL_FLAG(std::string, float_layers, "auto",
           "Layers kept in float32: auto (lenet/resnet: first,last; mlp: "
           "last), none, first, last or first,last.");
@@ -208,6 +212,7 @@ int Run(int argc, char** argv) {
   arch_config.quant.planes = absl::GetFlag(FLAGS_planes);
   arch_config.quant.xor_seed = absl::GetFlag(FLAGS_xor_seed);
   arch_config.quant.exact_tanh_grad = absl::GetFlag(FLAGS_exact_tanh_grad);
+  arch_config.quant.dst_m = absl::GetFlag(FLAGS_dst_m);
   absl::Status parsed =
       ParseFloatLayers(absl::GetFlag(FLAGS_float_layers), *arch, arch_config);
   if (!parsed.ok()) return Fail(kExitBadFlags, parsed);

@@ -225,6 +225,10 @@ void Classifier::ClipLatentBits(double clip) {
   for (QuantizedWeight& w : weight_layers_) w->ClipLatent(clip);
 }
 
+void Classifier::ApplyDiscreteTransitions() {
+  for (QuantizedWeight& w : weight_layers_) w->ApplyDiscreteTransition();
+}
+
 absl::Status Classifier::SyncNetworks() {
   for (QuantizedWeight& w : weight_layers_) {
     absl::Status status = w->SyncNetworkFromBuffers();

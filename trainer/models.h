@@ -96,6 +96,7 @@ class Classifier : public torch::nn::Module {
   double bits_per_quantized_weight() const;
   void SetTanhScale(double s_tanh);
   void ClipLatentBits(double clip);
+  void ApplyDiscreteTransitions();
   // After loading a checkpoint.
   absl::Status SyncNetworks();
 

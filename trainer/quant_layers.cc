@@ -116,9 +116,11 @@ absl::StatusOr<QuantMethod> ParseQuantMethod(absl::string_view name) {
   if (name == "binary2_ls") return QuantMethod::kBinary2Ls;
   if (name == "ternary") return QuantMethod::kTernary;
   if (name == "flexor") return QuantMethod::kFlexor;
+  if (name == "ternary_dst") return QuantMethod::kTernaryDst;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown method '", name,
-                   "'; expected fp32, binary1, binary2_ls, ternary or flexor"));
+                   "'; expected fp32, binary1, binary2_ls, ternary, flexor or "
+                   "ternary_dst"));
 }
 
 std::string QuantMethodName(QuantMethod method) {
@@ -133,6 +135,8 @@ std::string QuantMethodName(QuantMethod method) {
       return "ternary";
     case QuantMethod::kFlexor:
       return "flexor";
+    case QuantMethod::kTernaryDst:
+      return "ternary_dst";
   }
   return "unknown";
 }
@@ -213,6 +217,7 @@ void ExportedWeights::Write(ModelWriter& writer, model::v1::WeightCodec* codec,
                                float_weights);
       break;
     case QuantMethod::kTernary:
+    case QuantMethod::kTernaryDst:
       writer.SetTernaryWeights(codec, prefix, out_features, in_features,
                                ternary_values, ternary_scales);
       break;
@@ -232,6 +237,16 @@ QuantizedWeightImpl::QuantizedWeightImpl(const torch::Tensor& init_weight,
       out_features_(init_weight.size(0)),
       in_features_(init_weight.size(1)) {
   torch::NoGradGuard no_grad;
+  if (config_.method == QuantMethod::kTernaryDst) {
+    // Start from the threshold ternarization of the float initialisation.
+    torch::Tensor magnitude = init_weight.abs();
+    torch::Tensor nonzero =
+        magnitude > config_.ternary_threshold_ratio * magnitude.mean(1, true);
+    torch::Tensor ternary = SignOf(init_weight) * nonzero.to(torch::kFloat32);
+    weight_ = register_parameter("weight", ternary.clone());
+    discrete_state_ = register_buffer("discrete_state", ternary.clone());
+    return;
+  }
   if (config_.method != QuantMethod::kFlexor) {
     weight_ = register_parameter("weight", init_weight.clone());
     return;
@@ -293,6 +308,7 @@ double QuantizedWeightImpl::stored_bits_per_weight() const {
     case QuantMethod::kBinary2Ls:
       return 2;
     case QuantMethod::kTernary:
+    case QuantMethod::kTernaryDst:
       return 2;
     case QuantMethod::kFlexor:
       return config_.planes * net_.bits_per_weight();
@@ -313,6 +329,7 @@ torch::Tensor QuantizedWeightImpl::StraightThrough(
 torch::Tensor QuantizedWeightImpl::Forward() {
   switch (config_.method) {
     case QuantMethod::kFloat32:
+    case QuantMethod::kTernaryDst:
       return weight_;
     case QuantMethod::kBinary1: {
       torch::Tensor scale = weight_.detach().abs().mean(1, /*keepdim=*/true);
@@ -360,6 +377,22 @@ void QuantizedWeightImpl::ClipLatent(double clip) {
   for (torch::Tensor& latent : latent_bits_) latent.clamp_(-limit, limit);
 }
 
+void QuantizedWeightImpl::ApplyDiscreteTransition() {
+  if (config_.method != QuantMethod::kTernaryDst) return;
+  torch::NoGradGuard no_grad;
+  // The optimizer moved weight_ from the discrete state by `proposed`.
+  torch::Tensor proposed = weight_ - discrete_state_;
+  torch::Tensor whole_states = proposed.trunc();
+  torch::Tensor remainder = proposed - whole_states;
+  torch::Tensor extra_state =
+      torch::bernoulli(torch::tanh(config_.dst_m * remainder.abs())) *
+      torch::sign(remainder);
+  torch::Tensor next =
+      (discrete_state_ + whole_states + extra_state).clamp(-1.0, 1.0);
+  discrete_state_.copy_(next);
+  weight_.copy_(next);
+}
+
 ExportedWeights QuantizedWeightImpl::Export() {
   torch::NoGradGuard no_grad;
   ExportedWeights out;
@@ -387,6 +420,18 @@ ExportedWeights QuantizedWeightImpl::Export() {
                             PlainBits(first_negative)});
       out.planes.push_back({ToFloatVector(code.v2), XorNetwork::Plain(),
                             PlainBits(second_negative)});
+      break;
+    }
+    case QuantMethod::kTernaryDst: {
+      torch::Tensor values = weight_.detach()
+                                 .round()
+                                 .to(torch::kInt8)
+                                 .cpu()
+                                 .reshape({-1})
+                                 .contiguous();
+      out.ternary_values.assign(values.data_ptr<int8_t>(),
+                                values.data_ptr<int8_t>() + values.numel());
+      out.ternary_scales.assign(out_features_, 1.0f);
       break;
     }
     case QuantMethod::kTernary: {

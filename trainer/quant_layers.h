@@ -19,10 +19,22 @@
 
 namespace flexor::trainer {
 
-enum class QuantMethod { kFloat32, kBinary1, kBinary2Ls, kTernary, kFlexor };
+// kTernaryDst: GXNOR-Net's discrete state transition (Deng et al., 2018):
+// the weights themselves live in {-1, 0, +1}; the optimizer's proposed step
+// moves a weight by whole states plus one more with probability
+// tanh(m * |remainder|) (no float hidden weights kept across steps).
+enum class QuantMethod {
+  kFloat32,
+  kBinary1,
+  kBinary2Ls,
+  kTernary,
+  kFlexor,
+  kTernaryDst
+};
 
 absl::StatusOr<QuantMethod> ParseQuantMethod(absl::string_view name);
-// "fp32", "binary1", "binary2_ls", "ternary", "flexor" (model metadata names).
+// "fp32", "binary1", "binary2_ls", "ternary", "flexor", "ternary_dst" (model
+// metadata names).
 std::string QuantMethodName(QuantMethod method);
 
 struct QuantConfig {
@@ -39,6 +51,8 @@ struct QuantConfig {
   double latent_init_std = 1e-3;
   // Ternary: threshold = ratio * mean|w| per output channel (TWN).
   double ternary_threshold_ratio = 0.7;
+  // Ternary DST: transition probability tanh(dst_m * |remainder|).
+  double dst_m = 30.0;
 };
 
 // Builds the network M for `config` (GenerateXorNetwork for FleXOR, the plain
@@ -104,6 +118,9 @@ class QuantizedWeightImpl : public torch::nn::Module {
   void set_s_tanh(double s_tanh) { s_tanh_ = s_tanh; }
   // FleXOR: clamps latent bits to |x| <= clip / s_tanh.
   void ClipLatent(double clip);
+  // Ternary DST: call after every optimizer step; turns the optimizer's
+  // proposed continuous update into a stochastic discrete transition.
+  void ApplyDiscreteTransition();
 
  private:
   torch::Tensor BinarySigns(const torch::Tensor& w) const;
@@ -116,8 +133,10 @@ class QuantizedWeightImpl : public torch::nn::Module {
   int64_t in_features_ = 0;
   int64_t slices_ = 0;
   double s_tanh_ = 10.0;
-  // Float latent weights (fp32, binary, ternary).
+  // Float latent weights (fp32, binary, ternary); the discrete weights
+  // themselves for ternary DST, with their state before the last step.
   torch::Tensor weight_;
+  torch::Tensor discrete_state_;
   // FleXOR: latent bits per plane [n_in, S], scales [planes, O].
   std::vector<torch::Tensor> latent_bits_;
   torch::Tensor scales_;

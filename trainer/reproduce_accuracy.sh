@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the accuracy table of docs/accuracy.md: fp32, 1-bit, 2-bit LS,
-# ternary and FleXOR at 0.8 / 0.6 / 0.4 bit per weight (N_out = 20,
+# ternary (threshold and GXNOR DST) and FleXOR at 0.8 / 0.6 / 0.4 bit per weight (N_out = 20,
 # N_tap = 2, q = 1) on the LeNet-style CNN and the MLP, all with the same
 # schedule, then writes docs/accuracy_table.md and docs/accuracy.png.
 #
@@ -32,7 +32,7 @@ mkdir -p "$RUNS"
 # tag method n_in (n_out = 20, n_tap = 2 for FleXOR)
 METHODS="fp32:fp32:0 binary1:binary1:0 binary2_ls:binary2_ls:0 \
 ternary:ternary:0 flexor-16-20:flexor:16 flexor-12-20:flexor:12 \
-flexor-8-20:flexor:8"
+flexor-8-20:flexor:8 ternary_dst:ternary_dst:0"
 
 run_one() {
   local arch=$1 spec=$2

@@ -88,6 +88,7 @@ absl::Status Train(Classifier& model, const ImageSet& train,
       loss.backward();
       optimizer.step();
       model.ClipLatentBits(options.latent_clip);
+      model.ApplyDiscreteTransitions();
 
       loss_sum += loss_value * count;
       correct += logits.argmax(1).eq(batch_labels).sum().item<int64_t>();

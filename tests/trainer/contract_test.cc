@@ -114,8 +114,9 @@ TEST_F(ContractTest, FlexorTwoPlanesWithBatchNormNodes) {
 }
 
 TEST_F(ContractTest, BaselinesEngineAgrees) {
-  for (QuantMethod method : {QuantMethod::kFloat32, QuantMethod::kBinary1,
-                             QuantMethod::kBinary2Ls, QuantMethod::kTernary}) {
+  for (QuantMethod method :
+       {QuantMethod::kFloat32, QuantMethod::kBinary1, QuantMethod::kBinary2Ls,
+        QuantMethod::kTernary, QuantMethod::kTernaryDst}) {
     TrainExportAndCheck(TinyMlp(method, 0), 100, 6000, 1000, 60.0, true);
   }
 }

@@ -140,7 +140,7 @@ TEST(QuantizedWeightTest, FlexorExportDecryptsToTrainerWeights) {
 TEST(QuantizedWeightTest, BaselineExportsMatchForward) {
   torch::manual_seed(5);
   for (QuantMethod method : {QuantMethod::kBinary1, QuantMethod::kBinary2Ls,
-                             QuantMethod::kTernary}) {
+                             QuantMethod::kTernary, QuantMethod::kTernaryDst}) {
     QuantConfig config;
     config.method = method;
     QuantizedWeight weight(torch::randn({5, 31}) * 0.1, config,
@@ -150,7 +150,8 @@ TEST(QuantizedWeightTest, BaselineExportsMatchForward) {
     for (int64_t i = 0; i < 5 * 31; ++i) {
       const int64_t o = i / 31;
       float value = 0;
-      if (method == QuantMethod::kTernary) {
+      if (method == QuantMethod::kTernary ||
+          method == QuantMethod::kTernaryDst) {
         value = exported.ternary_scales[o] * exported.ternary_values[i];
       } else {
         for (const ModelWriter::Plane& plane : exported.planes) {
@@ -172,7 +173,8 @@ TEST(LeastSquaresTwoBitTest, BeatsEveryOtherSplit) {
     torch::Tensor row = w[o];
     auto error_of = [&](const torch::Tensor& high) {
       torch::Tensor m = row.abs();
-      const double a = m.masked_select(high.logical_not()).mean().item<double>();
+      const double a =
+          m.masked_select(high.logical_not()).mean().item<double>();
       const double b = m.masked_select(high).mean().item<double>();
       return (m - torch::where(high, torch::full_like(m, b),
                                torch::full_like(m, a)))
