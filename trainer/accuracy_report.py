@@ -28,14 +28,41 @@ def key(run):
 
 
 def load(runs_dir):
-    runs = {}
+    """One entry per (arch, method): accuracies averaged over seeds."""
+    by_key = {}
     for path in sorted(glob.glob(os.path.join(runs_dir, "*.json"))):
         with open(path) as f:
             for line in f:
                 if line.strip():
                     run = json.loads(line)
-                    runs[(run["arch"], key(run))] = run
+                    seeds = by_key.setdefault((run["arch"], key(run)), {})
+                    seeds[run["seed"]] = run
+    runs = {}
+    for k, seeds in by_key.items():
+        items = [seeds[s] for s in sorted(seeds)]
+        merged = dict(items[0])
+        n = len(items)
+        accs = [r["trainer_accuracy"] for r in items]
+        mean = sum(accs) / n
+        merged["trainer_accuracy"] = mean
+        merged["trainer_accuracy_std"] = (
+            (sum((a - mean) ** 2 for a in accs) / (n - 1)) ** 0.5 if n > 1
+            else 0.0)
+        merged["engine_accuracy"] = sum(
+            r["engine_accuracy"] for r in items) / n
+        merged["agreement"] = min(r["agreement"] for r in items)
+        merged["seeds"] = [r["seed"] for r in items]
+        merged["per_seed"] = accs
+        runs[k] = merged
     return runs
+
+
+def fmt_acc(r):
+    if len(r["seeds"]) == 1:
+        return "%.2f" % r["trainer_accuracy"]
+    return "%.2f ± %.2f (%s)" % (r["trainer_accuracy"],
+                                 r["trainer_accuracy_std"],
+                                 ", ".join("%.2f" % a for a in r["per_seed"]))
 
 
 def table(runs):
@@ -46,23 +73,27 @@ def table(runs):
             continue
         fp32 = runs.get((arch, ("fp32", 0)))
         out.append("### %s\n" % ARCH_NAMES.get(arch, arch))
+        seeds = sorted({s for r in rows for s in r["seeds"]})
+        out.append("Seeds: %s (accuracy = mean ± sample std, per-seed values "
+                   "in brackets, when more than one).\n" %
+                   ", ".join(map(str, seeds)))
         out.append("| Method | bits / quantized weight | test accuracy "
                    "(trainer) | test accuracy (engine) | prediction agreement "
-                   "| model file KiB | x smaller than FP32 file |")
+                   "(worst seed) | model file KiB | x smaller than FP32 file |")
         out.append("|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             ratio = (fp32["file_bytes"] / r["file_bytes"]) if fp32 else 0
-            out.append("| %s | %.2f | %.2f | %.2f | %.2f%% | %.1f | %.1f |" % (
-                label(r), r["bits_per_weight"], r["trainer_accuracy"],
+            out.append("| %s | %.2f | %s | %.2f | %.2f%% | %.1f | %.1f |" % (
+                label(r), r["bits_per_weight"], fmt_acc(r),
                 r["engine_accuracy"], r["agreement"], r["file_bytes"] / 1024.0,
                 ratio))
+        out.append("")
         one_bit = runs.get((arch, ("binary1", 0)))
         for n_in, bar, name in [(16, -0.3, "0.8"), (12, -1.0, "0.6")]:
             fx = runs.get((arch, ("flexor", n_in)))
             if one_bit and fx:
                 diff = fx["trainer_accuracy"] - one_bit["trainer_accuracy"]
                 ok = diff >= bar
-                out.append("")
                 out.append("- FleXOR %s bit vs 1-bit: %+.2f points (bar: >= "
                            "%.1f) -> %s" % (name, diff, bar,
                                             "met" if ok else "NOT met"))
@@ -71,45 +102,63 @@ def table(runs):
 
 
 def plot(runs, png):
+    """Two panels (CNN, MLP): accuracy vs bits per quantized weight."""
+    archs = [a for a in ["lenet", "mlp"]
+             if any((a, k) in runs for k in ORDER)]
+    colors = {"lenet": "#1f77b4", "mlp": "#d62728"}
     with tempfile.TemporaryDirectory() as tmp:
-        script = ["set terminal pngcairo size 900,560 font 'Sans,11'",
-                  "set output '%s'" % png,
-                  "set title 'Fashion-MNIST test accuracy vs bits per "
-                  "quantized weight'",
+        script = ["set terminal pngcairo size 900,%d font 'Sans,11'" %
+                  (380 * len(archs)),
+                  "set output '%s'" % png, "set termoption noenhanced",
+                  "set multiplot layout %d,1 title 'Fashion-MNIST test "
+                  "accuracy vs bits per quantized weight (same schedule, "
+                  "seed-averaged where several seeds ran)'" % len(archs),
                   "set xlabel 'bits per quantized weight'",
                   "set ylabel 'test accuracy (%)'",
-                  "set xrange [0.3:2.2]", "set grid", "set key bottom right"]
-        plots = []
-        colors = {"lenet": "#1f77b4", "mlp": "#d62728"}
-        for arch in ["lenet", "mlp"]:
+                  "set xrange [0.2:2.2]", "set grid",
+                  "set key outside right top"]
+        for arch in archs:
             points = [runs[(arch, k)] for k in ORDER[1:] if (arch, k) in runs]
-            if not points:
-                continue
             data = os.path.join(tmp, arch + ".dat")
+            # Points at the same x get labels nudged apart vertically.
+            seen = {}
+            accs = [r["trainer_accuracy"] for r in points]
+            if (arch, ("fp32", 0)) in runs:
+                accs.append(runs[(arch, ("fp32", 0))]["trainer_accuracy"])
+            step = 0.07 * max(max(accs) - min(accs), 0.2)
             with open(data, "w") as f:
-                for r in sorted(points, key=lambda r: r["bits_per_weight"]):
-                    name = ("FleXOR %.1f" % r["bits_per_weight"]
-                            if r["method"] == "flexor" else r["method"])
-                    f.write("%f %f \"%s\"\n" % (r["bits_per_weight"],
-                                                r["trainer_accuracy"], name))
-            flexor = [r for r in points if r["method"] == "flexor"]
+                for r in sorted(points, key=lambda r: -r["trainer_accuracy"]):
+                    x = r["bits_per_weight"]
+                    rank = seen.get(x, 0)
+                    seen[x] = rank + 1
+                    name = ("FleXOR %.1f" % x if r["method"] == "flexor"
+                            else r["method"])
+                    label_y = r["trainer_accuracy"] + (
+                        step * 0.6 if rank == 0 else -step * rank)
+                    f.write("%f %f \"%s\" %f\n" % (x, r["trainer_accuracy"],
+                                                    name, label_y))
             fdata = os.path.join(tmp, arch + "_flexor.dat")
             with open(fdata, "w") as f:
-                for r in sorted(flexor, key=lambda r: r["bits_per_weight"]):
+                for r in sorted((r for r in points if r["method"] == "flexor"),
+                                key=lambda r: r["bits_per_weight"]):
                     f.write("%f %f\n" % (r["bits_per_weight"],
                                          r["trainer_accuracy"]))
             c = colors[arch]
-            plots.append("'%s' using 1:2 with linespoints lw 2 pt 7 lc rgb '%s'"
-                         " title '%s FleXOR'" % (fdata, c, arch))
-            plots.append("'%s' using 1:2 with points pt 5 ps 1.3 lc rgb '%s' "
-                         "title '%s baselines'" % (data, c, arch))
-            plots.append("'%s' using 1:2:3 with labels offset 0,1 font ',9' "
-                         "tc rgb '%s' notitle" % (data, c))
+            plots = [
+                "'%s' using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' "
+                "title 'FleXOR (N_out=20, N_tap=2)'" % (fdata, c),
+                "'%s' using 1:2 with points pt 5 ps 1.2 lc rgb '%s' "
+                "title 'baselines'" % (data, c),
+                "'%s' using ($1-0.03):4:3 with labels right font ',9' "
+                "tc rgb '#333333' notitle" % data]
             fp32 = runs.get((arch, ("fp32", 0)))
             if fp32:
-                plots.append("%f with lines dt 2 lc rgb '%s' title '%s FP32 "
-                             "(32 bit)'" % (fp32["trainer_accuracy"], c, arch))
-        script.append("plot " + ", \\\n  ".join(plots))
+                plots.append("%f with lines dt 2 lw 2 lc rgb '#555555' title "
+                             "'FP32 (%.2f)'" % (fp32["trainer_accuracy"],
+                                                fp32["trainer_accuracy"]))
+            script.append("set title '%s'" % ARCH_NAMES.get(arch, arch))
+            script.append("plot " + ", \\\n  ".join(plots))
+        script.append("unset multiplot")
         gp = os.path.join(tmp, "plot.gp")
         with open(gp, "w") as f:
             f.write("\n".join(script) + "\n")

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces the accuracy table of docs/accuracy.md: fp32, 1-bit, 2-bit LS,
-# ternary (threshold and GXNOR DST) and FleXOR at 0.8 / 0.6 / 0.4 bit per weight (N_out = 20,
-# N_tap = 2, q = 1) on the LeNet-style CNN and the MLP, all with the same
-# schedule, then writes docs/accuracy_table.md and docs/accuracy.png.
+# ternary (threshold and GXNOR DST) and FleXOR at 0.8 / 0.6 / 0.4 bit per
+# weight (N_out = 20, N_tap = 2, q = 1) on the LeNet-style CNN and the MLP,
+# all with the same schedule, then writes docs/accuracy_table.md and
+# docs/accuracy.png.
 #
-#   trainer/reproduce_accuracy.sh            # EPOCHS=6 SEED=1 JOBS=2
+#   trainer/reproduce_accuracy.sh            # EPOCHS=6 SEEDS=1 JOBS=2
+#   SEEDS="2 3" ARCHS=mlp trainer/reproduce_accuracy.sh   # more seeds (the
+#                                            # report averages over seeds)
 #   EPOCHS=40 JOBS=4 THREADS=2 trainer/reproduce_accuracy.sh   # paper length
 #
 # Each run is one flexor_train job (export + engine contract check included)
@@ -16,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-trainer}
 RUNS=${RUNS:-$BUILD/runs}
 EPOCHS=${EPOCHS:-6}
-SEED=${SEED:-1}
+SEEDS=${SEEDS:-1}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 ARCHS=${ARCHS:-"lenet mlp"}
@@ -35,10 +38,11 @@ ternary:ternary:0 flexor-16-20:flexor:16 flexor-12-20:flexor:12 \
 flexor-8-20:flexor:8 ternary_dst:ternary_dst:0"
 
 run_one() {
-  local arch=$1 spec=$2
+  local arch=$1 spec=$2 seed=$3
   local name=${spec%%:*} rest=${spec#*:}
   local method=${rest%%:*} n_in=${rest#*:}
   local tag="$arch-$name"
+  [[ $seed != 1 ]] && tag="$tag-s$seed"
   [[ -s "$RUNS/$tag.json" ]] && return 0
   mkdir "$RUNS/$tag.lock" 2>/dev/null || return 0
   local flexor_flags=()
@@ -47,7 +51,7 @@ run_one() {
   fi
   echo "[reproduce_accuracy] start $tag"
   if "$TRAIN" --arch="$arch" --method="$method" "${flexor_flags[@]}" \
-      --epochs="$EPOCHS" --seed="$SEED" --threads="$THREADS" \
+      --epochs="$EPOCHS" --seed="$seed" --threads="$THREADS" \
       --model_name="fashion_$arch" --output="$RUNS/$tag.flexor" \
       --results_json="$RUNS/$tag.json.part" >"$RUNS/$tag.log" 2>&1; then
     mv "$RUNS/$tag.json.part" "$RUNS/$tag.json"
@@ -58,11 +62,13 @@ run_one() {
   rmdir "$RUNS/$tag.lock"
 }
 export -f run_one
-export RUNS EPOCHS SEED THREADS TRAIN
+export RUNS EPOCHS THREADS TRAIN
 
-for arch in $ARCHS; do
-  for spec in $METHODS; do echo "$arch $spec"; done
-done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"'
+for seed in $SEEDS; do
+  for arch in $ARCHS; do
+    for spec in $METHODS; do echo "$arch $spec $seed"; done
+  done
+done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" "$2"'
 
 python3 "$ROOT/trainer/accuracy_report.py" "$RUNS" \
   --table "$ROOT/docs/accuracy_table.md" --plot "$ROOT/docs/accuracy.png"
