@@ -92,6 +92,18 @@ class PlaneSource {
 
 int Threads() { return tbb::this_task_arena::max_concurrency(); }
 
+// Decrypts rows [o0, o0 + n) of all q planes into the thread's scratch:
+// bits [q][n][kw] words and alphas [q][n].
+void DecryptTile(const PlaneSource& src, int q, int64_t o0, int64_t n,
+                 int64_t kw, Scratch& s, uint64_t** bits, float** alpha) {
+  *bits = Grow(s.bits, q * n * kw);
+  *alpha = Grow(s.alpha, q * n);
+  for (int p = 0; p < q; ++p) {
+    src.Rows(p, o0, n, *bits + p * n * kw);
+    src.Alphas(p, o0, n, *alpha + p * n);
+  }
+}
+
 void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
                  const LayerWeights& w, int64_t r0, int64_t r1, const float* x,
                  int64_t batch, float* y, int64_t ldy) {
@@ -122,12 +134,9 @@ void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
         Scratch& s = LocalScratch();
         for (int64_t t = range.begin(); t < range.end(); ++t) {
           const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
-          uint64_t* bits = Grow(s.bits, q * n * kw);
-          float* alpha = Grow(s.alpha, q * n);
-          for (int p = 0; p < q; ++p) {
-            src.Rows(p, o0, n, bits + p * n * kw);
-            src.Alphas(p, o0, n, alpha + p * n);
-          }
+          uint64_t* bits;
+          float* alpha;
+          DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
           float* dot = Grow(s.dots, n * kBatchChunk);
           float* acc = Grow(s.acc, n * kBatchChunk);
           for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
@@ -275,12 +284,9 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
         Scratch& s = LocalScratch();
         for (int64_t t = range.begin(); t < range.end(); ++t) {
           const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
-          uint64_t* bits = Grow(s.bits, q * n * kw);
-          float* alpha = Grow(s.alpha, q * n);
-          for (int p = 0; p < q; ++p) {
-            src.Rows(p, o0, n, bits + p * n * kw);
-            src.Alphas(p, o0, n, alpha + p * n);
-          }
+          uint64_t* bits;
+          float* alpha;
+          DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
           float* table = Grow(s.table, chunk * 16 * 16 * lanes);
           float* acc = Grow(s.acc, n * lanes);
           for (int64_t bt = 0; bt < tiles_b; ++bt) {
