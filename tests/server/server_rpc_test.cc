@@ -4,12 +4,13 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/graph/model.h"
 #include "gtest/gtest.h"
-#include "tests/server/health_reflection.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
 #include "tests/server/reflection_subset.grpc.pb.h"
 #include "tests/server/server_process.h"
 
@@ -350,6 +351,28 @@ TEST_F(ServerRpcTest, StatisticsAndIndex) {
     names.push_back(m.name() + ":" + m.state());
   EXPECT_NE(std::find(names.begin(), names.end(), "lenet:READY"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "mlp:READY"), names.end());
+}
+
+// `flexorctl health` is the container HEALTHCHECK: its exit code must
+// follow grpc.health.v1.
+TEST_F(ServerRpcTest, FlexorctlHealthExitCode) {
+  const std::string ctl = absl::StrCat(
+      FLEXORCTL_BINARY, " --server=localhost:", server_->grpc_port(),
+      " --timeout-ms=5000 health");
+  auto [rc, out] = RunCommand(ctl);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("server at localhost"), std::string::npos) << out;
+  EXPECT_NE(out.find("SERVING"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(ctl + " lenet");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("service 'lenet'"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(ctl + " nope");
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("'nope'"), std::string::npos) << out;
+  // Nothing listens on port 1: the check fails within its deadline.
+  std::tie(rc, out) = RunCommand(absl::StrCat(
+      FLEXORCTL_BINARY, " --server=localhost:1 --timeout-ms=500 health"));
+  EXPECT_NE(rc, 0) << out;
 }
 
 TEST_F(ServerRpcTest, HealthAndReflection) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "engine/graph/model.h"
+#include "proto/health.grpc.pb.h"
 #include "tools/flexorctl/bench.h"
 #include "tools/flexorctl/client.h"
 #include "tools/flexorctl/idx.h"
@@ -461,6 +462,40 @@ absl::Status ModelCommand(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+// grpc.health.v1 Check: "" is the whole server, a model name that model.
+// Anything but SERVING is an error, so the exit code can drive a container
+// HEALTHCHECK or a load balancer probe.
+absl::Status Health(const CommandContext& ctx,
+                    const std::vector<std::string>& args) {
+  if (absl::Status s = NeedArgs(args, 1, 2, "health [SERVICE]"); !s.ok()) {
+    return s;
+  }
+  const std::string service = args.size() == 2 ? args[1] : ctx.model;
+  Client client(ctx.server, ctx.timeout);
+  auto stub = grpc::health::v1::Health::NewStub(client.channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + ctx.timeout));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = stub->Check(&context, request, &response);
+  const std::string what =
+      service.empty() ? "server" : absl::StrCat("service '", service, "'");
+  if (!status.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("health check of ", what, " at ", ctx.server,
+                     " failed: ", status.error_message()));
+  }
+  const std::string state =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+          response.status());
+  if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat(what, " is ", state));
+  }
+  std::cout << what << " at " << ctx.server << ": " << state << "\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunCommand(const CommandContext& ctx,
@@ -471,6 +506,7 @@ absl::Status RunCommand(const CommandContext& ctx,
   if (command == "load") return Load(ctx, args);
   if (command == "unload") return Unload(ctx, args);
   if (command == "status") return Status(ctx, args);
+  if (command == "health") return Health(ctx, args);
   if (command == "bench") return Bench(ctx);
   if (command == "model") return ModelCommand(args);
   return absl::InvalidArgumentError(

@@ -66,6 +66,8 @@ constexpr char kUsage[] =
     "--version first\n"
     "  unload MODEL          unload MODEL (waits for in-flight requests)\n"
     "  status [MODEL]        server health, models, statistics\n"
+    "  health [SERVICE]      grpc.health.v1 check (\"\": server, or a model);"
+    " exit 0 if SERVING\n"
     "  bench                 load generator: latency percentiles, "
     "throughput\n"
     "Commands (offline):\n"
