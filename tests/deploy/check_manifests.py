@@ -68,14 +68,17 @@ def dig(obj, *path, default=None):
 
 
 def pod_template(obj):
-    """(template metadata, pod spec, field path) of a workload, else None."""
+    """(pod metadata, pod spec, field path of the pod spec) of a Pod or a
+    workload's pod template, else None."""
     kind = obj.get("kind")
+    if kind == "Pod":
+        return obj.get("metadata") or {}, obj.get("spec") or {}, "spec"
     if kind == "CronJob":
         tpl = dig(obj, "spec", "jobTemplate", "spec", "template")
-        path = "spec.jobTemplate.spec.template"
+        path = "spec.jobTemplate.spec.template.spec"
     elif kind in WORKLOAD_KINDS:
         tpl = dig(obj, "spec", "template")
-        path = "spec.template"
+        path = "spec.template.spec"
     else:
         return None
     if not isinstance(tpl, dict):
@@ -241,10 +244,10 @@ class Checker:
     def check_containers(self):
         for obj in self.objects:
             kind = obj.get("kind")
-            if kind in WORKLOAD_KINDS:
+            if kind in WORKLOAD_KINDS + ("Pod",):
                 _, pod, path = pod_template(obj) or ({}, {}, "spec")
                 pod_sc = pod.get("securityContext") or {}
-                conts = [("%s.spec.%s" % (path, f), c) for f, c in all_containers(pod)]
+                conts = [("%s.%s" % (path, f), c) for f, c in all_containers(pod)]
             elif kind in ("ClusterServingRuntime", "ServingRuntime"):
                 pod_sc = {}
                 conts = [("spec.containers", c) for c in dig(obj, "spec", "containers", default=[])]
@@ -290,7 +293,7 @@ class Checker:
             _, pod, path = tpl
             names, numbers = container_port_names_numbers(pod)
             for f, c in all_containers(pod):
-                field = "%s.spec.%s[%s]" % (path, f, c.get("name"))
+                field = "%s.%s[%s]" % (path, f, c.get("name"))
                 for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
                     probe = c.get(probe_name)
                     if probe is None:
@@ -332,7 +335,7 @@ class Checker:
             for f, c in all_containers(pod):
                 if f != "containers" or not is_server(c):
                     continue
-                field = "%s.spec.containers[%s]" % (path, c.get("name"))
+                field = "%s.containers[%s]" % (path, c.get("name"))
                 flags = parse_flags(c)
                 limit = cpu_cores(dig(c, "resources", "limits", "cpu"))
                 threads = flags.get("threads")
@@ -348,7 +351,7 @@ class Checker:
                 pre = prestop_sleep_seconds(c)
                 tgps = int(pod.get("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE))
                 if tgps <= grace + pre:
-                    self.error(obj, path + ".spec.terminationGracePeriodSeconds",
+                    self.error(obj, path + ".terminationGracePeriodSeconds",
                                "%d must exceed --shutdown-grace-secs (%d) + preStop sleep (%d)"
                                % (tgps, grace, pre))
                 names, numbers = container_port_names_numbers({"containers": [c]})
@@ -458,7 +461,7 @@ class Checker:
             for v in tpl[1].get("volumes") or []:
                 claim = dig(v, "persistentVolumeClaim", "claimName")
                 if claim and (ns_of(obj), claim) not in claims:
-                    self.error(obj, "%s.spec.volumes[%s].persistentVolumeClaim.claimName"
+                    self.error(obj, "%s.volumes[%s].persistentVolumeClaim.claimName"
                                % (tpl[2], v.get("name")),
                                "PersistentVolumeClaim %s is not defined" % claim)
                 elif claim:
@@ -480,7 +483,7 @@ class Checker:
                 if not is_trainer(c):
                     continue
                 flags = parse_flags(c)
-                field = "%s.spec.%s[%s].args --publish_dir" % (path, f, c.get("name"))
+                field = "%s.%s[%s].args --publish_dir" % (path, f, c.get("name"))
                 if "publish-dir" not in flags:
                     self.error(obj, field, "missing: publish to the shared repository "
                                "(--publish_server reaches one replica only)")
@@ -581,7 +584,7 @@ def load_files(paths):
 
 def raw_files(repo):
     files = []
-    for d in ("deploy/k8s/base", "deploy/k8s/kserve"):
+    for d in ("deploy/k8s/base", "deploy/k8s/kserve", "deploy/k8s/tools"):
         files += sorted(f for f in glob.glob(os.path.join(repo, d, "*.yaml"))
                         if os.path.basename(f) != "kustomization.yaml")
     for f in ("servicemonitor.yaml", "prometheusrule.yaml"):
@@ -762,7 +765,11 @@ def main():
     command = renderer_command(args.renderer)
     overlays = sorted(glob.glob(os.path.join(repo, "deploy/k8s/overlays/*/kustomization.yaml")))
     if command is None:
-        print("rendered overlays: SKIPPED (neither kubectl nor kustomize on PATH)")
+        print("rendered overlays: SKIPPED (%s)" % ("--renderer none" if args.renderer == "none"
+                                                  else "no %s on PATH" % (
+                                                      "kubectl or kustomize"
+                                                      if args.renderer == "auto"
+                                                      else args.renderer)))
     for kfile in overlays if command else []:
         directory = os.path.dirname(kfile)
         label = os.path.relpath(directory, repo)
