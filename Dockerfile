@@ -1,24 +1,85 @@
-# FleXOR model server on Debian 12: installs the Debian packages the project
-# needs, builds in Release and serves the shipped repository models/.
-#   docker build -t flexor-server .
+# FleXOR model server and trainer images, Debian 12.
+#
+#   docker build --target server  -t flexor-server  .   # the default target
+#   docker build --target trainer -t flexor-trainer .
 #   docker run --rm -p 8001:8001 -p 8002:8002 flexor-server
-FROM debian:12
+#   docker run --rm -v "$PWD/models:/opt/flexor/models" -p 8001:8001 \
+#     -p 8002:8002 flexor-server          # serve your own repository
+#   docker run --rm -v "$PWD/models:/models" flexor-trainer \
+#     --epochs=10 --publish-dir=/models   # train and publish a new version
+#
+# The build stage installs its packages with deploy/install-deps.sh, the same
+# script the README and CI use. The runtime stages get only the shared
+# libraries the binaries load (deploy/docker/*.packages, checked against the
+# built binaries by tests/deploy/runtime_deps_test.sh) and run as the
+# unprivileged user flexor (uid 10001). docs/operations.md has the rest.
+
+ARG DEBIAN_IMAGE=debian:12
+ARG DEBIAN_SLIM_IMAGE=debian:12-slim
+
+# ---- build: compile the server, the client tools and the trainer ----------
+FROM ${DEBIAN_IMAGE} AS build
 ENV DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
 COPY deploy/install-deps.sh deploy/install-deps.sh
 RUN bash deploy/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN rm -rf build && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DFLEXOR_BUILD_TRAINER=OFF -DFLEXOR_BUILD_BENCH=OFF -DFLEXOR_BUILD_TESTS=OFF \
+RUN rm -rf build \
+ && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DFLEXOR_BUILD_TRAINER=ON -DFLEXOR_BUILD_BENCH=OFF \
+      -DFLEXOR_BUILD_TESTS=OFF \
  && cmake --build build -j"$(nproc)" \
-      --target flexor_server flexorctl flexor_make_model \
- && if ! ls models/*/[0-9]*/model.flexor >/dev/null 2>&1; then \
+      --target flexor_server flexorctl flexor_make_model flexor_train \
+ && mkdir -p /out/bin \
+ && cp build/server/flexor_server build/tools/flexorctl \
+      build/tools/flexor_make_model build/trainer/flexor_train /out/bin/ \
+ && strip /out/bin/* \
+ && if ls models/*/[0-9]*/model.flexor >/dev/null 2>&1; then \
+      cp -r models /out/models; \
+    else \
       build/tools/flexor_make_model --name=fashion_lenet \
-        --out=models/fashion_lenet/1/model.flexor; fi
+        --out=/out/models/fashion_lenet/1/model.flexor; \
+    fi
+
+# ---- common runtime base: the unprivileged user ----------------------------
+FROM ${DEBIAN_SLIM_IMAGE} AS runtime-base
+ENV DEBIAN_FRONTEND=noninteractive
+RUN groupadd --system --gid 10001 flexor \
+ && useradd --system --uid 10001 --gid flexor --home-dir /home/flexor \
+      --create-home --shell /usr/sbin/nologin flexor
+
+# ---- trainer: flexor_train with libtorch and Fashion-MNIST -----------------
+FROM runtime-base AS trainer
+COPY deploy/docker/trainer-runtime.packages /tmp/packages
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends \
+      $(grep -v '^#' /tmp/packages) \
+ && rm -rf /var/lib/apt/lists/* /tmp/packages
+COPY --from=build /out/bin/flexor_train /usr/local/bin/
+USER flexor
+WORKDIR /home/flexor
+ENTRYPOINT ["/usr/local/bin/flexor_train"]
+CMD ["--help"]
+
+# ---- server: flexor_server + flexorctl, default repository baked in --------
+FROM runtime-base AS server
+COPY deploy/docker/server-runtime.packages /tmp/packages
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends \
+      $(grep -v '^#' /tmp/packages) \
+ && rm -rf /var/lib/apt/lists/* /tmp/packages
+COPY --from=build /out/bin/flexor_server /out/bin/flexorctl \
+     /out/bin/flexor_make_model /usr/local/bin/
+# Owned by flexor so that RepositoryModelLoad uploads (explicit mode) can be
+# persisted; mount a volume on /opt/flexor/models to serve another repository.
+COPY --from=build --chown=10001:10001 /out/models /opt/flexor/models
+USER flexor
+WORKDIR /home/flexor
 EXPOSE 8001 8002
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s \
-  CMD build/tools/flexorctl --timeout-ms=2000 status >/dev/null || exit 1
-ENTRYPOINT ["build/server/flexor_server", "--model-repository=/src/models", \
-            "--model-control-mode=explicit", "--load-model=*", \
-            "--grpc-port=8001", "--metrics-port=8002"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/flexorctl", "--server=localhost:8001", \
+       "--timeout-ms=2000", "health"]
+ENTRYPOINT ["/usr/local/bin/flexor_server"]
+CMD ["--model-repository=/opt/flexor/models", "--model-control-mode=explicit", \
+     "--load-model=*", "--grpc-port=8001", "--metrics-port=8002"]
