@@ -10,7 +10,9 @@ PACKAGES=(
   # Core libraries
   libabsl-dev libtbb-dev prometheus-cpp-dev zlib1g-dev
   # Tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev prometheus
+  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
+  # Monitoring and deployment checks (Prometheus + promtool, yamllint)
+  prometheus yamllint python3-yaml
   # Trainer and its data
   libtorch-dev dataset-fashion-mnist gnuplot-nox
 )
