@@ -49,17 +49,19 @@ absl::Status MakeDirs(const std::string& dir) {
 }  // namespace
 
 absl::Status ModelRepository::ValidateModelName(absl::string_view name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid model name '", absl::CEscape(name.substr(0, 140)),
-                     "': use 1 to 128 characters from [A-Za-z0-9_.-]"));
+  if (name.empty() || name.size() > 128 || name[0] == '.') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid model name '", absl::CEscape(name.substr(0, 140)),
+        "': use 1 to 128 characters from [A-Za-z0-9_.-], not starting "
+        "with '.'"));
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
         c != '-' && c != '.') {
       return absl::InvalidArgumentError(
           absl::StrCat("invalid model name '", absl::CEscape(name),
-                       "': use 1 to 128 characters from [A-Za-z0-9_.-]"));
+                       "': use 1 to 128 characters from [A-Za-z0-9_.-], not "
+                       "starting with '.'"));
     }
   }
   return absl::OkStatus();

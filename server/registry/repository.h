@@ -44,7 +44,10 @@ class ModelRepository {
 
   const std::string& root() const { return root_; }
 
-  // Model names are [A-Za-z0-9_.-]{1,128}, not "." or "..".
+  // Model names are [A-Za-z0-9_.-]{1,128} and do not start with '.':
+  // hidden directories in a repository are staging areas (a publisher's
+  // ".staging-*", Kubernetes' "..data" volume links, NFS ".snapshot"), never
+  // models.
   static absl::Status ValidateModelName(absl::string_view name);
 
   // Directories under the root with valid model names, sorted.

@@ -1,6 +1,11 @@
 // In-process unit tests of the server's small pieces: config parsing,
 // version policy, flag spelling, the dynamic batcher.
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -61,9 +66,30 @@ TEST(VersionPolicyTest, Select) {
 
 TEST(RepositoryTest, ModelNames) {
   EXPECT_TRUE(ModelRepository::ValidateModelName("fashion_lenet-v2.1").ok());
-  for (const char* bad : {"", ".", "..", "a/b", "../x", "a b"}) {
+  for (const char* bad :
+       {"", ".", "..", "a/b", "../x", "a b", ".staging-2-99", "..data"}) {
     EXPECT_FALSE(ModelRepository::ValidateModelName(bad).ok()) << bad;
   }
+}
+
+// A shared repository volume holds more than models: a publisher's staging
+// directory, lost+found, Kubernetes' ..data links. Only model directories
+// are listed, so none of these turns into a failed load.
+TEST(RepositoryTest, ListModelsSkipsHiddenAndInvalidDirectories) {
+  const std::filesystem::path root =
+      std::filesystem::path(::testing::TempDir()) /
+      ("repo_list_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  for (const char* dir : {"mlp", "fashion_lenet", ".staging-fashion_lenet",
+                          "..data", "lost+found"}) {
+    std::filesystem::create_directories(root / dir);
+  }
+  std::ofstream(root / "README").put('x');
+  absl::StatusOr<std::vector<std::string>> models =
+      ModelRepository(root.string()).ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  EXPECT_EQ(*models, (std::vector<std::string>{"fashion_lenet", "mlp"}));
+  std::filesystem::remove_all(root);
 }
 
 TEST(FlagNamesTest, DashesBecomeUnderscoresInNamesOnly) {
