@@ -1,9 +1,11 @@
 // flexor_train: trains a FleXOR (or baseline) classifier on Fashion-MNIST,
 // exports it in the engine's model format, checks the exported file with the
-// engine (the trainer/engine contract test) and optionally publishes it.
+// engine (the trainer/engine contract test) and optionally publishes it,
+// behind an optional accuracy gate (--min_publish_accuracy).
 //
 // Exit codes: 0 success, 2 bad flags, 3 data could not be read, 4 training
-// failed, 5 export failed, 6 contract check failed, 7 publishing failed.
+// failed, 5 export failed, 6 contract check failed, 7 publishing failed,
+// 8 below --min_publish_accuracy (nothing published).
 #include <torch/torch.h>
 
 #include <cmath>
@@ -91,6 +93,10 @@ ABSL_FLAG(std::string, publish_dir, "",
 ABSL_FLAG(std::string, publish_server, "",
           "HOST:PORT of a running server: RepositoryModelLoad with the file.");
 ABSL_FLAG(double, publish_timeout, 60, "Seconds allowed per publish RPC.");
+ABSL_FLAG(double, min_publish_accuracy, 0,
+          "Quality gate: publish only if the test accuracy (the engine's, "
+          "when --verify) is at least this many percent; else exit 8 and "
+          "publish nothing. 0: no gate.");
 
 namespace flexor::trainer {
 namespace {
@@ -103,6 +109,7 @@ enum ExitCode {
   kExitExport = 5,
   kExitContract = 6,
   kExitPublish = 7,
+  kExitQualityGate = 8,
 };
 
 template <typename... Args>
@@ -186,7 +193,7 @@ int Run(int argc, char** argv) {
       "--n_tap=2 --epochs=10 --output=model.flexor "
       "--publish-dir=models\n"
       "Exit codes: 0 ok, 2 bad flags, 3 data, 4 training, 5 export, "
-      "6 contract check, 7 publish.");
+      "6 contract check, 7 publish, 8 below --min-publish-accuracy.");
   const std::vector<char*> positional = absl::ParseCommandLine(
       static_cast<int>(normalized.size()), normalized.data());
   if (positional.size() > 1) {
@@ -392,13 +399,25 @@ int Run(int argc, char** argv) {
 
   // ---- publish
   const std::string publish_dir = absl::GetFlag(FLAGS_publish_dir);
+  const std::string publish_server = absl::GetFlag(FLAGS_publish_server);
+  // A scheduled retraining must not replace a good serving model with a
+  // worse one: the gate reads the accuracy the engine itself measured.
+  const double accuracy = checked ? check.engine_accuracy : evaluation.accuracy;
+  const double min_accuracy = absl::GetFlag(FLAGS_min_publish_accuracy);
+  if ((!publish_dir.empty() || !publish_server.empty()) &&
+      accuracy < min_accuracy) {
+    return Fail(kExitQualityGate,
+                absl::FailedPreconditionError(absl::StrFormat(
+                    "test accuracy %.2f%% is below --min_publish_accuracy "
+                    "%.2f%%: not publishing %s",
+                    accuracy, min_accuracy, output)));
+  }
   if (!publish_dir.empty()) {
     absl::StatusOr<std::string> published =
         PublishToDirectory(output, publish_dir, model_name);
     if (!published.ok()) return Fail(kExitPublish, published.status());
     Log("published %s", *published);
   }
-  const std::string publish_server = absl::GetFlag(FLAGS_publish_server);
   if (!publish_server.empty()) {
     absl::StatusOr<int64_t> version =
         PublishToServer(output, publish_server, model_name,
