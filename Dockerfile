@@ -44,17 +44,14 @@ RUN rm -rf build \
 # ---- common runtime base: the unprivileged user ----------------------------
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime-base
 ENV DEBIAN_FRONTEND=noninteractive
+COPY deploy/docker/ /tmp/docker/
 RUN groupadd --system --gid 10001 flexor \
  && useradd --system --uid 10001 --gid flexor --home-dir /home/flexor \
       --create-home --shell /usr/sbin/nologin flexor
 
 # ---- trainer: flexor_train with libtorch and Fashion-MNIST -----------------
 FROM runtime-base AS trainer
-COPY deploy/docker/trainer-runtime.packages /tmp/packages
-RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends \
-      $(grep -v '^#' /tmp/packages) \
- && rm -rf /var/lib/apt/lists/* /tmp/packages
+RUN sh /tmp/docker/install-packages.sh /tmp/docker/trainer-runtime.packages
 COPY --from=build /out/bin/flexor_train /usr/local/bin/
 USER flexor
 WORKDIR /home/flexor
@@ -63,11 +60,7 @@ CMD ["--help"]
 
 # ---- server: flexor_server + flexorctl, default repository baked in --------
 FROM runtime-base AS server
-COPY deploy/docker/server-runtime.packages /tmp/packages
-RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends \
-      $(grep -v '^#' /tmp/packages) \
- && rm -rf /var/lib/apt/lists/* /tmp/packages
+RUN sh /tmp/docker/install-packages.sh /tmp/docker/server-runtime.packages
 COPY --from=build /out/bin/flexor_server /out/bin/flexorctl \
      /out/bin/flexor_make_model /usr/local/bin/
 # Owned by flexor so that RepositoryModelLoad uploads (explicit mode) can be
@@ -78,7 +71,7 @@ WORKDIR /home/flexor
 EXPOSE 8001 8002
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["/usr/local/bin/flexorctl", "--server=localhost:8001", \
+  CMD ["/usr/local/bin/flexorctl", "--server=127.0.0.1:8001", \
        "--timeout-ms=2000", "health"]
 ENTRYPOINT ["/usr/local/bin/flexor_server"]
 CMD ["--model-repository=/opt/flexor/models", "--model-control-mode=explicit", \
