@@ -92,6 +92,21 @@ class PlaneSource {
 
 int Threads() { return tbb::this_task_arena::max_concurrency(); }
 
+// Runs body(scratch, o0, n) for the row tiles [o0, o0 + n) of [r0, r1),
+// tiles of rt rows spread over the TBB arena; each task gets its thread's
+// scratch buffers.
+template <typename Body>
+void ForEachRowTile(int64_t r0, int64_t r1, int64_t rt, const Body& body) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, CeilDiv(r1 - r0, rt), 1),
+                    [&](const tbb::blocked_range<int64_t>& range) {
+                      Scratch& s = LocalScratch();
+                      for (int64_t t = range.begin(); t < range.end(); ++t) {
+                        const int64_t o0 = r0 + t * rt;
+                        body(s, o0, std::min(rt, r1 - o0));
+                      }
+                    });
+}
+
 // Decrypts rows [o0, o0 + n) of all q planes into the thread's scratch:
 // bits [q][n][kw] words and alphas [q][n].
 void DecryptTile(const PlaneSource& src, int q, int64_t o0, int64_t n,
@@ -128,39 +143,33 @@ void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t rt =
       RowTile(rows, kw * 8 * q, int64_t{32} << 10, 8, 256, 4 * Threads());
   constexpr int64_t kBatchChunk = 64;
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        Scratch& s = LocalScratch();
-        for (int64_t t = range.begin(); t < range.end(); ++t) {
-          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
-          uint64_t* bits;
-          float* alpha;
-          DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
-          float* dot = Grow(s.dots, n * kBatchChunk);
-          float* acc = Grow(s.acc, n * kBatchChunk);
-          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
-            const int64_t nb = std::min(kBatchChunk, batch - b0);
-            for (int p = 0; p < q; ++p) {
-              kt.sign_dot(bits + p * n * kw, kw, n, xp + b0 * xs, xs, nb, kw,
-                          dot, nb);
-              for (int64_t r = 0; r < n; ++r) {
-                const float a = alpha[p * n + r];
-                for (int64_t b = 0; b < nb; ++b) {
-                  const float v = a * dot[r * nb + b];
-                  acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
-                }
-              }
-            }
-            for (int64_t r = 0; r < n; ++r) {
-              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
-              for (int64_t b = 0; b < nb; ++b) {
-                y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] + bias;
-              }
-            }
+  ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    uint64_t* bits;
+    float* alpha;
+    DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
+    float* dot = Grow(s.dots, n * kBatchChunk);
+    float* acc = Grow(s.acc, n * kBatchChunk);
+    for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+      const int64_t nb = std::min(kBatchChunk, batch - b0);
+      for (int p = 0; p < q; ++p) {
+        kt.sign_dot(bits + p * n * kw, kw, n, xp + b0 * xs, xs, nb, kw, dot,
+                    nb);
+        for (int64_t r = 0; r < n; ++r) {
+          const float a = alpha[p * n + r];
+          for (int64_t b = 0; b < nb; ++b) {
+            const float v = a * dot[r * nb + b];
+            acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
           }
         }
-      });
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] + bias;
+        }
+      }
+    }
+  });
 }
 
 void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
@@ -192,55 +201,49 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t rows = r1 - r0;
   const int64_t rt =
       RowTile(rows, kw * 8 * q, int64_t{32} << 10, 16, 256, 4 * Threads());
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        Scratch& s = LocalScratch();
-        for (int64_t t = range.begin(); t < range.end(); ++t) {
-          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
-          const int64_t blocks = CeilDiv(n, 16);
-          uint64_t* bits = Grow(s.bits, n * kw + q * blocks * 16 * kw);
-          uint64_t* t16 = bits + n * kw;
-          float* alpha = Grow(s.alpha, q * n);
-          for (int p = 0; p < q; ++p) {
-            src.Rows(p, o0, n, bits);
-            src.Alphas(p, o0, n, alpha + p * n);
-            // Transpose to [block][k word][16 rows] for the 16-row kernel,
-            // once per tile for every activation row.
-            uint64_t* tp = t16 + p * blocks * 16 * kw;
-            for (int64_t blk = 0; blk < blocks; ++blk) {
-              uint64_t* dst = tp + blk * 16 * kw;
-              const int64_t valid = std::min<int64_t>(16, n - blk * 16);
-              for (int64_t m = 0; m < kw; ++m) {
-                int64_t r = 0;
-                for (; r < valid; ++r) {
-                  dst[m * 16 + r] = bits[(blk * 16 + r) * kw + m];
-                }
-                for (; r < 16; ++r) dst[m * 16 + r] = 0;
-              }
-            }
+  ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    const int64_t blocks = CeilDiv(n, 16);
+    uint64_t* bits = Grow(s.bits, n * kw + q * blocks * 16 * kw);
+    uint64_t* t16 = bits + n * kw;
+    float* alpha = Grow(s.alpha, q * n);
+    for (int p = 0; p < q; ++p) {
+      src.Rows(p, o0, n, bits);
+      src.Alphas(p, o0, n, alpha + p * n);
+      // Transpose to [block][k word][16 rows] for the 16-row kernel,
+      // once per tile for every activation row.
+      uint64_t* tp = t16 + p * blocks * 16 * kw;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        uint64_t* dst = tp + blk * 16 * kw;
+        const int64_t valid = std::min<int64_t>(16, n - blk * 16);
+        for (int64_t m = 0; m < kw; ++m) {
+          int64_t r = 0;
+          for (; r < valid; ++r) {
+            dst[m * 16 + r] = bits[(blk * 16 + r) * kw + m];
           }
-          float* acc = Grow(s.acc, blocks * 16);
-          float dot[16];
-          for (int64_t b = 0; b < batch; ++b) {
-            const float* table = tables.data() + b * groups * 16;
-            for (int p = 0; p < q; ++p) {
-              const uint64_t* tp = t16 + p * blocks * 16 * kw;
-              for (int64_t blk = 0; blk < blocks; ++blk) {
-                kt.lut_rows(tp + blk * 16 * kw, kw, table, dot);
-                for (int64_t r = 0; r < 16 && blk * 16 + r < n; ++r) {
-                  const int64_t i = blk * 16 + r;
-                  const float v = alpha[p * n + i] * dot[r];
-                  acc[i] = p == 0 ? v : acc[i] + v;
-                }
-              }
-            }
-            for (int64_t r = 0; r < n; ++r) {
-              y[b * ldy + o0 + r] = acc[r] + (w.bias ? w.bias[o0 + r] : 0.0f);
-            }
+          for (; r < 16; ++r) dst[m * 16 + r] = 0;
+        }
+      }
+    }
+    float* acc = Grow(s.acc, blocks * 16);
+    float dot[16];
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* table = tables.data() + b * groups * 16;
+      for (int p = 0; p < q; ++p) {
+        const uint64_t* tp = t16 + p * blocks * 16 * kw;
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+          kt.lut_rows(tp + blk * 16 * kw, kw, table, dot);
+          for (int64_t r = 0; r < 16 && blk * 16 + r < n; ++r) {
+            const int64_t i = blk * 16 + r;
+            const float v = alpha[p * n + i] * dot[r];
+            acc[i] = p == 0 ? v : acc[i] + v;
           }
         }
-      });
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        y[b * ldy + o0 + r] = acc[r] + (w.bias ? w.bias[o0 + r] : 0.0f);
+      }
+    }
+  });
 }
 
 int LutVectors(const KernelTable& kt, int64_t batch, int requested) {
@@ -278,38 +281,32 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t rows = r1 - r0;
   const int64_t rt =
       RowTile(rows, kw * 8 * q, int64_t{256} << 10, 16, 512, 2 * Threads());
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        Scratch& s = LocalScratch();
-        for (int64_t t = range.begin(); t < range.end(); ++t) {
-          const int64_t o0 = r0 + t * rt, n = std::min(rt, r1 - o0);
-          uint64_t* bits;
-          float* alpha;
-          DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
-          float* table = Grow(s.table, chunk * 16 * 16 * lanes);
-          float* acc = Grow(s.acc, n * lanes);
-          for (int64_t bt = 0; bt < tiles_b; ++bt) {
-            std::fill(acc, acc + n * lanes, 0.0f);
-            const float* xb = xt.data() + bt * Kp * lanes;
-            for (int64_t c = 0; c < kw; c += chunk) {
-              const int64_t cw = std::min(chunk, kw - c);
-              kt.lut_build(xb + c * 64 * lanes, cw * 64, lanes, table);
-              for (int p = 0; p < q; ++p) {
-                kt.lut_gemm(bits + p * n * kw + c, kw, n, cw, table, lanes,
-                            alpha + p * n, acc);
-              }
-            }
-            const int64_t nb = std::min(lanes, batch - bt * lanes);
-            for (int64_t r = 0; r < n; ++r) {
-              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
-              for (int64_t l = 0; l < nb; ++l) {
-                y[(bt * lanes + l) * ldy + o0 + r] = acc[r * lanes + l] + bias;
-              }
-            }
-          }
+  ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    uint64_t* bits;
+    float* alpha;
+    DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
+    float* table = Grow(s.table, chunk * 16 * 16 * lanes);
+    float* acc = Grow(s.acc, n * lanes);
+    for (int64_t bt = 0; bt < tiles_b; ++bt) {
+      std::fill(acc, acc + n * lanes, 0.0f);
+      const float* xb = xt.data() + bt * Kp * lanes;
+      for (int64_t c = 0; c < kw; c += chunk) {
+        const int64_t cw = std::min(chunk, kw - c);
+        kt.lut_build(xb + c * 64 * lanes, cw * 64, lanes, table);
+        for (int p = 0; p < q; ++p) {
+          kt.lut_gemm(bits + p * n * kw + c, kw, n, cw, table, lanes,
+                      alpha + p * n, acc);
         }
-      });
+      }
+      const int64_t nb = std::min(lanes, batch - bt * lanes);
+      for (int64_t r = 0; r < n; ++r) {
+        const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+        for (int64_t l = 0; l < nb; ++l) {
+          y[(bt * lanes + l) * ldy + o0 + r] = acc[r * lanes + l] + bias;
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -370,21 +367,16 @@ void DenseGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
   const int64_t rt =
       RowTile(rows, K * 4, int64_t{128} << 10, 4, 256, 4 * Threads());
   constexpr int64_t kBatchChunk = 64;
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, CeilDiv(rows, rt), 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        Scratch& s = LocalScratch();
-        for (int64_t t = range.begin(); t < range.end(); ++t) {
-          const int64_t o0 = row_begin + t * rt, n = std::min(rt, row_end - o0);
-          float* dot = Grow(s.dots, n * kBatchChunk);
-          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
-            const int64_t nb = std::min(kBatchChunk, batch - b0);
-            kt.dense_dot(w.dense + o0 * K, K, n, x + b0 * K, K, nb, K, dot, nb);
-            for (int64_t r = 0; r < n; ++r) {
-              const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
-              for (int64_t b = 0; b < nb; ++b) {
-                y[(b0 + b) * ldy + o0 + r] = dot[r * nb + b] + bias;
-              }
+  ForEachRowTile(
+      row_begin, row_end, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+        float* dot = Grow(s.dots, n * kBatchChunk);
+        for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+          const int64_t nb = std::min(kBatchChunk, batch - b0);
+          kt.dense_dot(w.dense + o0 * K, K, n, x + b0 * K, K, nb, K, dot, nb);
+          for (int64_t r = 0; r < n; ++r) {
+            const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+            for (int64_t b = 0; b < nb; ++b) {
+              y[(b0 + b) * ldy + o0 + r] = dot[r * nb + b] + bias;
             }
           }
         }
@@ -401,25 +393,19 @@ void TernaryGxnorGemm(const LayerWeights& w, const uint64_t* act_nonzero,
   const int64_t words = t.words_per_row;
   const int64_t rt =
       RowTile(O, words * 16, int64_t{64} << 10, 4, 256, 4 * Threads());
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, CeilDiv(O, rt), 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        Scratch& s = LocalScratch();
-        for (int64_t tile = range.begin(); tile < range.end(); ++tile) {
-          const int64_t o0 = tile * rt, n = std::min(rt, O - o0);
-          int32_t* dot = Grow(s.idots, n * batch);
-          kt.gxnor(t.nonzero_mask + o0 * words, t.sign + o0 * words, n, words,
-                   act_nonzero, act_sign, batch, dot);
-          for (int64_t r = 0; r < n; ++r) {
-            const float scale = t.scales[o0 + r];
-            const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
-            for (int64_t b = 0; b < batch; ++b) {
-              y[b * O + o0 + r] =
-                  scale * static_cast<float>(dot[r * batch + b]) + bias;
-            }
-          }
-        }
-      });
+  ForEachRowTile(0, O, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    int32_t* dot = Grow(s.idots, n * batch);
+    kt.gxnor(t.nonzero_mask + o0 * words, t.sign + o0 * words, n, words,
+             act_nonzero, act_sign, batch, dot);
+    for (int64_t r = 0; r < n; ++r) {
+      const float scale = t.scales[o0 + r];
+      const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+      for (int64_t b = 0; b < batch; ++b) {
+        y[b * O + o0 + r] =
+            scale * static_cast<float>(dot[r * batch + b]) + bias;
+      }
+    }
+  });
 }
 
 }  // namespace flexor
