@@ -1,6 +1,8 @@
 // Writer -> reader round trips and the reader's rejection of damaged files.
 #include "engine/format/model_file.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
 #include "engine/testing/random_model.h"
@@ -73,11 +76,17 @@ class RoundTripTest : public testing::TestWithParam<RoundTripCase> {};
 TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
   const RoundTripCase& c = GetParam();
   const std::string bytes = Build(c.arch, c.method, c.planes);
+  // ctest runs each case as its own process, in parallel: one file each.
   const std::string path =
-      (std::filesystem::path(testing::TempDir()) / "rt.flexor").string();
+      (std::filesystem::path(testing::TempDir()) /
+       absl::StrCat("rt_", ::getpid(), "_", c.method, "_", c.planes, "_",
+                    static_cast<int>(c.arch), ".flexor"))
+          .string();
   ASSERT_TRUE(WriteFileAtomically(path, bytes).ok());
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(path);
   ASSERT_TRUE(model.ok()) << model.status();
+  // The mapping outlives the name, as when a repository version is deleted.
+  std::filesystem::remove(path);
   const ModelFile& file = (*model)->file();
   EXPECT_EQ(file.file_size(), bytes.size());
   EXPECT_EQ(file.header().metadata().method(), c.method);
