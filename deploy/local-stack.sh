@@ -177,10 +177,9 @@ python3 deploy/local_stack_report.py --prometheus="$PROM" --model="$MODEL" \
   --bench-json="$WORK/bench.jsonl" $([ $CHECK -eq 1 ] && echo --check)
 REPORT=$?
 set -e
-if [ -x tests/deploy/check_dashboard.py ]; then
-  python3 tests/deploy/check_dashboard.py --prometheus="$PROM" \
-    deploy/monitoring/grafana-dashboard.json || REPORT=1
-fi
+# Every dashboard query must evaluate on this live Prometheus.
+python3 tests/deploy/check_dashboard.py --prometheus="$PROM" \
+  deploy/monitoring/grafana-dashboard.json || REPORT=1
 [ $REPORT -eq 0 ] || exit $REPORT
 
 if [ $KEEP -eq 1 ]; then
