@@ -1,12 +1,18 @@
 #include "engine/graph/model.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/ops/operator.h"
+#include "engine/runtime/buffer_pool.h"
+#include "tbb/task_arena.h"
 
 namespace flexor {
 
@@ -47,43 +53,61 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
     }
   }
   if (NumElements(input_shape) > kMaxActivationElements) {
-    return error("inputs[0].shape", "too many elements");
+    return error("inputs[0].shape",
+                 absl::StrCat(ShapeString(input_shape), " has more than ",
+                              kMaxActivationElements, " elements"));
   }
   if (header.nodes_size() == 0) return error("nodes", "graph is empty");
+  const std::string& output_name = header.outputs(0).name();
+
+  // How many nodes read each value: a BatchNorm/ReLU is folded into the
+  // layer before it only when it is that value's sole reader.
+  absl::flat_hash_map<std::string, int> readers;
+  for (const mv1::Node& node : header.nodes()) {
+    for (const std::string& in : node.inputs()) ++readers[in];
+  }
 
   std::shared_ptr<Model> model(new Model());
   model->file_ = file;
-  absl::flat_hash_map<std::string, int> slot_of;
-  slot_of[input.name()] = 0;
-  std::vector<Shape> slot_shapes = {input_shape};
-  std::vector<int> last_reader = {-1};
-  std::vector<bool> slot_ternary = {false};  // values all in {-1, 0, +1}
+  // Values are named tensors; storages are the buffers behind them (a
+  // Flatten or a folded op maps its output name to its input's storage).
+  struct Value {
+    int storage;
+    Shape shape;
+    bool ternary;  // every element in {-1, 0, +1} (from Ternarize)
+  };
+  absl::flat_hash_map<std::string, Value> values;
+  values[input.name()] = {0, input_shape, false};
+  std::vector<int64_t> storage_size = {NumElements(input_shape)};
+  std::vector<int> first_writer = {-1}, last_reader = {-1};
+  // The newest name of the last step's output: only an op reading exactly
+  // that name may fold into the step (not one reading an older name or a
+  // Flatten alias of it).
+  std::string head_of_last_step;
 
   for (int i = 0; i < header.nodes_size(); ++i) {
     const mv1::Node& node = header.nodes(i);
     const std::string where =
         absl::StrCat("nodes[", i, "] '", node.name(), "'");
     if (node.name().empty()) return error(where, "node has no name");
-    Step step;
-    step.name = node.name();
     std::vector<Shape> in_shapes;
+    std::vector<int> in_storages;
     for (const std::string& in : node.inputs()) {
-      auto it = slot_of.find(in);
-      if (it == slot_of.end()) {
+      auto it = values.find(in);
+      if (it == values.end()) {
         return error(where, absl::StrCat("input '", in,
                                          "' is not produced by an earlier "
                                          "node or the graph input"));
       }
-      step.inputs.push_back(it->second);
-      in_shapes.push_back(slot_shapes[it->second]);
-      last_reader[it->second] = i;
+      in_storages.push_back(it->second.storage);
+      in_shapes.push_back(it->second.shape);
     }
-    if (node.output().empty() || slot_of.contains(node.output())) {
+    if (node.output().empty() || values.contains(node.output())) {
       return error(where, absl::StrCat("output '", node.output(),
                                        "' must be a new, non-empty name"));
     }
     const bool ternary_input =
-        !step.inputs.empty() && slot_ternary[step.inputs[0]];
+        !in_storages.empty() && values[node.inputs(0)].ternary;
     absl::StatusOr<CompiledOp> op =
         CompileOperator(node, *file, in_shapes, ternary_input);
     if (!op.ok()) return error(where, op.status().message());
@@ -91,44 +115,112 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
     if (size <= 0 || size > kMaxActivationElements) {
       return error(where,
                    absl::StrCat("output shape ", ShapeString(op->output_shape),
-                                " is empty or too large"));
+                                " is empty or has more than ",
+                                kMaxActivationElements, " elements"));
     }
+    const bool ternary_output =
+        node.has_ternarize() || (node.has_flatten() && ternary_input);
+
+    // (An alias of the graph input itself stays a copy: the caller's input
+    // buffer can never be the output.)
+    if (op->op->IsAlias() && in_storages[0] != 0) {
+      values[node.output()] = {in_storages[0], op->output_shape,
+                               ternary_output};
+      continue;
+    }
+    // Fold into the previous step when it produced this node's only input
+    // and nobody else (nor the graph output) sees the unfolded value.
+    if (in_storages.size() == 1 && !model->steps_.empty() &&
+        model->steps_.back().output == in_storages[0] &&
+        head_of_last_step == node.inputs(0) && readers[node.inputs(0)] == 1 &&
+        node.inputs(0) != output_name &&
+        op->op->FoldInto(*model->steps_.back().op)) {
+      absl::StrAppend(&model->steps_.back().name, "+", node.name());
+      head_of_last_step = node.output();
+      values[node.output()] = {in_storages[0], op->output_shape,
+                               ternary_output};
+      continue;
+    }
+    Step step;
+    step.name = node.name();
+    step.inputs = in_storages;
+    step.output = static_cast<int>(storage_size.size());
     step.op = std::move(op->op);
-    step.output = static_cast<int>(slot_shapes.size());
-    slot_of[node.output()] = step.output;
-    slot_shapes.push_back(op->output_shape);
+    storage_size.push_back(size);
+    first_writer.push_back(static_cast<int>(model->steps_.size()));
     last_reader.push_back(-1);
-    slot_ternary.push_back(node.has_ternarize() ||
-                           (node.has_flatten() && ternary_input));
+    values[node.output()] = {step.output, op->output_shape, ternary_output};
+    head_of_last_step = node.output();
     model->steps_.push_back(std::move(step));
   }
+  for (int s = 0; s < static_cast<int>(model->steps_.size()); ++s) {
+    for (int in : model->steps_[s].inputs) last_reader[in] = s;
+  }
 
-  const mv1::ValueInfo& output = header.outputs(0);
-  auto out_it = slot_of.find(output.name());
-  if (out_it == slot_of.end() || out_it->second == 0) {
-    return error("outputs[0]", absl::StrCat("'", output.name(),
+  auto out_it = values.find(output_name);
+  if (out_it == values.end() || out_it->second.storage == 0) {
+    return error("outputs[0]", absl::StrCat("'", output_name,
                                             "' is not produced by any node"));
   }
-  const Shape declared(output.shape().begin(), output.shape().end());
-  if (declared != slot_shapes[out_it->second]) {
+  const Shape declared(header.outputs(0).shape().begin(),
+                       header.outputs(0).shape().end());
+  if (declared != out_it->second.shape) {
     return error("outputs[0].shape",
                  absl::StrCat("declared ", ShapeString(declared),
                               " but the graph produces ",
-                              ShapeString(slot_shapes[out_it->second])));
+                              ShapeString(out_it->second.shape)));
   }
-  model->output_slot_ = out_it->second;
-  for (size_t slot = 1; slot < last_reader.size(); ++slot) {
-    if (last_reader[slot] >= 0 &&
-        static_cast<int>(slot) != model->output_slot_) {
-      model->steps_[last_reader[slot]].release.push_back(
-          static_cast<int>(slot));
+  model->output_storage_ = out_it->second.storage;
+  model->input_size_ = storage_size[0];
+  model->output_size_ = storage_size[model->output_storage_];
+
+  // Buffer plan: storages live from their writer to their last reader;
+  // place the largest first at the lowest offset that overlaps no storage
+  // alive at the same time (sizes rounded to 64 bytes per sample, so every
+  // offset * batch stays aligned).
+  const int num_storages = static_cast<int>(storage_size.size());
+  model->offset_.assign(num_storages, -1);
+  std::vector<int> order;
+  for (int s = 1; s < num_storages; ++s) {
+    if (s != model->output_storage_) order.push_back(s);
+  }
+  auto rounded = [&](int s) { return (storage_size[s] + 15) / 16 * 16; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return rounded(a) > rounded(b); });
+  auto end_of = [&](int s) {
+    return std::max(last_reader[s], first_writer[s]);
+  };
+  std::vector<int> placed;
+  for (int s : order) {
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (int t : placed) {
+      if (first_writer[t] <= end_of(s) && first_writer[s] <= end_of(t)) {
+        busy.push_back({model->offset_[t], model->offset_[t] + rounded(t)});
+      }
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (const auto& [b, e] : busy) {
+      if (offset + rounded(s) <= b) break;
+      offset = std::max(offset, e);
+    }
+    model->offset_[s] = offset;
+    model->arena_floats_per_sample_ =
+        std::max(model->arena_floats_per_sample_, offset + rounded(s));
+    placed.push_back(s);
+  }
+  model->step_shapes_.resize(model->steps_.size());
+  // Shapes for Describe(): the last value written to each step's storage
+  // along the graph order.
+  for (int i = header.nodes_size() - 1; i >= 0; --i) {
+    const Value& v = values[header.nodes(i).output()];
+    for (size_t s = 0; s < model->steps_.size(); ++s) {
+      if (model->steps_[s].output == v.storage &&
+          model->step_shapes_[s].empty()) {
+        model->step_shapes_[s] = v.shape;
+      }
     }
   }
-  for (const Shape& s : slot_shapes)
-    model->slot_sizes_.push_back(NumElements(s));
-  model->slot_shapes_ = slot_shapes;
-  model->input_size_ = model->slot_sizes_[0];
-  model->output_size_ = model->slot_sizes_[model->output_slot_];
 
   ModelStats& stats = model->stats_;
   stats.file_bytes = static_cast<int64_t>(file->file_size());
@@ -152,30 +244,91 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   return std::shared_ptr<const Model>(std::move(model));
 }
 
+int64_t Model::ActivationBytes(int64_t batch, int threads) const {
+  if (batch <= 0) return 0;
+  int64_t scratch = 0;
+  for (const Step& step : steps_) {
+    scratch = std::max(scratch, step.op->ScratchFloats(batch, threads));
+  }
+  int64_t floats = 0;
+  if (__builtin_mul_overflow(arena_floats_per_sample_, batch, &floats) ||
+      __builtin_add_overflow(floats, scratch, &floats) ||
+      floats > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
+    return INT64_MAX;
+  }
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
 absl::Status Model::Run(const float* input, int64_t batch, float* output,
                         KernelPath path) const {
+  return RunSteps(input, batch, output, path, nullptr);
+}
+
+absl::Status Model::RunProfiled(const float* input, int64_t batch,
+                                float* output,
+                                std::vector<StepProfile>* profile,
+                                KernelPath path) const {
+  profile->clear();
+  return RunSteps(input, batch, output, path, profile);
+}
+
+absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
+                             KernelPath path,
+                             std::vector<StepProfile>* profile) const {
   if (batch <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model '", name(), "': batch must be positive, got ", batch));
   }
-  if (batch > kMaxActivationElements / slot_sizes_[0]) {
+  if (batch > kMaxActivationElements / input_size_) {
     return absl::InvalidArgumentError(
         absl::StrCat("model '", name(), "': batch ", batch, " is too large"));
   }
-  std::vector<std::vector<float>> slots(slot_sizes_.size());
-  std::vector<const float*> in_ptrs;
-  for (const Step& step : steps_) {
-    in_ptrs.clear();
-    for (int s : step.inputs) {
-      in_ptrs.push_back(s == 0 ? input : slots[s].data());
-    }
-    std::vector<float>& out = slots[step.output];
-    out.resize(static_cast<size_t>(batch * slot_sizes_[step.output]));
-    step.op->Run(in_ptrs, batch, out.data(), path);
-    for (int s : step.release) std::vector<float>().swap(slots[s]);
+  const int threads = tbb::this_task_arena::max_concurrency();
+  const int64_t bytes = ActivationBytes(batch, threads);
+  if (bytes > kMaxRunActivationBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("model '", name(), "': batch ", batch, " needs ", bytes,
+                     " bytes of activations, more than the limit of ",
+                     kMaxRunActivationBytes, "; send smaller batches"));
   }
-  std::memcpy(output, slots[output_slot_].data(),
-              sizeof(float) * batch * output_size_);
+  // Kernels allocate (pool growth, TBB tasks): an allocation failure must
+  // become an error status, never escape into a TBB task and abort.
+  try {
+    BufferPool::Lease lease = BufferPool::Global().Acquire(
+        bytes / static_cast<int64_t>(sizeof(float)));
+    float* base = lease.data();
+    RunContext ctx;
+    ctx.path = path;
+    ctx.threads = threads;
+    ctx.scratch = base + arena_floats_per_sample_ * batch;
+    auto storage = [&](int s) -> float* {
+      if (s == output_storage_) return output;
+      return base + offset_[s] * batch;
+    };
+    absl::InlinedVector<const float*, 4> in_ptrs;
+    for (const Step& step : steps_) {
+      in_ptrs.clear();
+      for (int s : step.inputs) {
+        in_ptrs.push_back(s == 0 ? input : storage(s));
+      }
+      if (profile == nullptr) {
+        step.op->Run(in_ptrs, batch, storage(step.output), ctx);
+        continue;
+      }
+      const auto start = std::chrono::steady_clock::now();
+      step.op->Run(in_ptrs, batch, storage(step.output), ctx);
+      const std::chrono::duration<double> took =
+          std::chrono::steady_clock::now() - start;
+      profile->push_back({step.name, step.op->Describe(),
+                          step.op->MacsPerSample(), took.count()});
+    }
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model '", name(), "': out of memory running a batch of ", batch));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("model '", name(), "': run failed: ", e.what()));
+  }
   return absl::OkStatus();
 }
 
@@ -195,10 +348,10 @@ std::string Model::Describe() const {
   absl::StrAppendFormat(&out, "output:       %s %s FLOAT32\n", output().name(),
                         ShapeString(outs));
   absl::StrAppend(&out, "graph:\n");
-  for (const Step& step : steps_) {
-    absl::StrAppendFormat(&out, "  %-12s %s -> %s\n", step.name,
-                          step.op->Describe(),
-                          ShapeString(slot_shapes_[step.output]));
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    absl::StrAppendFormat(&out, "  %-12s %s -> %s\n", steps_[i].name,
+                          steps_[i].op->Describe(),
+                          ShapeString(step_shapes_[i]));
   }
   absl::StrAppendFormat(
       &out,

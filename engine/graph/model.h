@@ -17,6 +17,10 @@ namespace flexor {
 
 class Operator;
 
+// The most activation and scratch memory one Run may use: a request that
+// needs more is refused before anything is allocated.
+inline constexpr int64_t kMaxRunActivationBytes = int64_t{4} << 30;
+
 struct ModelStats {
   int64_t file_bytes = 0;               // whole file (header + payload)
   int64_t compressed_weight_bytes = 0;  // bits + scales of weight layers
@@ -49,28 +53,55 @@ class Model {
   const ModelStats& stats() const { return stats_; }
 
   // input [batch, input_size] -> output [batch, output_size]. Intra-op
-  // parallelism uses oneTBB in the caller's current task arena.
+  // parallelism uses oneTBB in the caller's current task arena. Activations
+  // live in one buffer leased from BufferPool::Global() at offsets planned at
+  // compile time, so after warm-up a run allocates nothing. Errors:
+  // INVALID_ARGUMENT for a bad batch, RESOURCE_EXHAUSTED when the batch
+  // needs more than kMaxRunActivationBytes or the memory is not there.
   absl::Status Run(const float* input, int64_t batch, float* output,
                    KernelPath path = KernelPath::kAuto) const;
+
+  // Bytes of activations and scratch one run of `batch` samples uses in an
+  // arena of `threads` threads (what the server budgets per request).
+  int64_t ActivationBytes(int64_t batch, int threads) const;
+
+  // Per-step timings of one run (flexorctl model bench --profile).
+  struct StepProfile {
+    std::string name;      // node name(s), fused ones joined by '+'
+    std::string describe;  // Operator::Describe()
+    int64_t macs_per_sample = 0;
+    double seconds = 0;
+  };
+  absl::Status RunProfiled(const float* input, int64_t batch, float* output,
+                           std::vector<StepProfile>* profile,
+                           KernelPath path = KernelPath::kAuto) const;
 
   // Human-readable description: graph, codecs, shapes, sizes (inspect).
   std::string Describe() const;
 
  private:
   Model() = default;
+  absl::Status RunSteps(const float* input, int64_t batch, float* output,
+                        KernelPath path,
+                        std::vector<StepProfile>* profile) const;
+
   std::shared_ptr<const ModelFile> file_;
   struct Step {
     std::unique_ptr<Operator> op;
-    std::string name;
-    std::vector<int> inputs;   // value slots read
-    int output = 0;            // value slot written
-    std::vector<int> release;  // slots whose last reader is this step
+    std::string name;         // fused nodes joined by '+'
+    std::vector<int> inputs;  // storages read
+    int output = 0;           // storage written
   };
   std::vector<Step> steps_;
-  // Value slots: 0 is the graph input; step i writes slot i + 1.
-  std::vector<int64_t> slot_sizes_;
-  std::vector<std::vector<int64_t>> slot_shapes_;
-  int output_slot_ = 0;
+  // Storages: 0 is the caller's input, output_storage_ the caller's output
+  // buffer; every other one sits at offset_[s] * batch floats in the run's
+  // leased buffer (per-sample offsets scale with the batch, so one plan
+  // serves every batch size).
+  std::vector<int64_t> offset_;
+  int64_t arena_floats_per_sample_ = 0;
+  int output_storage_ = 0;
+  std::vector<std::string> value_names_;  // Describe(): per step output
+  std::vector<std::vector<int64_t>> step_shapes_;
   int64_t input_size_ = 0;
   int64_t output_size_ = 0;
   ModelStats stats_;

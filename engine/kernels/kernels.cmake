@@ -8,6 +8,7 @@ set(FLEXOR_KERNEL_SOURCES
   kernels/cpu_features.cc
   kernels/decrypt.cc
   kernels/fused_gemm.cc
+  kernels/conv_gemm.cc
   kernels/microkernels.cc
   kernels/kernels_scalar.cc
 )

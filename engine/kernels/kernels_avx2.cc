@@ -76,6 +76,10 @@ constexpr int kSignBatch = 2;
 
 #include "engine/kernels/microkernels_impl.inc"
 
+// Rows per register block of the pixel-tiled kernels.
+constexpr int kPixelRows = 6;
+#include "engine/kernels/pixel_microkernels_impl.inc"
+
 }  // namespace avx2_kernels
 
 const KernelTable& Avx2KernelTable() {
@@ -88,6 +92,12 @@ const KernelTable& Avx2KernelTable() {
                                     avx2_kernels::LutRowsPortable,
                                     avx2_kernels::DenseDot,
                                     avx2_kernels::GxnorPortable};
+  return table;
+}
+
+const PixelKernelTable& Avx2PixelKernelTable() {
+  static const PixelKernelTable table = {KernelIsa::kAvx2, avx2_kernels::VF::kLanes,
+                                         avx2_kernels::DenseKn};
   return table;
 }
 

@@ -50,6 +50,10 @@ constexpr int kSignBatch = 4;
 
 #include "engine/kernels/microkernels_impl.inc"
 
+// Rows per register block of the pixel-tiled kernels.
+constexpr int kPixelRows = 8;
+#include "engine/kernels/pixel_microkernels_impl.inc"
+
 // Row-LUT with VPERMPS: the 16 rows' words for one k word are split into
 // their low and high 32-bit halves (lane r = row r), and shifting by 4j puts
 // nibble j of every row in the low 4 bits, which is all VPERMPS reads: one
@@ -145,6 +149,12 @@ const KernelTable& Avx512KernelTable() {
                                     HasAvx512Vpopcntdq()
                                         ? avx512_kernels::GxnorVpopcnt
                                         : avx512_kernels::GxnorPortable};
+  return table;
+}
+
+const PixelKernelTable& Avx512PixelKernelTable() {
+  static const PixelKernelTable table = {KernelIsa::kAvx512, avx512_kernels::VF::kLanes,
+                                         avx512_kernels::DenseKn};
   return table;
 }
 

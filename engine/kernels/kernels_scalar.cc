@@ -66,6 +66,10 @@ constexpr int kSignBatch = 2;
 
 #include "engine/kernels/microkernels_impl.inc"
 
+// Rows per register block of the pixel-tiled kernels.
+constexpr int kPixelRows = 2;
+#include "engine/kernels/pixel_microkernels_impl.inc"
+
 }  // namespace scalar_kernels
 
 const KernelTable& ScalarKernelTable() {
@@ -78,6 +82,12 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::LutRowsPortable,
                                     scalar_kernels::DenseDot,
                                     scalar_kernels::GxnorPortable};
+  return table;
+}
+
+const PixelKernelTable& ScalarPixelKernelTable() {
+  static const PixelKernelTable table = {KernelIsa::kScalar, scalar_kernels::VF::kLanes,
+                                         scalar_kernels::DenseKn};
   return table;
 }
 

@@ -14,4 +14,16 @@ const KernelTable& GetKernelTable(KernelIsa isa) {
   return ScalarKernelTable();
 }
 
+const PixelKernelTable& GetPixelKernelTable(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kAvx512:
+      return Avx512PixelKernelTable();
+    case KernelIsa::kAvx2:
+      return Avx2PixelKernelTable();
+    case KernelIsa::kScalar:
+      break;
+  }
+  return ScalarPixelKernelTable();
+}
+
 }  // namespace flexor

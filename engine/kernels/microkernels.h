@@ -80,6 +80,24 @@ struct KernelTable {
   GxnorFn gxnor;
 };
 
+// Pixel-tiled kernels (convolution as GEMM over output pixels, see
+// conv_gemm.h). Activations come as [k][lanes] tiles, lanes = 1 or 2
+// vectors. Dense FP32:
+//   y[r * lanes + l] = sum_{kk < k} w[r * w_stride + kk] * cols[kk * lanes + l]
+using DenseKnFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
+                           int64_t k, const float* cols, int64_t lanes,
+                           float* y);
+
+struct PixelKernelTable {
+  KernelIsa isa;
+  int lanes;  // floats per vector register
+  DenseKnFn dense_kn;
+};
+const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
+const PixelKernelTable& ScalarPixelKernelTable();
+const PixelKernelTable& Avx2PixelKernelTable();
+const PixelKernelTable& Avx512PixelKernelTable();
+
 // The table for `isa`; isa must be supported (IsaSupported).
 const KernelTable& GetKernelTable(KernelIsa isa);
 

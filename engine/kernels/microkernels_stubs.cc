@@ -6,5 +6,11 @@ namespace flexor {
 
 const KernelTable& Avx2KernelTable() { return ScalarKernelTable(); }
 const KernelTable& Avx512KernelTable() { return ScalarKernelTable(); }
+const PixelKernelTable& Avx2PixelKernelTable() {
+  return ScalarPixelKernelTable();
+}
+const PixelKernelTable& Avx512PixelKernelTable() {
+  return ScalarPixelKernelTable();
+}
 
 }  // namespace flexor

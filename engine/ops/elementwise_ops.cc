@@ -25,7 +25,7 @@ class ChannelAffineOp : public Operator {
         channels_(channels),
         inner_(inner) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     const bool per_channel = scale_.size() > 1;
     for (int64_t n = 0; n < batch; ++n) {
       for (int64_t c = 0; c < channels_; ++c) {
@@ -37,6 +37,9 @@ class ChannelAffineOp : public Operator {
         }
       }
     }
+  }
+  bool FoldInto(Operator& producer) const override {
+    return producer.FuseEpilogue(scale_, shift_, false);
   }
   std::string Describe() const override {
     return absl::StrFormat("%s (%d channel%s)", kind_, scale_.size(),
@@ -58,7 +61,7 @@ class UnaryOp : public Operator {
         threshold_(threshold),
         name_(std::move(name)) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     const float* x = inputs[0];
     const int64_t n = batch * size_;
     switch (kind_) {
@@ -76,6 +79,10 @@ class UnaryOp : public Operator {
         break;
     }
   }
+  bool FoldInto(Operator& producer) const override {
+    return kind_ == kRelu && producer.FuseEpilogue({}, {}, true);
+  }
+  bool IsAlias() const override { return kind_ == kCopy; }
   std::string Describe() const override { return name_; }
 
  private:
@@ -89,7 +96,7 @@ class AddOp : public Operator {
  public:
   explicit AddOp(int64_t size) : size_(size) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     for (int64_t i = 0; i < batch * size_; ++i) {
       output[i] = inputs[0][i] + inputs[1][i];
     }
@@ -105,7 +112,7 @@ class SoftmaxOp : public Operator {
  public:
   SoftmaxOp(int64_t rows, int64_t width) : rows_(rows), width_(width) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     for (int64_t r = 0; r < batch * rows_; ++r) {
       const float* x = inputs[0] + r * width_;
       float* y = output + r * width_;

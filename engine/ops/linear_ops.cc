@@ -1,12 +1,17 @@
 // Dense and Conv2d: the layers whose weights are compressed. Both reduce to
 // Matmul (convolution through im2col).
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/kernels/conv_gemm.h"
 #include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
+#include "tbb/blocked_range.h"
+#include "tbb/parallel_for.h"
+#include "tbb/task_arena.h"
 
 namespace flexor {
 
@@ -22,63 +27,271 @@ absl::Status ExpectInputs(const std::vector<Shape>& inputs, size_t n) {
   return absl::OkStatus();
 }
 
+// The epilogue of a Dense/Conv2d layer in two forms: `post` (applied after
+// the kernels added the bias: reference path and Dense) and the combined
+// per-channel scale/shift with the bias folded in (conv kernels).
+class LayerEpilogue {
+ public:
+  LayerEpilogue(const LayerWeights& w) : w_(w) { Rebuild(); }
+  bool Fuse(absl::Span<const float> scale, absl::Span<const float> shift,
+            bool relu) {
+    if (!post_.Compose(scale, shift, relu, w_.out_features)) return false;
+    Rebuild();
+    return true;
+  }
+  const Epilogue& post() const { return post_; }
+  ChannelEpilogue combined() const {
+    return {combined_scale_.empty() ? nullptr : combined_scale_.data(),
+            combined_shift_.empty() ? nullptr : combined_shift_.data(),
+            post_.relu};
+  }
+  std::string Describe() const {
+    std::string out;
+    if (!post_.scale.empty() || !post_.shift.empty()) {
+      absl::StrAppend(&out, ", + per-channel affine");
+    }
+    if (post_.relu) absl::StrAppend(&out, ", + ReLU");
+    return out;
+  }
+
+ private:
+  void Rebuild() {
+    const int64_t O = w_.out_features;
+    combined_scale_ = post_.scale;
+    combined_shift_.assign(O, 0.0f);
+    for (int64_t o = 0; o < O; ++o) {
+      const float s = post_.scale.empty() ? 1.0f : post_.scale[o];
+      const float t = post_.shift.empty() ? 0.0f : post_.shift[o];
+      combined_shift_[o] = (w_.bias ? w_.bias[o] : 0.0f) * s + t;
+    }
+  }
+  const LayerWeights& w_;
+  Epilogue post_;
+  std::vector<float> combined_scale_, combined_shift_;
+};
+
 class DenseOp : public Operator {
  public:
-  DenseOp(LayerWeights w, bool gxnor) : w_(std::move(w)), gxnor_(gxnor) {}
+  DenseOp(LayerWeights w, bool gxnor)
+      : w_(std::move(w)), gxnor_(gxnor), epilogue_(w_) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath path) const override {
+           const RunContext& ctx) const override {
     if (!gxnor_) {
-      Matmul(w_, inputs[0], batch, output, path);
-      return;
-    }
-    // Ternary activations x ternary weights: pack the activations into
-    // (nonzero, sign) bit rows and count with the gated-XNOR formula.
-    const int64_t K = w_.in_features, words = w_.ternary.words_per_row;
-    std::vector<uint64_t> nonzero(batch * words, 0), sign(batch * words, 0);
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* x = inputs[0] + b * K;
-      for (int64_t k = 0; k < K; ++k) {
-        const uint64_t bit = uint64_t{1} << (k & 63);
-        if (x[k] != 0.0f) nonzero[b * words + (k >> 6)] |= bit;
-        if (x[k] < 0.0f) sign[b * words + (k >> 6)] |= bit;
+      Matmul(w_, inputs[0], batch, output, ctx.path);
+    } else {
+      // Ternary activations x ternary weights: pack the activations into
+      // (nonzero, sign) bit rows and count with the gated-XNOR formula.
+      const int64_t K = w_.in_features, words = w_.ternary.words_per_row;
+      uint64_t* nonzero = reinterpret_cast<uint64_t*>(ctx.scratch);
+      uint64_t* sign = nonzero + batch * words;
+      std::fill(nonzero, nonzero + 2 * batch * words, uint64_t{0});
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* x = inputs[0] + b * K;
+        for (int64_t k = 0; k < K; ++k) {
+          const uint64_t bit = uint64_t{1} << (k & 63);
+          if (x[k] != 0.0f) nonzero[b * words + (k >> 6)] |= bit;
+          if (x[k] < 0.0f) sign[b * words + (k >> 6)] |= bit;
+        }
       }
+      TernaryGxnor(w_, nonzero, sign, batch, output, ctx.path);
     }
-    TernaryGxnor(w_, nonzero.data(), sign.data(), batch, output, path);
+    epilogue_.post().Apply(output, batch, w_.out_features, 1);
+  }
+  int64_t ScratchFloats(int64_t batch, int) const override {
+    return gxnor_ ? 4 * batch * w_.ternary.words_per_row : 0;
+  }
+  bool FuseEpilogue(absl::Span<const float> scale,
+                    absl::Span<const float> shift, bool relu) override {
+    return epilogue_.Fuse(scale, shift, relu);
   }
   const LayerWeights* weights() const override { return &w_; }
+  int64_t MacsPerSample() const override {
+    return w_.out_features * w_.in_features;
+  }
   std::string Describe() const override {
-    return absl::StrFormat("Dense %d -> %d, %s%s%s", w_.in_features,
-                           w_.out_features, DescribeWeights(w_),
-                           w_.bias ? ", bias" : "",
-                           gxnor_ ? ", gated-XNOR on ternary input" : "");
+    return absl::StrFormat(
+        "Dense %d -> %d, %s%s%s%s", w_.in_features, w_.out_features,
+        DescribeWeights(w_), w_.bias ? ", bias" : "",
+        gxnor_ ? ", gated-XNOR on ternary input" : "", epilogue_.Describe());
   }
 
  private:
   LayerWeights w_;
   bool gxnor_;
+  LayerEpilogue epilogue_;
 };
 
 class Conv2dOp : public Operator {
  public:
   Conv2dOp(const mv1::Conv2dOp& cfg, LayerWeights w, const Shape& in,
            const Shape& out)
-      : cfg_(cfg), w_(std::move(w)), in_(in), out_(out) {}
+      : cfg_(cfg),
+        w_(std::move(w)),
+        in_(in),
+        out_(out),
+        epilogue_(w_),
+        isa_(SelectedIsa()),
+        lanes_(PixelLanes(isa_)),
+        tiles_(CeilDiv(out_[1] * out_[2], lanes_)),
+        cols_floats_(tiles_ * ColsRows(w_) * lanes_) {
+    PlanPieces();
+  }
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath path) const override {
+           const RunContext& ctx) const override {
+    if (ctx.path == KernelPath::kReference || cfg_.groups() != 1) {
+      RunIm2colMatmul(inputs[0], batch, output, ctx.path);
+      epilogue_.post().Apply(output, batch, out_[0], out_[1] * out_[2]);
+      return;
+    }
+    const int64_t sample_in = in_[0] * in_[1] * in_[2];
+    const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
+    const int64_t work_floats = PixelGemmScratchFloats(w_, isa_);
+    const int64_t slot_floats = cols_floats_ + work_floats;
+    float* prepared_scratch = ctx.scratch;
+    float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
+    const PreparedWeights prepared = PrepareWeights(w_, prepared_scratch, isa_);
+    const ChannelEpilogue epi = epilogue_.combined();
+    if (batch == 1) {
+      // One sample: its tiles spread over the threads when the layer is big
+      // enough to pay for a parallel_for.
+      float* cols = slots;
+      Im2col(inputs[0], cols);
+      const int64_t macs = MacsPerSample();
+      if (ctx.threads == 1 || tiles_ == 1 || macs < (int64_t{1} << 20)) {
+        PixelGemm(w_, prepared, cols, P, 0, tiles_, epi, output,
+                  cols + cols_floats_, isa_);
+        return;
+      }
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles_, 1),
+                        [&](const tbb::blocked_range<int64_t>& r) {
+                          float* work =
+                              slots + Slot(ctx) * slot_floats + cols_floats_;
+                          PixelGemm(w_, prepared, cols, P, r.begin(), r.end(),
+                                    epi, output, work, isa_);
+                        });
+      return;
+    }
+    // Several samples: one task per sample, each with its thread's columns.
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, 1),
+                      [&](const tbb::blocked_range<int64_t>& r) {
+                        float* cols = slots + Slot(ctx) * slot_floats;
+                        for (int64_t n = r.begin(); n < r.end(); ++n) {
+                          Im2col(inputs[0] + n * sample_in, cols);
+                          PixelGemm(w_, prepared, cols, P, 0, tiles_, epi,
+                                    output + n * sample_out,
+                                    cols + cols_floats_, isa_);
+                        }
+                      });
+  }
+
+  int64_t ScratchFloats(int64_t batch, int threads) const override {
+    (void)batch;
+    if (cfg_.groups() != 1) return 0;  // grouped: reference-style path
+    return Aligned(PreparedWeightsFloats(w_)) +
+           std::max(threads, 1) *
+               (cols_floats_ + PixelGemmScratchFloats(w_, isa_));
+  }
+  bool FuseEpilogue(absl::Span<const float> scale,
+                    absl::Span<const float> shift, bool relu) override {
+    return epilogue_.Fuse(scale, shift, relu);
+  }
+  const LayerWeights* weights() const override { return &w_; }
+  int64_t MacsPerSample() const override {
+    return w_.out_features * w_.in_features * out_[1] * out_[2];
+  }
+  std::string Describe() const override {
+    return absl::StrFormat(
+        "Conv2d %d -> %d, %dx%d stride %dx%d pad %dx%d groups %d, %s%s%s",
+        cfg_.in_channels(), cfg_.out_channels(), cfg_.kernel_h(),
+        cfg_.kernel_w(), cfg_.stride_h(), cfg_.stride_w(), cfg_.pad_h(),
+        cfg_.pad_w(), cfg_.groups(), DescribeWeights(w_),
+        w_.bias ? ", bias" : "", epilogue_.Describe());
+  }
+
+ private:
+  static int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+  static int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
+  // This thread's scratch slot inside a parallel_for of the run's arena.
+  static int Slot(const RunContext& ctx) {
+    const int i = tbb::this_task_arena::current_thread_index();
+    return i >= 0 && i < ctx.threads ? i : 0;
+  }
+
+  // A run of output pixels of one output row that lands in one tile:
+  // pixels [p, p + len) = row oy, columns [ox, ox + len).
+  struct Piece {
+    int64_t oy, ox, len, tile, lane;
+  };
+  void PlanPieces() {
+    const int64_t Ho = out_[1], Wo = out_[2];
+    for (int64_t oy = 0; oy < Ho; ++oy) {
+      for (int64_t ox = 0; ox < Wo;) {
+        const int64_t p = oy * Wo + ox, lane = p % lanes_;
+        const int64_t len = std::min(Wo - ox, lanes_ - lane);
+        pieces_.push_back({oy, ox, len, p / lanes_, lane});
+        ox += len;
+      }
+    }
+  }
+
+  // Columns of one sample in the pixel-tiled layout of conv_gemm.h: row k =
+  // (c, ky, kx) of every tile holds the input under that kernel tap for the
+  // tile's pixels. Rows K..Kp (bit-coded weights) are zero; lanes past the
+  // last pixel are left as they are (their outputs are never written).
+  void Im2col(const float* x, float* cols) const {
+    const int64_t C = in_[0], H = in_[1], W = in_[2];
+    const int64_t kh = cfg_.kernel_h(), kwid = cfg_.kernel_w();
+    const int64_t sh = cfg_.stride_h(), sw = cfg_.stride_w();
+    const int64_t ph = cfg_.pad_h(), pw = cfg_.pad_w();
+    const int64_t K = w_.in_features, kp = ColsRows(w_);
+    const int64_t tile_floats = kp * lanes_;
+    for (int64_t t = 0; t < tiles_; ++t) {
+      std::fill(cols + t * tile_floats + K * lanes_,
+                cols + (t + 1) * tile_floats, 0.0f);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const float* plane = x + c * H * W;
+      for (int64_t ky = 0; ky < kh; ++ky) {
+        for (int64_t kx = 0; kx < kwid; ++kx) {
+          const int64_t k = (c * kh + ky) * kwid + kx;
+          for (const Piece& pc : pieces_) {
+            float* dst = cols + pc.tile * tile_floats + k * lanes_ + pc.lane;
+            const int64_t iy = pc.oy * sh + ky - ph;
+            const int64_t ix0 = pc.ox * sw + kx - pw;
+            if (iy < 0 || iy >= H) {
+              std::fill(dst, dst + pc.len, 0.0f);
+              continue;
+            }
+            const float* row = plane + iy * W;
+            if (sw == 1 && ix0 >= 0 && ix0 + pc.len <= W) {
+              for (int64_t i = 0; i < pc.len; ++i) dst[i] = row[ix0 + i];
+              continue;
+            }
+            for (int64_t i = 0; i < pc.len; ++i) {
+              const int64_t ix = ix0 + i * sw;
+              dst[i] = ix >= 0 && ix < W ? row[ix] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // The plain path (reference kernels, grouped convolutions): im2col to
+  // [P, K] one sample at a time, Matmul, transpose into [O, P].
+  void RunIm2colMatmul(const float* input, int64_t batch, float* output,
+                       KernelPath path) const {
     const int64_t C = in_[0], H = in_[1], W = in_[2];
     const int64_t O = out_[0], Ho = out_[1], Wo = out_[2];
     const int64_t groups = cfg_.groups();
     const int64_t cg = C / groups, og = O / groups;
     const int64_t kh = cfg_.kernel_h(), kw = cfg_.kernel_w();
     const int64_t K = cg * kh * kw, P = Ho * Wo;
-    // im2col one sample at a time: the P x K column block of a sample stays
-    // cache resident, so the per-sample cost does not grow with the batch
-    // (a whole-batch block measured 1.3-1.5x slower per sample).
     std::vector<float> cols(static_cast<size_t>(P * K));
     std::vector<float> result(static_cast<size_t>(P * O));
     for (int64_t n = 0; n < batch; ++n) {
-      const float* x = inputs[0] + n * C * H * W;
+      const float* x = input + n * C * H * W;
       float* y = output + n * O * P;
       for (int64_t g = 0; g < groups; ++g) {
         float* row = cols.data();
@@ -108,20 +321,14 @@ class Conv2dOp : public Operator {
       }
     }
   }
-  const LayerWeights* weights() const override { return &w_; }
-  std::string Describe() const override {
-    return absl::StrFormat(
-        "Conv2d %d -> %d, %dx%d stride %dx%d pad %dx%d groups %d, %s%s",
-        cfg_.in_channels(), cfg_.out_channels(), cfg_.kernel_h(),
-        cfg_.kernel_w(), cfg_.stride_h(), cfg_.stride_w(), cfg_.pad_h(),
-        cfg_.pad_w(), cfg_.groups(), DescribeWeights(w_),
-        w_.bias ? ", bias" : "");
-  }
 
- private:
   mv1::Conv2dOp cfg_;
   LayerWeights w_;
   Shape in_, out_;
+  LayerEpilogue epilogue_;
+  KernelIsa isa_;
+  int64_t lanes_, tiles_, cols_floats_;
+  std::vector<Piece> pieces_;
 };
 
 }  // namespace
@@ -133,9 +340,10 @@ absl::StatusOr<CompiledOp> CompileDense(const mv1::Node& node,
   if (absl::Status s = ExpectInputs(inputs, 1); !s.ok()) return s;
   const mv1::DenseOp& cfg = node.dense();
   const int64_t K = cfg.in_features(), O = cfg.out_features();
-  if (K <= 0 || O <= 0) {
+  if (K <= 0 || O <= 0 || O > kMaxActivationElements) {
     return absl::InvalidArgumentError(
-        "dense: in_features and out_features must be positive");
+        absl::StrCat("dense: in_features and out_features must be in [1, ",
+                     kMaxActivationElements, "]"));
   }
   if (inputs[0] != Shape{K}) {
     return absl::InvalidArgumentError(
@@ -170,7 +378,8 @@ absl::StatusOr<CompiledOp> CompileConv2d(const mv1::Node& node,
     return absl::InvalidArgumentError(absl::StrCat(
         "conv2d.in_channels = ", C, " but the input has ", in[0], " channels"));
   }
-  if (O <= 0 || C % cfg.groups() != 0 || O % cfg.groups() != 0) {
+  if (O <= 0 || O > kMaxActivationElements || C % cfg.groups() != 0 ||
+      O % cfg.groups() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "conv2d: groups = ", cfg.groups(), " must divide in_channels = ", C,
         " and out_channels = ", O));

@@ -1,5 +1,7 @@
 #include "engine/ops/operator.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -9,8 +11,53 @@ namespace mv1 = model::v1;
 
 int64_t NumElements(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d < 0) return -1;
+    // Saturate instead of wrapping: a hostile shape whose product wraps to a
+    // small number would otherwise pass every size check downstream.
+    if (__builtin_mul_overflow(n, d, &n)) return kShapeOverflow;
+  }
   return n;
+}
+
+void Epilogue::Apply(float* y, int64_t batch, int64_t channels,
+                     int64_t inner) const {
+  if (empty()) return;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float a = scale.empty() ? 1.0f : scale[c];
+      const float t = shift.empty() ? 0.0f : shift[c];
+      float* v = y + (b * channels + c) * inner;
+      if (relu) {
+        for (int64_t i = 0; i < inner; ++i) v[i] = std::max(v[i] * a + t, 0.0f);
+      } else {
+        for (int64_t i = 0; i < inner; ++i) v[i] = v[i] * a + t;
+      }
+    }
+  }
+}
+
+bool Epilogue::Compose(absl::Span<const float> then_scale,
+                       absl::Span<const float> then_shift, bool then_relu,
+                       int64_t channels) {
+  const bool affine = !then_scale.empty() || !then_shift.empty();
+  if (affine && relu) return false;  // max() does not commute with scale
+  auto at = [](absl::Span<const float> v, int64_t c, float def) {
+    return v.empty() ? def : v[v.size() == 1 ? 0 : c];
+  };
+  if (affine) {
+    std::vector<float> new_scale(channels), new_shift(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float a = at(then_scale, c, 1.0f);
+      new_scale[c] = (scale.empty() ? 1.0f : scale[c]) * a;
+      new_shift[c] =
+          (shift.empty() ? 0.0f : shift[c]) * a + at(then_shift, c, 0.0f);
+    }
+    scale = std::move(new_scale);
+    shift = std::move(new_shift);
+  }
+  relu = relu || then_relu;
+  return true;
 }
 
 std::string ShapeString(const Shape& shape) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/format/model_file.h"
@@ -20,22 +21,82 @@ namespace flexor {
 
 // Per-sample shape of an activation (NCHW without N).
 using Shape = std::vector<int64_t>;
+// Product of the dimensions; kShapeOverflow when it does not fit in int64,
+// -1 when a dimension is negative. Callers compare the result with a limit,
+// so an overflowing shape is always "too large", never a wrapped small size.
+inline constexpr int64_t kShapeOverflow = INT64_MAX;
 int64_t NumElements(const Shape& shape);
 std::string ShapeString(const Shape& shape);
 
 // A compiled model must not ask for absurd activations (hostile files).
 inline constexpr int64_t kMaxActivationElements = int64_t{1} << 26;
 
+// What a step gets besides its inputs and output.
+struct RunContext {
+  KernelPath path = KernelPath::kAuto;
+  // ScratchFloats(batch, threads) floats, 64-byte aligned, uninitialised,
+  // owned by the run (never shared with a concurrent run).
+  float* scratch = nullptr;
+  // Concurrency of the caller's task arena (sizes per-thread scratch).
+  int threads = 1;
+};
+
+// Per-output-channel post-processing that Dense and Conv2d apply as they
+// write their output: y = y * scale[o] + shift[o], then max(y, 0) if relu.
+// A BatchNorm or ReLU that follows such a layer is folded into it at compile
+// time (Operator::FoldInto), so it costs no extra pass over the activations.
+struct Epilogue {
+  std::vector<float> scale;  // empty: 1
+  std::vector<float> shift;  // empty: 0
+  bool relu = false;
+  bool empty() const { return scale.empty() && shift.empty() && !relu; }
+  // Appends "then y * then_scale + then_shift, then ReLU if then_relu"
+  // (scale/shift: empty, one value or `channels` values). False when it
+  // cannot be expressed (an affine step after a ReLU).
+  bool Compose(absl::Span<const float> then_scale,
+               absl::Span<const float> then_shift, bool then_relu,
+               int64_t channels);
+  // Applies to y[b * batch_stride + o * channel_stride + i], i < inner.
+  void Apply(float* y, int64_t batch, int64_t channels, int64_t inner) const;
+};
+
 class Operator {
  public:
   virtual ~Operator() = default;
   // inputs[i] points at [batch, size of input i]; output at [batch, size].
+  // Never reads or writes outside those and ctx.scratch.
   virtual void Run(absl::Span<const float* const> inputs, int64_t batch,
-                   float* output, KernelPath path) const = 0;
+                   float* output, const RunContext& ctx) const = 0;
+  // Scratch this op needs for a run of `batch` samples in an arena of
+  // `threads` threads.
+  virtual int64_t ScratchFloats(int64_t batch, int threads) const {
+    (void)batch;
+    (void)threads;
+    return 0;
+  }
+  // Dense and Conv2d: takes over a following per-channel op (see Epilogue).
+  // False when it cannot (other ops, or an order it cannot express).
+  virtual bool FuseEpilogue(absl::Span<const float> scale,
+                            absl::Span<const float> shift, bool relu) {
+    (void)scale;
+    (void)shift;
+    (void)relu;
+    return false;
+  }
+  // BatchNorm and ReLU: fold this op into `producer`, which computed its
+  // only input. True when folded (the step then disappears).
+  virtual bool FoldInto(Operator& producer) const {
+    (void)producer;
+    return false;
+  }
+  // Flatten: the output is the input's memory under another shape.
+  virtual bool IsAlias() const { return false; }
   // The weight matrix of Dense/Conv2d layers, null for the others.
   virtual const LayerWeights* weights() const { return nullptr; }
   // One line: kind, configuration and codec.
   virtual std::string Describe() const = 0;
+  // Multiply-adds per sample (0 for ops without weights): profiling.
+  virtual int64_t MacsPerSample() const { return 0; }
 };
 
 struct CompiledOp {

@@ -19,11 +19,35 @@ class Pool2dOp : public Operator {
       : cfg_(cfg), in_(in), out_(out) {}
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     const int64_t C = in_[0], H = in_[1], W = in_[2];
     const int64_t Ho = out_[1], Wo = out_[2];
     const bool is_max = cfg_.kind() == mv1::Pool2dOp::MAX;
     const float area = static_cast<float>(cfg_.kernel_h() * cfg_.kernel_w());
+    if (is_max && cfg_.pad_h() == 0 && cfg_.pad_w() == 0) {
+      // Every window is inside the input: no bounds checks, and the max over
+      // one window row is a loop the compiler unrolls.
+      const int64_t kh = cfg_.kernel_h(), kw = cfg_.kernel_w();
+      const int64_t sh = cfg_.stride_h(), sw = cfg_.stride_w();
+      for (int64_t nc = 0; nc < batch * C; ++nc) {
+        const float* x = inputs[0] + nc * H * W;
+        float* y = output + nc * Ho * Wo;
+        for (int64_t oy = 0; oy < Ho; ++oy) {
+          float* yr = y + oy * Wo;
+          const float* xr = x + oy * sh * W;
+          for (int64_t ox = 0; ox < Wo; ++ox) yr[ox] = xr[ox * sw];
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const float* row = xr + ky * W;
+            for (int64_t kx = ky == 0 ? 1 : 0; kx < kw; ++kx) {
+              for (int64_t ox = 0; ox < Wo; ++ox) {
+                yr[ox] = std::max(yr[ox], row[ox * sw + kx]);
+              }
+            }
+          }
+        }
+      }
+      return;
+    }
     for (int64_t nc = 0; nc < batch * C; ++nc) {
       const float* x = inputs[0] + nc * H * W;
       float* y = output + nc * Ho * Wo;
@@ -62,7 +86,7 @@ class GlobalAvgPoolOp : public Operator {
  public:
   explicit GlobalAvgPoolOp(const Shape& in) : in_(in) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
-           KernelPath) const override {
+           const RunContext&) const override {
     const int64_t hw = in_[1] * in_[2];
     for (int64_t nc = 0; nc < batch * in_[0]; ++nc) {
       const float* x = inputs[0] + nc * hw;

@@ -18,6 +18,7 @@
 #include "tools/flexorctl/bench.h"
 #include "tools/flexorctl/client.h"
 #include "tools/flexorctl/idx.h"
+#include "tools/flexorctl/model_bench.h"
 
 namespace flexor::tools {
 namespace {
@@ -436,10 +437,21 @@ absl::Status Bench(const CommandContext& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status ModelCommand(const std::vector<std::string>& args) {
-  if (args.size() != 3 || (args[1] != "inspect" && args[1] != "validate")) {
+absl::Status ModelCommand(const CommandContext& ctx,
+                          const std::vector<std::string>& args) {
+  if (args.size() != 3 ||
+      (args[1] != "inspect" && args[1] != "validate" && args[1] != "bench")) {
     return absl::InvalidArgumentError(
-        "usage: flexorctl model inspect FILE | flexorctl model validate FILE");
+        "usage: flexorctl model inspect|validate|bench FILE");
+  }
+  if (args[1] == "bench") {
+    ModelBenchOptions options;
+    options.batches = ctx.batches;
+    options.threads = ctx.threads;
+    options.profile = ctx.profile;
+    options.json = ctx.json;
+    options.min_time = ctx.min_time;
+    return ModelBench(args[2], options);
   }
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(args[2]);
   if (!model.ok()) return model.status();
@@ -508,7 +520,7 @@ absl::Status RunCommand(const CommandContext& ctx,
   if (command == "status") return Status(ctx, args);
   if (command == "health") return Health(ctx, args);
   if (command == "bench") return Bench(ctx);
-  if (command == "model") return ModelCommand(args);
+  if (command == "model") return ModelCommand(ctx, args);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", command, "'; see flexorctl --help"));
 }

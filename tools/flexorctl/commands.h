@@ -20,6 +20,11 @@ struct CommandContext {
   // infer / bench input
   std::string images, labels, raw;
   int index = 0, count = 1, batch = 1;
+  // model bench
+  std::vector<int> batches;
+  int threads = 1;
+  bool profile = false;
+  absl::Duration min_time = absl::Seconds(1);
   bool uint8 = false, typed = false;
   // load
   int64_t version = 1;

@@ -29,7 +29,12 @@ ABSL_FLAG(std::string, labels, "",
           "infer: IDX labels file, to print the true class and accuracy.");
 ABSL_FLAG(int, index, 0, "infer: first image index.");
 ABSL_FLAG(int, count, 1, "infer: number of images (one request each).");
-ABSL_FLAG(int, batch, 1, "infer/bench: images per request.");
+ABSL_FLAG(std::string, batch, "",
+          "infer/bench: images per request (default 1). model bench: "
+          "comma-separated batch sizes (default 1,8,32,128).");
+ABSL_FLAG(int, threads, 1, "model bench: threads of the TBB arena.");
+ABSL_FLAG(bool, profile, false, "model bench: per-layer time table.");
+ABSL_FLAG(double, min_time_s, 1, "model bench: seconds to measure per batch.");
 ABSL_FLAG(std::string, raw, "",
           "infer: raw little-endian FP32 input file [N, input size] instead "
           "of --images.");
@@ -72,7 +77,9 @@ constexpr char kUsage[] =
     "throughput\n"
     "Commands (offline):\n"
     "  model inspect FILE    graph, codecs, bits per weight, sizes\n"
-    "  model validate FILE   exit 0 if FILE loads, else print why\n\n"
+    "  model validate FILE   exit 0 if FILE loads, else print why\n"
+    "  model bench FILE      in-process latency per --batch=1,8,32,128 at\n"
+    "                        --threads=N; --profile adds a per-layer table\n\n"
     "Flags may be spelled with dashes or underscores.";
 
 }  // namespace
@@ -99,7 +106,24 @@ int main(int argc, char** argv) {
   ctx.labels = absl::GetFlag(FLAGS_labels);
   ctx.index = absl::GetFlag(FLAGS_index);
   ctx.count = absl::GetFlag(FLAGS_count);
-  ctx.batch = absl::GetFlag(FLAGS_batch);
+  const std::string batch_flag = absl::GetFlag(FLAGS_batch);
+  for (absl::string_view b :
+       absl::StrSplit(batch_flag.empty() ? "1,8,32,128" : batch_flag, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(b, &n) || n < 1 || n > 4096) {
+      std::cerr << "--batch: '" << b << "' is not an integer in [1, 4096]\n";
+      return 2;
+    }
+    ctx.batches.push_back(n);
+  }
+  ctx.batch = batch_flag.empty() ? 1 : ctx.batches.front();
+  if (!batch_flag.empty() && ctx.batches.size() > 1 && args[0] != "model") {
+    std::cerr << "--batch: one value only for " << args[0] << "\n";
+    return 2;
+  }
+  ctx.threads = absl::GetFlag(FLAGS_threads);
+  ctx.profile = absl::GetFlag(FLAGS_profile);
+  ctx.min_time = absl::Seconds(absl::GetFlag(FLAGS_min_time_s));
   ctx.raw = absl::GetFlag(FLAGS_raw);
   ctx.uint8 = absl::GetFlag(FLAGS_uint8);
   ctx.typed = absl::GetFlag(FLAGS_typed);

@@ -1,0 +1,129 @@
+#include "engine/kernels/conv_gemm.h"
+
+#include <algorithm>
+
+#include "engine/kernels/decrypt.h"
+#include "engine/kernels/microkernels.h"
+
+namespace flexor {
+namespace {
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int Planes(const LayerWeights& w) {
+  switch (w.kind) {
+    case WeightCodecKind::kFloat32:
+      return 0;
+    case WeightCodecKind::kTernary:
+      return 2;  // w = a/2 * (B0 + B1), as in fused_gemm.cc
+    case WeightCodecKind::kBinary:
+      break;
+  }
+  return static_cast<int>(w.planes.size());
+}
+
+// Words of K per table chunk: one chunk's tables ([16 groups per word][16
+// entries][lanes]) stay within ~32 KiB of L1 while every row reads them.
+int64_t ChunkWords(int64_t lanes) { return std::max<int64_t>(1, 32 / lanes); }
+
+void ApplyEpilogue(const ChannelEpilogue& e, int64_t o, float* v, int64_t n) {
+  const float a = e.scale ? e.scale[o] : 1.0f;
+  const float t = e.shift ? e.shift[o] : 0.0f;
+  if (e.relu) {
+    for (int64_t i = 0; i < n; ++i) v[i] = std::max(v[i] * a + t, 0.0f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = v[i] * a + t;
+  }
+}
+
+}  // namespace
+
+int64_t PixelLanes(KernelIsa isa) { return 2 * GetKernelTable(isa).lanes; }
+
+int64_t ColsRows(const LayerWeights& w) {
+  return w.kind == WeightCodecKind::kFloat32 ? w.in_features
+                                             : CeilDiv(w.in_features, 64) * 64;
+}
+
+int64_t PreparedWeightsFloats(const LayerWeights& w) {
+  const int q = Planes(w);
+  const int64_t kw = CeilDiv(w.in_features, 64);
+  return q * w.out_features * (2 * kw + 1);  // bits (2 floats a word), alpha
+}
+
+PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
+                               KernelIsa isa) {
+  PreparedWeights p;
+  p.planes = Planes(w);
+  if (p.planes == 0) return p;
+  const int64_t O = w.out_features, kw = CeilDiv(w.in_features, 64);
+  uint64_t* bits = reinterpret_cast<uint64_t*>(scratch);
+  float* alpha = scratch + 2 * p.planes * O * kw;
+  for (int q = 0; q < p.planes; ++q) {
+    uint64_t* out = bits + q * O * kw;
+    if (w.kind == WeightCodecKind::kBinary) {
+      DecryptRows(w.planes[q], w.in_features, 0, O, out, isa);
+      std::copy(w.planes[q].scales, w.planes[q].scales + O, alpha + q * O);
+      continue;
+    }
+    // Ternary: B0 = sign, B1 = sign where non-zero, -sign where zero; the
+    // padding bits past K must stay 0 (they meet zero activations anyway).
+    const TernaryView& t = w.ternary;
+    for (int64_t r = 0; r < O; ++r) {
+      for (int64_t i = 0; i < kw; ++i) {
+        const uint64_t sign = t.sign[r * t.words_per_row + i];
+        const uint64_t nz = t.nonzero_mask[r * t.words_per_row + i];
+        out[r * kw + i] = q == 0 ? sign : sign ^ ~nz;
+      }
+      alpha[q * O + r] = 0.5f * t.scales[r];
+    }
+  }
+  p.bits = bits;
+  p.alpha = alpha;
+  return p;
+}
+
+int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa) {
+  const int64_t lanes = PixelLanes(isa);
+  int64_t floats = w.out_features * lanes;  // accumulators
+  if (w.kind != WeightCodecKind::kFloat32) {
+    floats += ChunkWords(lanes) * 16 * 16 * lanes;  // tables
+  }
+  return floats;
+}
+
+void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
+               const float* cols, int64_t P, int64_t tile_begin,
+               int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
+               float* work, KernelIsa isa) {
+  const int64_t O = w.out_features, K = w.in_features;
+  const int64_t lanes = PixelLanes(isa), kp = ColsRows(w);
+  float* acc = work;
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    const float* ct = cols + tile * kp * lanes;
+    if (w.kind == WeightCodecKind::kFloat32) {
+      GetPixelKernelTable(isa).dense_kn(w.dense, K, O, K, ct, lanes, acc);
+    } else {
+      const KernelTable& kt = GetKernelTable(isa);
+      const int64_t kw = kp / 64, chunk = ChunkWords(lanes);
+      float* table = acc + O * lanes;
+      std::fill(acc, acc + O * lanes, 0.0f);
+      for (int64_t c = 0; c < kw; c += chunk) {
+        const int64_t cw = std::min(chunk, kw - c);
+        kt.lut_build(ct + c * 64 * lanes, cw * 64, lanes, table);
+        for (int q = 0; q < prepared.planes; ++q) {
+          kt.lut_gemm(prepared.bits + q * O * kw + c, kw, O, cw, table, lanes,
+                      prepared.alpha + q * O, acc);
+        }
+      }
+    }
+    const int64_t p0 = tile * lanes, n = std::min(lanes, P - p0);
+    for (int64_t o = 0; o < O; ++o) {
+      float* dst = y + o * P + p0;
+      std::copy(acc + o * lanes, acc + o * lanes + n, dst);
+      ApplyEpilogue(epilogue, o, dst, n);
+    }
+  }
+}
+
+}  // namespace flexor

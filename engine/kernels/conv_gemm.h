@@ -1,0 +1,55 @@
+// Convolution as a GEMM over output pixels: Y[O, P] = W[O, K] * cols[K, P],
+// written straight into NCHW order (no transpose), with the layer's
+// per-channel epilogue (bias, folded BatchNorm, ReLU) applied on the way out.
+//
+// The im2col matrix comes in pixel tiles: [tile][Kp][lanes], `lanes` pixels
+// per tile (PixelLanes), Kp rows (ColsRows: K, or K rounded up to 64 for
+// bit-coded weights, the padding rows zero). Float weights use a broadcast +
+// FMA kernel; binary/ternary weights are decrypted once per call and use the
+// BiQGEMM-style look-up tables of microkernels.h over the pixel lanes.
+#ifndef FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
+#define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
+
+#include <cstdint>
+
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/layer_weights.h"
+
+namespace flexor {
+
+struct ChannelEpilogue {
+  const float* scale = nullptr;  // [O] or null (1)
+  const float* shift = nullptr;  // [O] or null (0); includes the bias
+  bool relu = false;
+};
+
+// Pixels per tile for `isa` (two vectors).
+int64_t PixelLanes(KernelIsa isa);
+// Rows of a cols tile for these weights.
+int64_t ColsRows(const LayerWeights& w);
+
+// Decrypted weights shared by every tile and sample of one call.
+struct PreparedWeights {
+  const uint64_t* bits = nullptr;  // [q][O][ceil(K/64)] (bit-coded only)
+  const float* alpha = nullptr;    // [q][O]
+  int planes = 0;
+};
+// Floats of scratch PrepareWeights needs (0 for float weights).
+int64_t PreparedWeightsFloats(const LayerWeights& w);
+PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
+                               KernelIsa isa = SelectedIsa());
+
+// Floats of per-thread scratch PixelGemm needs.
+int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);
+
+// Tiles [tile_begin, tile_end) of one sample: y[o * P + p] for the pixels
+// of those tiles. Sequential (the caller parallelises over tiles or
+// samples). `work`: PixelGemmScratchFloats floats of this thread.
+void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
+               const float* cols, int64_t P, int64_t tile_begin,
+               int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
+               float* work, KernelIsa isa = SelectedIsa());
+
+}  // namespace flexor
+
+#endif  // FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_

@@ -1,0 +1,68 @@
+// A process-wide pool of 64-byte aligned float buffers for the request path:
+// a run leases one, uses it and gives it back, so after warm-up inference
+// allocates nothing (no malloc, no page faults, no memset).
+//
+// Why a pool and not thread_local buffers: a TBB worker that waits inside a
+// parallel_for may pick up another request's task, which would then reuse the
+// same thread_local buffer while the first request still needs it. A lease is
+// owned by exactly one run.
+#ifndef FLEXOR_ENGINE_RUNTIME_BUFFER_POOL_H_
+#define FLEXOR_ENGINE_RUNTIME_BUFFER_POOL_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace flexor {
+
+class BufferPool {
+ public:
+  struct Buffer {
+    float* data = nullptr;
+    int64_t capacity = 0;  // floats
+  };
+
+  // Owns one buffer until destroyed, then returns it to the pool.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(BufferPool* pool, Buffer buffer) : pool_(pool), buffer_(buffer) {}
+    Lease(Lease&& other) noexcept { *this = std::move(other); }
+    Lease& operator=(Lease&& other) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+    float* data() const { return buffer_.data; }
+
+   private:
+    BufferPool* pool_ = nullptr;
+    Buffer buffer_;
+  };
+
+  // Buffers larger than this are freed when returned instead of kept: one
+  // huge request must not pin its memory for the life of the process.
+  static constexpr int64_t kMaxPooledFloats = int64_t{16} << 20;  // 64 MiB
+
+  static BufferPool& Global();
+
+  // At least `floats` floats (uninitialised). Throws std::bad_alloc when the
+  // memory cannot be had; callers turn that into an error status.
+  Lease Acquire(int64_t floats);
+
+  // Bytes held by idle pooled buffers (metrics, tests).
+  int64_t IdleBytes() const;
+
+  ~BufferPool();
+
+ private:
+  void Release(Buffer buffer);
+
+  mutable absl::Mutex mu_;
+  std::vector<Buffer> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace flexor
+
+#endif  // FLEXOR_ENGINE_RUNTIME_BUFFER_POOL_H_
