@@ -68,6 +68,10 @@ ABSL_FLAG(std::string, version_policy, "latest:1",
 ABSL_FLAG(int, grpc_max_message_bytes, 64 << 20,
           "Largest gRPC message accepted or sent, in bytes (model uploads "
           "travel in one message).");
+ABSL_FLAG(int64_t, max_activation_bytes, int64_t{512} << 20,
+          "Activation memory one request may use: a model version that needs "
+          "more at its max_batch_size is refused at load, with the largest "
+          "max_batch_size that would fit.");
 ABSL_FLAG(int, shutdown_grace_secs, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to "
           "finish before they are cancelled.");
@@ -135,6 +139,13 @@ int main(int argc, char** argv) {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.max_concurrent_batches = absl::GetFlag(FLAGS_max_concurrent_batches);
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  if (options.max_message_bytes < 1) {
+    return Fail("--grpc-max-message-bytes must be positive");
+  }
+  options.max_activation_bytes = absl::GetFlag(FLAGS_max_activation_bytes);
+  if (options.max_activation_bytes < 1) {
+    return Fail("--max-activation-bytes must be positive");
+  }
   options.dispatch_when_idle = absl::GetFlag(FLAGS_dispatch_when_idle);
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);

@@ -44,7 +44,8 @@ absl::Status Server::Init() {
   scheduler_ = std::make_unique<BatchScheduler>(threads, batches,
                                                 options_.dispatch_when_idle);
   repository_ = std::make_unique<ModelRepository>(options_.model_repository);
-  loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get());
+  loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
+                                          options_.max_activation_bytes);
   manager_ =
       std::make_unique<ModelManager>(repository_.get(), loader_.get(),
                                      metrics_.get(), options_.model_defaults);

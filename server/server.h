@@ -37,6 +37,8 @@ struct ServerOptions {
   // See BatchScheduler: no batching delay while nothing is running.
   bool dispatch_when_idle = true;
   int max_message_bytes = 64 << 20;
+  // Per-request activation budget (ModelLoader).
+  int64_t max_activation_bytes = ModelLoader::kDefaultMaxActivationBytes;
   ModelConfigDefaults model_defaults;
 };
 

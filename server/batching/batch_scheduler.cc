@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <thread>
 #include <utility>
 
@@ -159,20 +161,32 @@ void BatchScheduler::Execute(BatchQueue* queue,
   int64_t samples = 0;
   for (BatchTask* task : live) samples += task->num_samples();
   const float* input = live.front()->input();
-  std::vector<float> gathered;
-  if (live.size() > 1) {
-    gathered.resize(static_cast<size_t>(samples * o.input_size));
-    float* dst = gathered.data();
-    for (BatchTask* task : live) {
-      const size_t n = static_cast<size_t>(task->num_samples() * o.input_size);
-      std::memcpy(dst, task->input(), n * sizeof(float));
-      dst += n;
+  std::vector<float> gathered, output;
+  absl::Status status;
+  absl::Time compute_start = absl::Now();
+  // This runs as a TBB task: an exception escaping it would terminate the
+  // process, so allocation failures become the batch's error status.
+  try {
+    if (live.size() > 1) {
+      gathered.resize(static_cast<size_t>(samples * o.input_size));
+      float* dst = gathered.data();
+      for (BatchTask* task : live) {
+        const size_t n =
+            static_cast<size_t>(task->num_samples() * o.input_size);
+        std::memcpy(dst, task->input(), n * sizeof(float));
+        dst += n;
+      }
+      input = gathered.data();
     }
-    input = gathered.data();
+    output.resize(static_cast<size_t>(samples * o.output_size));
+    compute_start = absl::Now();
+    status = queue->runner_(input, samples, output.data());
+  } catch (const std::bad_alloc&) {
+    status = absl::ResourceExhaustedError(
+        absl::StrCat("out of memory for a batch of ", samples, " samples"));
+  } catch (const std::exception& e) {
+    status = absl::InternalError(absl::StrCat("batch failed: ", e.what()));
   }
-  std::vector<float> output(static_cast<size_t>(samples * o.output_size));
-  const absl::Time compute_start = absl::Now();
-  absl::Status status = queue->runner_(input, samples, output.data());
   const absl::Duration compute = absl::Now() - compute_start;
   if (queue->observer_) queue->observer_(samples, compute);
   // After the last Complete() the queue's owner may be gone: no `queue` or

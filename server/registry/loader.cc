@@ -19,8 +19,8 @@ absl::Status Annotate(const absl::Status& status, const std::string& model,
 }  // namespace
 
 absl::Status ModelLoader::CheckServable(const std::string& model_name,
-                                        int64_t version,
-                                        const Model& model) const {
+                                        int64_t version, const Model& model,
+                                        const ModelConfig& config) const {
   const model::v1::ModelHeader& header = model.file().header();
   if (header.inputs_size() != 1 || header.outputs_size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -32,6 +32,25 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
     return absl::InvalidArgumentError(
         absl::StrCat("model '", model_name, "' version ", version,
                      " has an empty input or output"));
+  }
+  // The memory one request may take is known before any request: refuse a
+  // version whose largest batch would exceed the budget (a hostile or
+  // mistaken graph must not take the process down at the first request).
+  const int threads = scheduler_->arena().max_concurrency();
+  const int64_t need = model.ActivationBytes(config.max_batch_size, threads);
+  if (need > max_activation_bytes_) {
+    int64_t fits = 0;
+    while (fits < config.max_batch_size &&
+           model.ActivationBytes(fits + 1, threads) <= max_activation_bytes_) {
+      ++fits;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", model_name, "' version ", version, " needs ", need,
+        " bytes of activations at max_batch_size ", config.max_batch_size,
+        ", more than the server's --max_activation_bytes=",
+        max_activation_bytes_,
+        fits > 0 ? absl::StrCat("; max_batch_size ", fits, " would fit")
+                 : std::string("; even one sample does not fit")));
   }
   // Warm-up: one sample through the whole graph, in the serving arena. This
   // catches run-time failures before the version can serve, and faults the
@@ -54,7 +73,8 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
     const ModelConfig& config) const {
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(file.path);
   if (!model.ok()) return Annotate(model.status(), model_name, file.version);
-  if (absl::Status s = CheckServable(model_name, file.version, **model);
+  if (absl::Status s =
+          CheckServable(model_name, file.version, **model, config);
       !s.ok()) {
     return s;
   }
@@ -73,14 +93,15 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
 
 absl::Status ModelLoader::ValidateBytes(const std::string& model_name,
                                         int64_t version,
-                                        absl::string_view bytes) const {
+                                        absl::string_view bytes,
+                                        const ModelConfig& config) const {
   absl::StatusOr<std::shared_ptr<const ModelFile>> file = ModelFile::FromBytes(
       bytes, absl::StrCat("upload of ", model_name, "/", version));
   if (!file.ok()) return Annotate(file.status(), model_name, version);
   absl::StatusOr<std::shared_ptr<const Model>> model =
       Model::Compile(*std::move(file));
   if (!model.ok()) return Annotate(model.status(), model_name, version);
-  return CheckServable(model_name, version, **model);
+  return CheckServable(model_name, version, **model, config);
 }
 
 }  // namespace flexor::server

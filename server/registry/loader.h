@@ -20,8 +20,15 @@ namespace flexor::server {
 
 class ModelLoader {
  public:
-  ModelLoader(BatchScheduler* scheduler, ServerMetrics* metrics)
-      : scheduler_(scheduler), metrics_(metrics) {}
+  // Per-request activation budget: a version whose run at its
+  // max_batch_size needs more is refused at load (Model::ActivationBytes).
+  static constexpr int64_t kDefaultMaxActivationBytes = int64_t{512} << 20;
+
+  ModelLoader(BatchScheduler* scheduler, ServerMetrics* metrics,
+              int64_t max_activation_bytes = kDefaultMaxActivationBytes)
+      : scheduler_(scheduler),
+        metrics_(metrics),
+        max_activation_bytes_(max_activation_bytes) {}
 
   // Loads `file` as version file.version of `model_name`.
   absl::StatusOr<std::shared_ptr<const ServableVersion>> Load(
@@ -30,14 +37,17 @@ class ModelLoader {
 
   // Validates uploaded bytes without keeping them: the same checks as Load.
   absl::Status ValidateBytes(const std::string& model_name, int64_t version,
-                             absl::string_view bytes) const;
+                             absl::string_view bytes,
+                             const ModelConfig& config) const;
 
  private:
   absl::Status CheckServable(const std::string& model_name, int64_t version,
-                             const Model& model) const;
+                             const Model& model,
+                             const ModelConfig& config) const;
 
   BatchScheduler* scheduler_;
   ServerMetrics* metrics_;
+  int64_t max_activation_bytes_;
 };
 
 }  // namespace flexor::server

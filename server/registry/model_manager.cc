@@ -200,15 +200,22 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
   if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
     return s;
   }
-  absl::Status status;
+  // The files are checked against the config they will be served with: the
+  // uploaded one, else the repository's, else the defaults.
+  std::string effective_text;
   if (config_text.has_value()) {
-    status = ParseModelConfig(*config_text, defaults_,
-                              absl::StrCat("config of model '", name, "'"))
-                 .status();
+    effective_text = *config_text;
+  } else if (absl::StatusOr<std::string> on_disk =
+                 repository_->ReadConfig(name);
+             on_disk.ok()) {
+    effective_text = *on_disk;
   }
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(
+      effective_text, defaults_, absl::StrCat("config of model '", name, "'"));
+  absl::Status status = config.status();
   for (const UploadedFile& file : files) {
     if (!status.ok()) break;
-    status = loader_->ValidateBytes(name, file.version, file.bytes);
+    status = loader_->ValidateBytes(name, file.version, file.bytes, *config);
   }
   if (!status.ok()) {
     FLEXOR_LOG(ERROR) << "upload for model '" << name

@@ -1,0 +1,112 @@
+// The attacks of the issue 12 audit, run against the real server process:
+// hostile model files uploaded over gRPC or dropped into a polled repository
+// end in a clear error, and the server keeps serving the good model.
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/testing/hostile_models.h"
+#include "gtest/gtest.h"
+#include "tests/server/server_process.h"
+
+namespace flexor::server::testing {
+namespace {
+
+using grpc::StatusCode;
+
+grpc::Status Upload(ServerProcess& server, const std::string& model,
+                    int version, const std::string& bytes,
+                    const std::string& config = "") {
+  inference::RepositoryModelLoadRequest request;
+  request.set_model_name(model);
+  (*request.mutable_parameters())[absl::StrCat("file:", version,
+                                               "/model.flexor")]
+      .set_bytes_param(bytes);
+  if (!config.empty()) {
+    (*request.mutable_parameters())["config"].set_string_param(config);
+  }
+  inference::RepositoryModelLoadResponse response;
+  grpc::ClientContext context;
+  return server.stub().RepositoryModelLoad(&context, request, &response);
+}
+
+// The good model answers and the process is alive.
+void ExpectServing(ServerProcess& server, const std::string& model,
+                   const std::string& version) {
+  inference::ModelInferResponse response;
+  grpc::Status status = Infer(
+      server.stub(), MakeInferRequest(model, RandomImages(2, 5), 2), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << server.Log();
+  EXPECT_EQ(response.model_version(), version);
+  EXPECT_EQ(kill(server.pid(), 0), 0);
+}
+
+TEST(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
+  TempDir repo;
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=lenet"});
+  ASSERT_TRUE(server.started());
+
+  // Element count that wraps int64: refused by the compiler.
+  grpc::Status status = Upload(server, "evil", 1, OverflowingInputShapeModel());
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("inputs[0].shape"), std::string::npos)
+      << status.error_message();
+
+  // 256 MiB of activations per sample: refused by the activation budget,
+  // with the batch size that would fit (none at the default budget).
+  status = Upload(server, "evil", 1, ActivationBombModel(),
+                  "max_batch_size: 4096");
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("--max_activation_bytes"),
+            std::string::npos)
+      << status.error_message();
+
+  // The same bomb as a new version of the served model: v1 keeps serving.
+  status = Upload(server, "lenet", 2, ActivationBombModel());
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  ExpectServing(server, "lenet", "1");
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(HostileUploadTest, BudgetNamesTheBatchSizeThatFits) {
+  TempDir repo;
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  // 600 MiB fits two samples of the bomb (about 256 MiB each) but not 32.
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=lenet",
+                        "--max-activation-bytes=629145600", "--threads=1"});
+  ASSERT_TRUE(server.started());
+  grpc::Status status = Upload(server, "bomb", 1, ActivationBombModel());
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("max_batch_size 2 would fit"),
+            std::string::npos)
+      << status.error_message();
+  ExpectServing(server, "lenet", "1");
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
+  TempDir repo;
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  WriteModel(repo.path(), "overflow", 1, OverflowingInputShapeModel());
+  WriteModel(repo.path(), "bomb", 1, ActivationBombModel());
+  ServerProcess server(
+      repo.path(), {"--model-control-mode=poll", "--repository-poll-secs=1"});
+  ASSERT_TRUE(server.started()) << server.Log();
+  ExpectServing(server, "lenet", "1");
+  for (const char* name : {"overflow", "bomb"}) {
+    inference::ModelInferResponse response;
+    grpc::Status s = Infer(server.stub(),
+                           MakeInferRequest(name, RandomImages(1, 1), 1),
+                           &response);
+    EXPECT_FALSE(s.ok()) << name;
+  }
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+}  // namespace
+}  // namespace flexor::server::testing
