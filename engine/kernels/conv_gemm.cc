@@ -26,23 +26,17 @@ int Planes(const LayerWeights& w) {
 // entries][lanes]) stay within ~32 KiB of L1 while every row reads them.
 int64_t ChunkWords(int64_t lanes) { return std::max<int64_t>(1, 32 / lanes); }
 
-void ApplyEpilogue(const ChannelEpilogue& e, int64_t o, float* v, int64_t n) {
-  const float a = e.scale ? e.scale[o] : 1.0f;
-  const float t = e.shift ? e.shift[o] : 0.0f;
-  if (e.relu) {
-    for (int64_t i = 0; i < n; ++i) v[i] = std::max(v[i] * a + t, 0.0f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) v[i] = v[i] * a + t;
-  }
-}
-
 }  // namespace
 
 int64_t PixelLanes(KernelIsa isa) { return 2 * GetKernelTable(isa).lanes; }
 
 int64_t ColsRows(const LayerWeights& w) {
-  return w.kind == WeightCodecKind::kFloat32 ? w.in_features
-                                             : CeilDiv(w.in_features, 64) * 64;
+  // One spare row: im2col writes whole vectors, and the zeros that spill
+  // past a tile's last row must not land in the next tile's first row.
+  const int64_t read = w.kind == WeightCodecKind::kFloat32
+                           ? w.in_features
+                           : CeilDiv(w.in_features, 64) * 64;
+  return read + 1;
 }
 
 int64_t PreparedWeightsFloats(const LayerWeights& w) {
@@ -105,7 +99,7 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
       GetPixelKernelTable(isa).dense_kn(w.dense, K, O, K, ct, lanes, acc);
     } else {
       const KernelTable& kt = GetKernelTable(isa);
-      const int64_t kw = kp / 64, chunk = ChunkWords(lanes);
+      const int64_t kw = CeilDiv(K, 64), chunk = ChunkWords(lanes);
       float* table = acc + O * lanes;
       std::fill(acc, acc + O * lanes, 0.0f);
       for (int64_t c = 0; c < kw; c += chunk) {
@@ -118,11 +112,9 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
       }
     }
     const int64_t p0 = tile * lanes, n = std::min(lanes, P - p0);
-    for (int64_t o = 0; o < O; ++o) {
-      float* dst = y + o * P + p0;
-      std::copy(acc + o * lanes, acc + o * lanes + n, dst);
-      ApplyEpilogue(epilogue, o, dst, n);
-    }
+    GetPixelKernelTable(isa).store_tile(acc, lanes, O, n, epilogue.scale,
+                                        epilogue.shift, epilogue.relu, y + p0,
+                                        P);
   }
 }
 

@@ -3,10 +3,11 @@
 // per-channel epilogue (bias, folded BatchNorm, ReLU) applied on the way out.
 //
 // The im2col matrix comes in pixel tiles: [tile][Kp][lanes], `lanes` pixels
-// per tile (PixelLanes), Kp rows (ColsRows: K, or K rounded up to 64 for
-// bit-coded weights, the padding rows zero). Float weights use a broadcast +
-// FMA kernel; binary/ternary weights are decrypted once per call and use the
-// BiQGEMM-style look-up tables of microkernels.h over the pixel lanes.
+// per tile (PixelLanes), ColsRows rows: K (float weights) or K rounded up to
+// 64 (bit-coded weights, the padding rows zero), plus one spare row. Float
+// weights use a broadcast + FMA kernel; binary/ternary weights are decrypted
+// once per call and use the BiQGEMM-style look-up tables of microkernels.h over
+// the pixel lanes.
 #ifndef FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 #define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 
@@ -25,7 +26,7 @@ struct ChannelEpilogue {
 
 // Pixels per tile for `isa` (two vectors).
 int64_t PixelLanes(KernelIsa isa);
-// Rows of a cols tile for these weights.
+// Rows of a cols tile for these weights (the tile stride is this * lanes).
 int64_t ColsRows(const LayerWeights& w);
 
 // Decrypted weights shared by every tile and sample of one call.

@@ -6,6 +6,7 @@
 #ifndef FLEXOR_ENGINE_KERNELS_MICROKERNELS_H_
 #define FLEXOR_ENGINE_KERNELS_MICROKERNELS_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "engine/kernels/cpu_features.h"
@@ -88,10 +89,40 @@ using DenseKnFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
                            int64_t k, const float* cols, int64_t lanes,
                            float* y);
 
+// im2col into the pixel-tiled layout: a run of output pixels of one output
+// row that lands in one tile, pixels [p, p + len) = row oy, columns
+// [ox, ox + len), lanes [lane, lane + len) of tile `tile`.
+// `exact`: the last piece of its tile (no spill past its end allowed).
+struct Im2colPiece {
+  int32_t oy, ox, len, tile, lane, exact;
+};
+struct Im2colPlan {
+  int64_t channels, height, width;  // input [C, H, W]
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t k;       // C * kernel_h * kernel_w (rows with data)
+  int64_t k_rows;  // rows per tile (k, or more: zero rows, one spare)
+  int64_t lanes, tiles;
+  const Im2colPiece* pieces = nullptr;  // every output pixel exactly once
+  int64_t num_pieces = 0;
+};
+// cols[tile][row][lane] = x[c][oy * sh + ky - ph][ox * sw + kx - pw] (0
+// outside) for row = (c * kh + ky) * kw + kx; rows k..k_rows are zero, lanes
+// past the last pixel are left as they are. cols needs kPixelColsSlack
+// floats after the last tile (whole-vector writes of zeros).
+inline constexpr int64_t kPixelColsSlack = 16;
+using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols);
+// y[o * ldy + i] = f(acc[o * lanes + i]) for o < rows, i < n (n <= lanes),
+// f(v) = v * scale[o] + shift[o] (1 / 0 when null), then max(., 0) if relu.
+using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
+                             int64_t n, const float* scale, const float* shift,
+                             bool relu, float* y, int64_t ldy);
+
 struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
   DenseKnFn dense_kn;
+  Im2colFn im2col;
+  StoreTileFn store_tile;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/kernels/conv_gemm.h"
+#include "engine/kernels/microkernels.h"
 #include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
@@ -133,7 +134,7 @@ class Conv2dOp : public Operator {
         isa_(SelectedIsa()),
         lanes_(PixelLanes(isa_)),
         tiles_(CeilDiv(out_[1] * out_[2], lanes_)),
-        cols_floats_(tiles_ * ColsRows(w_) * lanes_) {
+        cols_floats_(tiles_ * ColsRows(w_) * lanes_ + kPixelColsSlack) {
     PlanPieces();
   }
 
@@ -218,64 +219,45 @@ class Conv2dOp : public Operator {
     return i >= 0 && i < ctx.threads ? i : 0;
   }
 
-  // A run of output pixels of one output row that lands in one tile:
-  // pixels [p, p + len) = row oy, columns [ox, ox + len).
-  struct Piece {
-    int64_t oy, ox, len, tile, lane;
-  };
+  // The im2col plan: every output row split at tile boundaries (see
+  // Im2colPlan). Built once; Run only reads it.
   void PlanPieces() {
     const int64_t Ho = out_[1], Wo = out_[2];
     for (int64_t oy = 0; oy < Ho; ++oy) {
       for (int64_t ox = 0; ox < Wo;) {
         const int64_t p = oy * Wo + ox, lane = p % lanes_;
         const int64_t len = std::min(Wo - ox, lanes_ - lane);
-        pieces_.push_back({oy, ox, len, p / lanes_, lane});
+        pieces_.push_back({static_cast<int32_t>(oy), static_cast<int32_t>(ox),
+                           static_cast<int32_t>(len),
+                           static_cast<int32_t>(p / lanes_),
+                           static_cast<int32_t>(lane), 0});
         ox += len;
       }
     }
+    for (size_t i = 0; i < pieces_.size(); ++i) {
+      pieces_[i].exact =
+          i + 1 == pieces_.size() || pieces_[i + 1].tile != pieces_[i].tile;
+    }
+    plan_.channels = in_[0];
+    plan_.height = in_[1];
+    plan_.width = in_[2];
+    plan_.kernel_h = cfg_.kernel_h();
+    plan_.kernel_w = cfg_.kernel_w();
+    plan_.stride_h = cfg_.stride_h();
+    plan_.stride_w = cfg_.stride_w();
+    plan_.pad_h = cfg_.pad_h();
+    plan_.pad_w = cfg_.pad_w();
+    plan_.k = w_.in_features;
+    plan_.k_rows = ColsRows(w_);
+    plan_.lanes = lanes_;
+    plan_.tiles = tiles_;
+    plan_.pieces = pieces_.data();
+    plan_.num_pieces = static_cast<int64_t>(pieces_.size());
   }
 
-  // Columns of one sample in the pixel-tiled layout of conv_gemm.h: row k =
-  // (c, ky, kx) of every tile holds the input under that kernel tap for the
-  // tile's pixels. Rows K..Kp (bit-coded weights) are zero; lanes past the
-  // last pixel are left as they are (their outputs are never written).
+  // Columns of one sample in the pixel-tiled layout of conv_gemm.h.
   void Im2col(const float* x, float* cols) const {
-    const int64_t C = in_[0], H = in_[1], W = in_[2];
-    const int64_t kh = cfg_.kernel_h(), kwid = cfg_.kernel_w();
-    const int64_t sh = cfg_.stride_h(), sw = cfg_.stride_w();
-    const int64_t ph = cfg_.pad_h(), pw = cfg_.pad_w();
-    const int64_t K = w_.in_features, kp = ColsRows(w_);
-    const int64_t tile_floats = kp * lanes_;
-    for (int64_t t = 0; t < tiles_; ++t) {
-      std::fill(cols + t * tile_floats + K * lanes_,
-                cols + (t + 1) * tile_floats, 0.0f);
-    }
-    for (int64_t c = 0; c < C; ++c) {
-      const float* plane = x + c * H * W;
-      for (int64_t ky = 0; ky < kh; ++ky) {
-        for (int64_t kx = 0; kx < kwid; ++kx) {
-          const int64_t k = (c * kh + ky) * kwid + kx;
-          for (const Piece& pc : pieces_) {
-            float* dst = cols + pc.tile * tile_floats + k * lanes_ + pc.lane;
-            const int64_t iy = pc.oy * sh + ky - ph;
-            const int64_t ix0 = pc.ox * sw + kx - pw;
-            if (iy < 0 || iy >= H) {
-              std::fill(dst, dst + pc.len, 0.0f);
-              continue;
-            }
-            const float* row = plane + iy * W;
-            if (sw == 1 && ix0 >= 0 && ix0 + pc.len <= W) {
-              for (int64_t i = 0; i < pc.len; ++i) dst[i] = row[ix0 + i];
-              continue;
-            }
-            for (int64_t i = 0; i < pc.len; ++i) {
-              const int64_t ix = ix0 + i * sw;
-              dst[i] = ix >= 0 && ix < W ? row[ix] : 0.0f;
-            }
-          }
-        }
-      }
-    }
+    GetPixelKernelTable(isa_).im2col(plan_, x, cols);
   }
 
   // The plain path (reference kernels, grouped convolutions): im2col to
@@ -328,7 +310,8 @@ class Conv2dOp : public Operator {
   LayerEpilogue epilogue_;
   KernelIsa isa_;
   int64_t lanes_, tiles_, cols_floats_;
-  std::vector<Piece> pieces_;
+  std::vector<Im2colPiece> pieces_;
+  Im2colPlan plan_;
 };
 
 }  // namespace

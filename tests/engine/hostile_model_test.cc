@@ -22,8 +22,7 @@ absl::StatusOr<std::shared_ptr<const Model>> CompileBytes(
 }
 
 TEST(HostileModelTest, ShapeProductsSaturateInsteadOfWrapping) {
-  EXPECT_EQ(NumElements({int64_t{1} << 22, int64_t{1} << 21,
-                         int64_t{1} << 21}),
+  EXPECT_EQ(NumElements({int64_t{1} << 22, int64_t{1} << 21, int64_t{1} << 21}),
             kShapeOverflow);
   EXPECT_EQ(NumElements({INT64_MAX, 2}), kShapeOverflow);
   EXPECT_EQ(NumElements({3, -1}), -1);
@@ -37,8 +36,7 @@ TEST(HostileModelTest, OverflowingInputShapeIsRefusedAtCompile) {
       CompileBytes(OverflowingInputShapeModel());
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(model.status().message().find("inputs[0].shape"),
-            std::string::npos)
+  EXPECT_NE(model.status().message().find("inputs[0].shape"), std::string::npos)
       << model.status();
 }
 
@@ -64,7 +62,8 @@ TEST(HostileModelTest, ActivationBytesGrowLinearlyAndNeverOverflow) {
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->ActivationBytes(int64_t{1} << 62, 1), INT64_MAX);
   EXPECT_EQ((*model)->ActivationBytes(0, 1), 0);
-  EXPECT_LT((*model)->ActivationBytes(2, 1), 2 * (*model)->ActivationBytes(1, 1) + 1);
+  EXPECT_LT((*model)->ActivationBytes(2, 1),
+            2 * (*model)->ActivationBytes(1, 1) + 1);
 }
 
 }  // namespace

@@ -178,33 +178,34 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
   w.AddOutput("y", {c.O, Ho, Wo});
   std::shared_ptr<const Model> model = Compile(w);
   ASSERT_NE(model, nullptr);
-  const int batch = 2;
-  const std::vector<float> x = RandomVector(batch * c.C * c.H * c.W, rng);
-  std::vector<double> want(batch * c.O * Ho * Wo);
-  const int cg = c.C / c.groups, og = c.O / c.groups;
-  for (int n = 0; n < batch; ++n) {
-    for (int o = 0; o < c.O; ++o) {
-      const int g = o / og;
-      for (int oy = 0; oy < Ho; ++oy) {
-        for (int ox = 0; ox < Wo; ++ox) {
-          double acc = bias[o];
-          for (int ci = 0; ci < cg; ++ci) {
-            for (int ky = 0; ky < c.k; ++ky) {
-              for (int kx = 0; kx < c.k; ++kx) {
-                const int iy = oy * c.stride + ky - c.pad;
-                const int ix = ox * c.stride + kx - c.pad;
-                if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
-                acc += double{dense[o * K + (ci * c.k + ky) * c.k + kx]} *
-                       x[((n * c.C + g * cg + ci) * c.H + iy) * c.W + ix];
+  for (const int batch : {1, 3}) {
+    const std::vector<float> x = RandomVector(batch * c.C * c.H * c.W, rng);
+    std::vector<double> want(batch * c.O * Ho * Wo);
+    const int cg = c.C / c.groups, og = c.O / c.groups;
+    for (int n = 0; n < batch; ++n) {
+      for (int o = 0; o < c.O; ++o) {
+        const int g = o / og;
+        for (int oy = 0; oy < Ho; ++oy) {
+          for (int ox = 0; ox < Wo; ++ox) {
+            double acc = bias[o];
+            for (int ci = 0; ci < cg; ++ci) {
+              for (int ky = 0; ky < c.k; ++ky) {
+                for (int kx = 0; kx < c.k; ++kx) {
+                  const int iy = oy * c.stride + ky - c.pad;
+                  const int ix = ox * c.stride + kx - c.pad;
+                  if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
+                  acc += double{dense[o * K + (ci * c.k + ky) * c.k + kx]} *
+                         x[((n * c.C + g * cg + ci) * c.H + iy) * c.W + ix];
+                }
               }
             }
+            want[((n * c.O + o) * Ho + oy) * Wo + ox] = acc;
           }
-          want[((n * c.O + o) * Ho + oy) * Wo + ox] = acc;
         }
       }
     }
+    RunAndCompare(*model, x, batch, want);
   }
-  RunAndCompare(*model, x, batch, want);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -213,7 +214,17 @@ INSTANTIATE_TEST_SUITE_P(
                     ConvCase{1, 28, 28, 6, 5, 1, 2, 1, "flexor1_16_20_2"},
                     ConvCase{4, 6, 6, 6, 3, 1, 0, 2, "plain2"},
                     ConvCase{2, 5, 5, 3, 1, 1, 0, 1, "fp32"},
-                    ConvCase{3, 7, 8, 4, 3, 1, 1, 1, "ternary"}));
+                    ConvCase{3, 7, 8, 4, 3, 1, 1, 1, "ternary"},
+                    // The shipped LeNet's and the trainer ResNet's layers:
+                    // many pixel tiles, runs split at tile boundaries,
+                    // padding, stride 2, 1x1 projections, K % 64 != 0.
+                    ConvCase{1, 28, 28, 32, 5, 1, 0, 1, "fp32"},
+                    ConvCase{32, 12, 12, 64, 5, 1, 0, 1, "flexor1_16_20_2"},
+                    ConvCase{16, 28, 28, 16, 3, 1, 1, 1, "flexor1_16_20_2"},
+                    ConvCase{16, 28, 28, 32, 3, 2, 1, 1, "flexor1_16_20_2"},
+                    ConvCase{16, 28, 28, 32, 1, 2, 0, 1, "ternary"},
+                    ConvCase{5, 13, 11, 7, 3, 1, 2, 1, "plain2"},
+                    ConvCase{3, 30, 31, 9, 4, 3, 3, 1, "fp32"}));
 
 // Builds x -> op -> y with one node configured by `setup`.
 template <typename Setup>

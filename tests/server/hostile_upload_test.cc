@@ -21,8 +21,8 @@ grpc::Status Upload(ServerProcess& server, const std::string& model,
                     const std::string& config = "") {
   inference::RepositoryModelLoadRequest request;
   request.set_model_name(model);
-  (*request.mutable_parameters())[absl::StrCat("file:", version,
-                                               "/model.flexor")]
+  (*request
+        .mutable_parameters())[absl::StrCat("file:", version, "/model.flexor")]
       .set_bytes_param(bytes);
   if (!config.empty()) {
     (*request.mutable_parameters())["config"].set_string_param(config);
@@ -58,8 +58,8 @@ TEST(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
 
   // 256 MiB of activations per sample: refused by the activation budget,
   // with the batch size that would fit (none at the default budget).
-  status = Upload(server, "evil", 1, ActivationBombModel(),
-                  "max_batch_size: 4096");
+  status =
+      Upload(server, "evil", 1, ActivationBombModel(), "max_batch_size: 4096");
   EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("--max_activation_bytes"),
             std::string::npos)
@@ -100,9 +100,9 @@ TEST(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
   ExpectServing(server, "lenet", "1");
   for (const char* name : {"overflow", "bomb"}) {
     inference::ModelInferResponse response;
-    grpc::Status s = Infer(server.stub(),
-                           MakeInferRequest(name, RandomImages(1, 1), 1),
-                           &response);
+    grpc::Status s =
+        Infer(server.stub(), MakeInferRequest(name, RandomImages(1, 1), 1),
+              &response);
     EXPECT_FALSE(s.ok()) << name;
   }
   EXPECT_EQ(server.Terminate(), 0);
