@@ -28,6 +28,23 @@ int64_t ChunkWords(int64_t lanes) { return std::max<int64_t>(1, 32 / lanes); }
 
 }  // namespace
 
+std::vector<Im2colPiece> PlanIm2colPieces(int64_t out_h, int64_t out_w,
+                                          int64_t lanes) {
+  std::vector<Im2colPiece> pieces;
+  for (int64_t oy = 0; oy < out_h; ++oy) {
+    for (int64_t ox = 0; ox < out_w;) {
+      const int64_t p = oy * out_w + ox, lane = p % lanes;
+      const int64_t len = std::min(out_w - ox, lanes - lane);
+      pieces.push_back({static_cast<int32_t>(oy), static_cast<int32_t>(ox),
+                        static_cast<int32_t>(len),
+                        static_cast<int32_t>(p / lanes),
+                        static_cast<int32_t>(lane)});
+      ox += len;
+    }
+  }
+  return pieces;
+}
+
 int64_t PixelLanes(KernelIsa isa) { return 2 * GetKernelTable(isa).lanes; }
 
 int64_t ColsRows(const LayerWeights& w) {

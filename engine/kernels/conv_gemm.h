@@ -12,9 +12,11 @@
 #define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/kernels/cpu_features.h"
 #include "engine/kernels/layer_weights.h"
+#include "engine/kernels/microkernels.h"
 
 namespace flexor {
 
@@ -28,6 +30,11 @@ struct ChannelEpilogue {
 int64_t PixelLanes(KernelIsa isa);
 // Rows of a cols tile for these weights (the tile stride is this * lanes).
 int64_t ColsRows(const LayerWeights& w);
+
+// The im2col runs of an Ho x Wo output: every output row split at tile
+// boundaries (Im2colPlan::pieces).
+std::vector<Im2colPiece> PlanIm2colPieces(int64_t out_h, int64_t out_w,
+                                          int64_t lanes);
 
 // Decrypted weights shared by every tile and sample of one call.
 struct PreparedWeights {

@@ -92,9 +92,8 @@ using DenseKnFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
 // im2col into the pixel-tiled layout: a run of output pixels of one output
 // row that lands in one tile, pixels [p, p + len) = row oy, columns
 // [ox, ox + len), lanes [lane, lane + len) of tile `tile`.
-// `exact`: the last piece of its tile (no spill past its end allowed).
 struct Im2colPiece {
-  int32_t oy, ox, len, tile, lane, exact;
+  int32_t oy, ox, len, tile, lane;
 };
 struct Im2colPlan {
   int64_t channels, height, width;  // input [C, H, W]
@@ -108,9 +107,15 @@ struct Im2colPlan {
 // cols[tile][row][lane] = x[c][oy * sh + ky - ph][ox * sw + kx - pw] (0
 // outside) for row = (c * kh + ky) * kw + kx; rows k..k_rows are zero, lanes
 // past the last pixel are left as they are. cols needs kPixelColsSlack
-// floats after the last tile (whole-vector writes of zeros).
+// floats after the last tile (whole-vector writes of zeros). `work` holds
+// Im2colWorkFloats(plan) floats (the zero-padded input when padding).
 inline constexpr int64_t kPixelColsSlack = 16;
-using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols);
+inline int64_t Im2colWorkFloats(const Im2colPlan& p) {
+  if (p.pad_h == 0 && p.pad_w == 0) return 0;
+  return p.channels * (p.height + 2 * p.pad_h) * (p.width + 2 * p.pad_w);
+}
+using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols,
+                          float* work);
 // y[o * ldy + i] = f(acc[o * lanes + i]) for o < rows, i < n (n <= lanes),
 // f(v) = v * scale[o] + shift[o] (1 / 0 when null), then max(., 0) if relu.
 using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,

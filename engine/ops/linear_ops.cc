@@ -147,8 +147,7 @@ class Conv2dOp : public Operator {
     }
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
-    const int64_t work_floats = PixelGemmScratchFloats(w_, isa_);
-    const int64_t slot_floats = cols_floats_ + work_floats;
+    const int64_t slot_floats = SlotFloats();
     float* prepared_scratch = ctx.scratch;
     float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
     const PreparedWeights prepared = PrepareWeights(w_, prepared_scratch, isa_);
@@ -161,13 +160,13 @@ class Conv2dOp : public Operator {
       const int64_t macs = MacsPerSample();
       if (ctx.threads == 1 || tiles_ == 1 || macs < (int64_t{1} << 20)) {
         PixelGemm(w_, prepared, cols, P, 0, tiles_, epi, output,
-                  cols + cols_floats_, isa_);
+                  cols + cols_floats_ + pad_floats_, isa_);
         return;
       }
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles_, 1),
                         [&](const tbb::blocked_range<int64_t>& r) {
-                          float* work =
-                              slots + Slot(ctx) * slot_floats + cols_floats_;
+                          float* work = slots + Slot(ctx) * slot_floats +
+                                        cols_floats_ + pad_floats_;
                           PixelGemm(w_, prepared, cols, P, r.begin(), r.end(),
                                     epi, output, work, isa_);
                         });
@@ -181,7 +180,7 @@ class Conv2dOp : public Operator {
                           Im2col(inputs[0] + n * sample_in, cols);
                           PixelGemm(w_, prepared, cols, P, 0, tiles_, epi,
                                     output + n * sample_out,
-                                    cols + cols_floats_, isa_);
+                                    cols + cols_floats_ + pad_floats_, isa_);
                         }
                       });
   }
@@ -190,8 +189,7 @@ class Conv2dOp : public Operator {
     (void)batch;
     if (cfg_.groups() != 1) return 0;  // grouped: reference-style path
     return Aligned(PreparedWeightsFloats(w_)) +
-           std::max(threads, 1) *
-               (cols_floats_ + PixelGemmScratchFloats(w_, isa_));
+           std::max(threads, 1) * SlotFloats();
   }
   bool FuseEpilogue(absl::Span<const float> scale,
                     absl::Span<const float> shift, bool relu) override {
@@ -222,22 +220,7 @@ class Conv2dOp : public Operator {
   // The im2col plan: every output row split at tile boundaries (see
   // Im2colPlan). Built once; Run only reads it.
   void PlanPieces() {
-    const int64_t Ho = out_[1], Wo = out_[2];
-    for (int64_t oy = 0; oy < Ho; ++oy) {
-      for (int64_t ox = 0; ox < Wo;) {
-        const int64_t p = oy * Wo + ox, lane = p % lanes_;
-        const int64_t len = std::min(Wo - ox, lanes_ - lane);
-        pieces_.push_back({static_cast<int32_t>(oy), static_cast<int32_t>(ox),
-                           static_cast<int32_t>(len),
-                           static_cast<int32_t>(p / lanes_),
-                           static_cast<int32_t>(lane), 0});
-        ox += len;
-      }
-    }
-    for (size_t i = 0; i < pieces_.size(); ++i) {
-      pieces_[i].exact =
-          i + 1 == pieces_.size() || pieces_[i + 1].tile != pieces_[i].tile;
-    }
+    pieces_ = PlanIm2colPieces(out_[1], out_[2], lanes_);
     plan_.channels = in_[0];
     plan_.height = in_[1];
     plan_.width = in_[2];
@@ -253,11 +236,18 @@ class Conv2dOp : public Operator {
     plan_.tiles = tiles_;
     plan_.pieces = pieces_.data();
     plan_.num_pieces = static_cast<int64_t>(pieces_.size());
+    pad_floats_ = Aligned(Im2colWorkFloats(plan_));
   }
 
+  // One thread's scratch: columns (cols_floats_), then the padded input
+  // (im2col), then the GEMM's tables and accumulators (PixelGemm). The
+  // GEMM's part starts at cols + cols_floats_ + pad_floats_.
+  int64_t SlotFloats() const {
+    return cols_floats_ + pad_floats_ + PixelGemmScratchFloats(w_, isa_);
+  }
   // Columns of one sample in the pixel-tiled layout of conv_gemm.h.
   void Im2col(const float* x, float* cols) const {
-    GetPixelKernelTable(isa_).im2col(plan_, x, cols);
+    GetPixelKernelTable(isa_).im2col(plan_, x, cols, cols + cols_floats_);
   }
 
   // The plain path (reference kernels, grouped convolutions): im2col to
@@ -309,7 +299,7 @@ class Conv2dOp : public Operator {
   Shape in_, out_;
   LayerEpilogue epilogue_;
   KernelIsa isa_;
-  int64_t lanes_, tiles_, cols_floats_;
+  int64_t lanes_, tiles_, cols_floats_, pad_floats_ = 0;
   std::vector<Im2colPiece> pieces_;
   Im2colPlan plan_;
 };

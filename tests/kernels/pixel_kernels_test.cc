@@ -1,0 +1,142 @@
+// The pixel-tiled convolution kernels (im2col, dense FMA, epilogue store)
+// of every supported ISA against plain scalar code, on awkward shapes:
+// pieces split at tile boundaries, padding, strides 1-3, runs of 1..40.
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/conv_gemm.h"
+#include "engine/kernels/microkernels.h"
+#include "gtest/gtest.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace flexor {
+namespace {
+
+using testing_util::RandomVector;
+using testing_util::SupportedIsas;
+
+struct Geometry {
+  int64_t C, H, W, k, stride, pad;
+};
+
+class PixelKernelTest : public ::testing::TestWithParam<KernelIsa> {
+ protected:
+  const PixelKernelTable& pt() const { return GetPixelKernelTable(GetParam()); }
+};
+
+TEST_P(PixelKernelTest, Im2colMatchesDirectIndexing) {
+  const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes;
+  for (const Geometry& g :
+       {Geometry{1, 28, 28, 5, 1, 0}, Geometry{32, 12, 12, 5, 1, 0},
+        Geometry{16, 28, 28, 3, 1, 1}, Geometry{16, 28, 28, 3, 2, 1},
+        Geometry{16, 28, 28, 1, 2, 0}, Geometry{3, 9, 7, 3, 2, 1},
+        Geometry{2, 40, 37, 4, 3, 2}, Geometry{5, 13, 11, 3, 1, 2},
+        Geometry{4, 1, 50, 1, 1, 0}, Geometry{3, 33, 35, 2, 2, 0}}) {
+    const int64_t Ho = (g.H + 2 * g.pad - g.k) / g.stride + 1;
+    const int64_t Wo = (g.W + 2 * g.pad - g.k) / g.stride + 1;
+    const int64_t P = Ho * Wo, K = g.C * g.k * g.k;
+    const std::vector<Im2colPiece> pieces = PlanIm2colPieces(Ho, Wo, lanes);
+    Im2colPlan plan;
+    plan.channels = g.C;
+    plan.height = g.H;
+    plan.width = g.W;
+    plan.kernel_h = plan.kernel_w = g.k;
+    plan.stride_h = plan.stride_w = g.stride;
+    plan.pad_h = plan.pad_w = g.pad;
+    plan.k = K;
+    plan.k_rows = (K + 63) / 64 * 64 + 1;  // bit-coded layout, spare row
+    plan.lanes = lanes;
+    plan.tiles = (P + lanes - 1) / lanes;
+    plan.pieces = pieces.data();
+    plan.num_pieces = static_cast<int64_t>(pieces.size());
+    const std::vector<float> x = RandomVector(g.C * g.H * g.W, K + P);
+    std::vector<float> cols(plan.tiles * plan.k_rows * lanes + kPixelColsSlack,
+                            12345.0f);
+    std::vector<float> work(Im2colWorkFloats(plan) + 1, 777.0f);
+    pt().im2col(plan, x.data(), cols.data(), work.data());
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t oy = p / Wo, ox = p % Wo;
+      const float* tile = cols.data() + (p / lanes) * plan.k_rows * lanes;
+      for (int64_t k = 0; k < plan.k_rows - 1; ++k) {
+        float want = 0.0f;
+        if (k < K) {
+          const int64_t c = k / (g.k * g.k), ky = (k / g.k) % g.k, kx = k % g.k;
+          const int64_t iy = oy * g.stride + ky - g.pad;
+          const int64_t ix = ox * g.stride + kx - g.pad;
+          if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) {
+            want = x[(c * g.H + iy) * g.W + ix];
+          }
+        }
+        ASSERT_EQ(tile[k * lanes + p % lanes], want)
+            << "C" << g.C << " H" << g.H << " W" << g.W << " k" << g.k << " s"
+            << g.stride << " pad" << g.pad << ": pixel " << p << " row " << k;
+      }
+    }
+  }
+}
+
+TEST_P(PixelKernelTest, DenseKnMatchesScalarDot) {
+  const int64_t kl = GetKernelTable(GetParam()).lanes;
+  for (int64_t lanes : {kl, 2 * kl}) {
+    for (int64_t rows : {1, 3, 8, 13}) {
+      for (int64_t k : {1, 5, 25, 70}) {
+        const std::vector<float> w = RandomVector(rows * (k + 3), rows + k);
+        const std::vector<float> cols = RandomVector(k * lanes, k);
+        std::vector<float> y(rows * lanes, -1.0f);
+        pt().dense_kn(w.data(), k + 3, rows, k, cols.data(), lanes, y.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t l = 0; l < lanes; ++l) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; ++i) {
+              want += double{w[r * (k + 3) + i]} * cols[i * lanes + l];
+              mag += std::abs(double{w[r * (k + 3) + i]} * cols[i * lanes + l]);
+            }
+            ASSERT_NEAR(y[r * lanes + l], want, 1e-6 * (k + 1) * (mag + 1))
+                << "rows " << rows << " k " << k << " lanes " << lanes;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
+  const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes, rows = 5;
+  const std::vector<float> acc = RandomVector(rows * lanes, 3);
+  const std::vector<float> scale = RandomVector(rows, 4);
+  const std::vector<float> shift = RandomVector(rows, 5);
+  for (int64_t n : {int64_t{1}, lanes / 2 + 1, lanes}) {
+    for (bool relu : {false, true}) {
+      for (bool affine : {false, true}) {
+        const int64_t ldy = lanes + 7;
+        std::vector<float> y(rows * ldy, 99.0f);
+        pt().store_tile(acc.data(), lanes, rows, n,
+                        affine ? scale.data() : nullptr,
+                        affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        for (int64_t o = 0; o < rows; ++o) {
+          for (int64_t i = 0; i < ldy; ++i) {
+            float want = 99.0f;
+            if (i < n) {
+              want = acc[o * lanes + i] * (affine ? scale[o] : 1.0f) +
+                     (affine ? shift[o] : 0.0f);
+              if (relu) want = std::max(want, 0.0f);
+            }
+            ASSERT_NEAR(y[o * ldy + i], want, 1e-6f * (1 + std::abs(want)))
+                << "n " << n << " o " << o << " i " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, PixelKernelTest,
+                         ::testing::ValuesIn(SupportedIsas()),
+                         [](const auto& info) {
+                           return std::string(IsaName(info.param));
+                         });
+
+}  // namespace
+}  // namespace flexor
