@@ -47,13 +47,46 @@ std::vector<Im2colPiece> PlanIm2colPieces(int64_t out_h, int64_t out_w,
 
 int64_t PixelLanes(KernelIsa isa) { return 2 * GetKernelTable(isa).lanes; }
 
-int64_t ColsRows(const LayerWeights& w) {
-  // One spare row: im2col writes whole vectors, and the zeros that spill
-  // past a tile's last row must not land in the next tile's first row.
-  const int64_t read = w.kind == WeightCodecKind::kFloat32
-                           ? w.in_features
-                           : CeilDiv(w.in_features, 64) * 64;
-  return read + 1;
+int64_t ReadRows(const LayerWeights& w) {
+  return w.kind == WeightCodecKind::kFloat32 ? w.in_features
+                                             : CeilDiv(w.in_features, 64) * 64;
+}
+
+// One spare row: a safety margin for whole-vector writes at a tile's end.
+int64_t ColsRows(const LayerWeights& w) { return ReadRows(w) + 1; }
+
+PixelOutput DenseOutputRuns(int64_t pixels, int64_t lanes) {
+  PixelOutput out;
+  for (int64_t p0 = 0; p0 < pixels; p0 += lanes) {
+    out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+    out.runs.push_back(
+        {0, static_cast<int32_t>(std::min(lanes, pixels - p0)), p0});
+  }
+  out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+  return out;
+}
+
+PixelOutput WideOutputRuns(int64_t out_h, int64_t out_w, int64_t wp,
+                           int64_t lanes) {
+  PixelOutput out;
+  const int64_t wide = (out_h - 1) * wp + out_w;
+  for (int64_t q0 = 0; q0 < wide; q0 += lanes) {
+    out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+    const int64_t q1 = std::min(wide, q0 + lanes);
+    for (int64_t q = q0; q < q1;) {
+      const int64_t oy = q / wp, ox = q % wp;
+      if (ox >= out_w) {  // a dropped column: skip to the next row
+        q = (oy + 1) * wp;
+        continue;
+      }
+      const int64_t len = std::min(out_w - ox, q1 - q);
+      out.runs.push_back({static_cast<int32_t>(q - q0),
+                          static_cast<int32_t>(len), oy * out_w + ox});
+      q += len;
+    }
+  }
+  out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+  return out;
 }
 
 int64_t PreparedWeightsFloats(const LayerWeights& w) {
@@ -104,16 +137,19 @@ int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa) {
 }
 
 void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
-               const float* cols, int64_t P, int64_t tile_begin,
-               int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
-               float* work, KernelIsa isa) {
+               const PixelSource& source, const PixelOutput& output, int64_t P,
+               int64_t tile_begin, int64_t tile_end,
+               const ChannelEpilogue& epilogue, float* y, float* work,
+               KernelIsa isa) {
   const int64_t O = w.out_features, K = w.in_features;
-  const int64_t lanes = PixelLanes(isa), kp = ColsRows(w);
+  const int64_t lanes = PixelLanes(isa);
+  const PixelKernelTable& pt = GetPixelKernelTable(isa);
   float* acc = work;
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-    const float* ct = cols + tile * kp * lanes;
+    const float* base = source.base + tile * source.tile_step;
+    const int64_t* offs = source.row_offsets;
     if (w.kind == WeightCodecKind::kFloat32) {
-      GetPixelKernelTable(isa).dense_kn(w.dense, K, O, K, ct, lanes, acc);
+      pt.dense_kn(w.dense, K, O, K, base, offs, lanes, acc);
     } else {
       const KernelTable& kt = GetKernelTable(isa);
       const int64_t kw = CeilDiv(K, 64), chunk = ChunkWords(lanes);
@@ -121,17 +157,19 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
       std::fill(acc, acc + O * lanes, 0.0f);
       for (int64_t c = 0; c < kw; c += chunk) {
         const int64_t cw = std::min(chunk, kw - c);
-        kt.lut_build(ct + c * 64 * lanes, cw * 64, lanes, table);
+        pt.lut_build_rows(base, offs + c * 64, cw * 64, lanes, table);
         for (int q = 0; q < prepared.planes; ++q) {
           kt.lut_gemm(prepared.bits + q * O * kw + c, kw, O, cw, table, lanes,
                       prepared.alpha + q * O, acc);
         }
       }
     }
-    const int64_t p0 = tile * lanes, n = std::min(lanes, P - p0);
-    GetPixelKernelTable(isa).store_tile(acc, lanes, O, n, epilogue.scale,
-                                        epilogue.shift, epilogue.relu, y + p0,
-                                        P);
+    for (int32_t r = output.run_begin[tile]; r < output.run_begin[tile + 1];
+         ++r) {
+      const PixelRun& run = output.runs[r];
+      pt.store_tile(acc + run.lane, lanes, O, run.len, epilogue.scale,
+                    epilogue.shift, epilogue.relu, y + run.dst, P);
+    }
   }
 }
 

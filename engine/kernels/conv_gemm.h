@@ -1,13 +1,20 @@
-// Convolution as a GEMM over output pixels: Y[O, P] = W[O, K] * cols[K, P],
+// Convolution as a GEMM over output pixels: Y[O, P] = W[O, K] * X[K, P],
 // written straight into NCHW order (no transpose), with the layer's
 // per-channel epilogue (bias, folded BatchNorm, ReLU) applied on the way out.
 //
-// The im2col matrix comes in pixel tiles: [tile][Kp][lanes], `lanes` pixels
-// per tile (PixelLanes), ColsRows rows: K (float weights) or K rounded up to
-// 64 (bit-coded weights, the padding rows zero), plus one spare row. Float
-// weights use a broadcast + FMA kernel; binary/ternary weights are decrypted
-// once per call and use the BiQGEMM-style look-up tables of microkernels.h over
-// the pixel lanes.
+// Pixels are processed in tiles of `lanes` (PixelLanes). Row k of tile t's
+// activations is `lanes` floats at base + row_offsets[k] + t * tile_step:
+//  - explicit im2col: base is the pixel-tiled column buffer written by the
+//    im2col kernel ([tile][ColsRows][lanes]), offsets k * lanes;
+//  - implicit GEMM (stride 1): base is the zero-padded input itself and the
+//    tiles run over "wide" pixels q = oy * Wp + ox, ox < Wp (the padded
+//    width): row (c, ky, kx) of a tile is the input at c * Hp * Wp + ky * Wp
+//    + kx + q, contiguous. Outputs at ox >= Wo are computed and dropped,
+//    (kernel_w - 1) / Wp of the work, and no im2col copy is made at all.
+// Which tile lanes are real outputs, and where they go, is a list of runs
+// per tile. Float weights use a broadcast + FMA kernel; binary/ternary
+// weights are decrypted once per call and use BiQGEMM-style look-up tables
+// over the pixel lanes (microkernels.h).
 #ifndef FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 #define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 
@@ -28,13 +35,39 @@ struct ChannelEpilogue {
 
 // Pixels per tile for `isa` (two vectors).
 int64_t PixelLanes(KernelIsa isa);
-// Rows of a cols tile for these weights (the tile stride is this * lanes).
+// Activation rows the kernels read per tile: K for float weights, K rounded
+// up to 64 for bit-coded ones (the rows past K must read zeros).
+int64_t ReadRows(const LayerWeights& w);
+// Rows of an explicit im2col tile (ReadRows plus a spare row).
 int64_t ColsRows(const LayerWeights& w);
 
 // The im2col runs of an Ho x Wo output: every output row split at tile
 // boundaries (Im2colPlan::pieces).
 std::vector<Im2colPiece> PlanIm2colPieces(int64_t out_h, int64_t out_w,
                                           int64_t lanes);
+
+// Output lanes [lane, lane + len) of a tile go to y + dst (+ o * P).
+struct PixelRun {
+  int32_t lane = 0, len = 0;
+  int64_t dst = 0;
+};
+// Runs of tile t: runs[run_begin[t]] .. runs[run_begin[t + 1] - 1].
+struct PixelOutput {
+  std::vector<PixelRun> runs;
+  std::vector<int32_t> run_begin;
+  int64_t tiles() const { return static_cast<int64_t>(run_begin.size()) - 1; }
+};
+// Tiles of consecutive output pixels (explicit im2col).
+PixelOutput DenseOutputRuns(int64_t pixels, int64_t lanes);
+// Tiles of wide pixels q < (Ho - 1) * wp + Wo, real where q % wp < Wo.
+PixelOutput WideOutputRuns(int64_t out_h, int64_t out_w, int64_t wp,
+                           int64_t lanes);
+
+struct PixelSource {
+  const float* base = nullptr;
+  const int64_t* row_offsets = nullptr;  // ReadRows(w) entries
+  int64_t tile_step = 0;
+};
 
 // Decrypted weights shared by every tile and sample of one call.
 struct PreparedWeights {
@@ -50,13 +83,14 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
 // Floats of per-thread scratch PixelGemm needs.
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);
 
-// Tiles [tile_begin, tile_end) of one sample: y[o * P + p] for the pixels
-// of those tiles. Sequential (the caller parallelises over tiles or
-// samples). `work`: PixelGemmScratchFloats floats of this thread.
+// Tiles [tile_begin, tile_end) of one sample, into y [O][P]. Sequential
+// (the caller parallelises over tiles or samples). `work`:
+// PixelGemmScratchFloats floats of this thread.
 void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
-               const float* cols, int64_t P, int64_t tile_begin,
-               int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
-               float* work, KernelIsa isa = SelectedIsa());
+               const PixelSource& source, const PixelOutput& output, int64_t P,
+               int64_t tile_begin, int64_t tile_end,
+               const ChannelEpilogue& epilogue, float* y, float* work,
+               KernelIsa isa = SelectedIsa());
 
 }  // namespace flexor
 

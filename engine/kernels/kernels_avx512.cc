@@ -153,9 +153,11 @@ const KernelTable& Avx512KernelTable() {
 }
 
 const PixelKernelTable& Avx512PixelKernelTable() {
-  static const PixelKernelTable table = {KernelIsa::kAvx512, avx512_kernels::VF::kLanes,
-                                         avx512_kernels::DenseKn, avx512_kernels::Im2col,
-                                         avx512_kernels::StoreTile};
+  static const PixelKernelTable table = {
+      KernelIsa::kAvx512,       avx512_kernels::VF::kLanes,
+      avx512_kernels::DenseKn,  avx512_kernels::LutBuildRows,
+      avx512_kernels::Im2col,   avx512_kernels::PadInput,
+      avx512_kernels::StoreTile};
   return table;
 }
 

@@ -86,9 +86,11 @@ const KernelTable& ScalarKernelTable() {
 }
 
 const PixelKernelTable& ScalarPixelKernelTable() {
-  static const PixelKernelTable table = {KernelIsa::kScalar, scalar_kernels::VF::kLanes,
-                                         scalar_kernels::DenseKn, scalar_kernels::Im2col,
-                                         scalar_kernels::StoreTile};
+  static const PixelKernelTable table = {
+      KernelIsa::kScalar,       scalar_kernels::VF::kLanes,
+      scalar_kernels::DenseKn,  scalar_kernels::LutBuildRows,
+      scalar_kernels::Im2col,   scalar_kernels::PadInput,
+      scalar_kernels::StoreTile};
   return table;
 }
 

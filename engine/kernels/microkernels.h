@@ -82,12 +82,16 @@ struct KernelTable {
 };
 
 // Pixel-tiled kernels (convolution as GEMM over output pixels, see
-// conv_gemm.h). Activations come as [k][lanes] tiles, lanes = 1 or 2
-// vectors. Dense FP32:
-//   y[r * lanes + l] = sum_{kk < k} w[r * w_stride + kk] * cols[kk * lanes + l]
+// conv_gemm.h). Activations come as rows of `lanes` pixels (1 or 2
+// vectors), row kk at base + offs[kk]: rows of an im2col tile, or rows of
+// the (padded) input itself (implicit GEMM). Dense FP32:
+//   y[r * lanes + l] = sum_{kk < k} w[r * w_stride + kk] * (base + offs[kk])[l]
 using DenseKnFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
-                           int64_t k, const float* cols, int64_t lanes,
-                           float* y);
+                           int64_t k, const float* base, const int64_t* offs,
+                           int64_t lanes, float* y);
+// LutBuild (above) with input row 4g + i at base + offs[4g + i].
+using LutBuildRowsFn = void (*)(const float* base, const int64_t* offs,
+                                int64_t k, int64_t lanes, float* table);
 
 // im2col into the pixel-tiled layout: a run of output pixels of one output
 // row that lands in one tile, pixels [p, p + len) = row oy, columns
@@ -116,6 +120,9 @@ inline int64_t Im2colWorkFloats(const Im2colPlan& p) {
 }
 using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols,
                           float* work);
+// padded[c][y][x] = the input under a zero border of pad_h / pad_w.
+using PadInputFn = void (*)(const Im2colPlan& plan, const float* x,
+                            float* padded);
 // y[o * ldy + i] = f(acc[o * lanes + i]) for o < rows, i < n (n <= lanes),
 // f(v) = v * scale[o] + shift[o] (1 / 0 when null), then max(., 0) if relu.
 using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
@@ -126,7 +133,9 @@ struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
   DenseKnFn dense_kn;
+  LutBuildRowsFn lut_build_rows;
   Im2colFn im2col;
+  PadInputFn pad_input;
   StoreTileFn store_tile;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);

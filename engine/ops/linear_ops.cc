@@ -132,10 +132,8 @@ class Conv2dOp : public Operator {
         out_(out),
         epilogue_(w_),
         isa_(SelectedIsa()),
-        lanes_(PixelLanes(isa_)),
-        tiles_(CeilDiv(out_[1] * out_[2], lanes_)),
-        cols_floats_(tiles_ * ColsRows(w_) * lanes_ + kPixelColsSlack) {
-    PlanPieces();
+        lanes_(PixelLanes(isa_)) {
+    Plan();
   }
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
@@ -147,42 +145,40 @@ class Conv2dOp : public Operator {
     }
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
-    const int64_t slot_floats = SlotFloats();
-    float* prepared_scratch = ctx.scratch;
     float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
-    const PreparedWeights prepared = PrepareWeights(w_, prepared_scratch, isa_);
+    const PreparedWeights prepared = PrepareWeights(w_, ctx.scratch, isa_);
     const ChannelEpilogue epi = epilogue_.combined();
+    const int64_t tiles = output_.tiles();
     if (batch == 1) {
       // One sample: its tiles spread over the threads when the layer is big
       // enough to pay for a parallel_for.
-      float* cols = slots;
-      Im2col(inputs[0], cols);
-      const int64_t macs = MacsPerSample();
-      if (ctx.threads == 1 || tiles_ == 1 || macs < (int64_t{1} << 20)) {
-        PixelGemm(w_, prepared, cols, P, 0, tiles_, epi, output,
-                  cols + cols_floats_ + pad_floats_, isa_);
+      const PixelSource source = Prepare(inputs[0], slots);
+      if (ctx.threads == 1 || tiles == 1 ||
+          MacsPerSample() < (int64_t{1} << 20)) {
+        PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, output,
+                  slots + input_floats_, isa_);
         return;
       }
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles_, 1),
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1),
                         [&](const tbb::blocked_range<int64_t>& r) {
-                          float* work = slots + Slot(ctx) * slot_floats +
-                                        cols_floats_ + pad_floats_;
-                          PixelGemm(w_, prepared, cols, P, r.begin(), r.end(),
-                                    epi, output, work, isa_);
+                          float* work =
+                              slots + Slot(ctx) * SlotFloats() + input_floats_;
+                          PixelGemm(w_, prepared, source, output_, P, r.begin(),
+                                    r.end(), epi, output, work, isa_);
                         });
       return;
     }
-    // Several samples: one task per sample, each with its thread's columns.
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, batch, 1),
-                      [&](const tbb::blocked_range<int64_t>& r) {
-                        float* cols = slots + Slot(ctx) * slot_floats;
-                        for (int64_t n = r.begin(); n < r.end(); ++n) {
-                          Im2col(inputs[0] + n * sample_in, cols);
-                          PixelGemm(w_, prepared, cols, P, 0, tiles_, epi,
-                                    output + n * sample_out,
-                                    cols + cols_floats_ + pad_floats_, isa_);
-                        }
-                      });
+    // Several samples: one task per sample, each with its thread's slot.
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, batch, 1),
+        [&](const tbb::blocked_range<int64_t>& r) {
+          float* slot = slots + Slot(ctx) * SlotFloats();
+          for (int64_t n = r.begin(); n < r.end(); ++n) {
+            const PixelSource source = Prepare(inputs[0] + n * sample_in, slot);
+            PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi,
+                      output + n * sample_out, slot + input_floats_, isa_);
+          }
+        });
   }
 
   int64_t ScratchFloats(int64_t batch, int threads) const override {
@@ -201,53 +197,100 @@ class Conv2dOp : public Operator {
   }
   std::string Describe() const override {
     return absl::StrFormat(
-        "Conv2d %d -> %d, %dx%d stride %dx%d pad %dx%d groups %d, %s%s%s",
+        "Conv2d %d -> %d, %dx%d stride %dx%d pad %dx%d groups %d, %s%s%s%s",
         cfg_.in_channels(), cfg_.out_channels(), cfg_.kernel_h(),
         cfg_.kernel_w(), cfg_.stride_h(), cfg_.stride_w(), cfg_.pad_h(),
         cfg_.pad_w(), cfg_.groups(), DescribeWeights(w_),
-        w_.bias ? ", bias" : "", epilogue_.Describe());
+        w_.bias ? ", bias" : "", epilogue_.Describe(),
+        implicit_ ? ", implicit GEMM" : "");
   }
 
  private:
-  static int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
   static int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
   // This thread's scratch slot inside a parallel_for of the run's arena.
   static int Slot(const RunContext& ctx) {
     const int i = tbb::this_task_arena::current_thread_index();
     return i >= 0 && i < ctx.threads ? i : 0;
   }
+  // One thread's scratch: the GEMM's input (padded input or im2col columns,
+  // input_floats_), then its tables and accumulators.
+  int64_t SlotFloats() const {
+    return input_floats_ + Aligned(PixelGemmScratchFloats(w_, isa_));
+  }
 
-  // The im2col plan: every output row split at tile boundaries (see
-  // Im2colPlan). Built once; Run only reads it.
-  void PlanPieces() {
-    pieces_ = PlanIm2colPieces(out_[1], out_[2], lanes_);
-    plan_.channels = in_[0];
-    plan_.height = in_[1];
-    plan_.width = in_[2];
-    plan_.kernel_h = cfg_.kernel_h();
-    plan_.kernel_w = cfg_.kernel_w();
+  // Chooses implicit GEMM (stride 1, at most a quarter of the wide pixels
+  // dropped) or explicit im2col, and precomputes the row offsets and the
+  // output runs; Run only reads them.
+  void Plan() {
+    const int64_t C = in_[0], H = in_[1], W = in_[2];
+    const int64_t Ho = out_[1], Wo = out_[2];
+    const int64_t kh = cfg_.kernel_h(), kw = cfg_.kernel_w();
+    const int64_t hp = H + 2 * cfg_.pad_h(), wp = W + 2 * cfg_.pad_w();
+    const int64_t K = w_.in_features, read = ReadRows(w_);
+    plan_.channels = C;
+    plan_.height = H;
+    plan_.width = W;
+    plan_.kernel_h = kh;
+    plan_.kernel_w = kw;
     plan_.stride_h = cfg_.stride_h();
     plan_.stride_w = cfg_.stride_w();
     plan_.pad_h = cfg_.pad_h();
     plan_.pad_w = cfg_.pad_w();
-    plan_.k = w_.in_features;
-    plan_.k_rows = ColsRows(w_);
+    plan_.k = K;
     plan_.lanes = lanes_;
-    plan_.tiles = tiles_;
+    implicit_ = cfg_.groups() == 1 && cfg_.stride_h() == 1 &&
+                cfg_.stride_w() == 1 && 4 * (wp - Wo) <= wp;
+    row_offsets_.resize(read);
+    if (implicit_) {
+      output_ = WideOutputRuns(Ho, Wo, wp, lanes_);
+      const int64_t padded = C * hp * wp;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t c = k / (kh * kw), ky = (k / kw) % kh, kx = k % kw;
+        row_offsets_[k] = c * hp * wp + ky * wp + kx;
+      }
+      // Tiles read up to lanes floats past a row's last wide pixel: zeros
+      // after the padded input, then (bit-coded weights) a zero region that
+      // the padding rows k >= K read for every tile.
+      const int64_t tiles = output_.tiles();
+      pad_slack_ =
+          std::max<int64_t>(0, row_offsets_[K - 1] + tiles * lanes_ - padded);
+      for (int64_t k = K; k < read; ++k) row_offsets_[k] = padded + pad_slack_;
+      input_floats_ =
+          Aligned(padded + pad_slack_ + (read > K ? tiles * lanes_ : 0));
+      return;
+    }
+    output_ = DenseOutputRuns(Ho * Wo, lanes_);
+    pieces_ = PlanIm2colPieces(Ho, Wo, lanes_);
+    plan_.k_rows = ColsRows(w_);
+    plan_.tiles = output_.tiles();
     plan_.pieces = pieces_.data();
     plan_.num_pieces = static_cast<int64_t>(pieces_.size());
-    pad_floats_ = Aligned(Im2colWorkFloats(plan_));
+    for (int64_t k = 0; k < read; ++k) row_offsets_[k] = k * lanes_;
+    cols_floats_ =
+        Aligned(plan_.tiles * plan_.k_rows * lanes_ + kPixelColsSlack);
+    input_floats_ = cols_floats_ + Aligned(Im2colWorkFloats(plan_));
   }
 
-  // One thread's scratch: columns (cols_floats_), then the padded input
-  // (im2col), then the GEMM's tables and accumulators (PixelGemm). The
-  // GEMM's part starts at cols + cols_floats_ + pad_floats_.
-  int64_t SlotFloats() const {
-    return cols_floats_ + pad_floats_ + PixelGemmScratchFloats(w_, isa_);
-  }
-  // Columns of one sample in the pixel-tiled layout of conv_gemm.h.
-  void Im2col(const float* x, float* cols) const {
-    GetPixelKernelTable(isa_).im2col(plan_, x, cols, cols + cols_floats_);
+  // Writes what the GEMM reads for one sample into `slot` (the padded input,
+  // or the im2col columns) and says where it is.
+  PixelSource Prepare(const float* x, float* slot) const {
+    const PixelKernelTable& pt = GetPixelKernelTable(isa_);
+    PixelSource source;
+    source.base = slot;
+    source.row_offsets = row_offsets_.data();
+    if (implicit_) {
+      pt.pad_input(plan_, x, slot);
+      const int64_t padded = row_offsets_.empty()
+                                 ? 0
+                                 : in_[0] * (in_[1] + 2 * cfg_.pad_h()) *
+                                       (in_[2] + 2 * cfg_.pad_w());
+      std::fill(slot + padded, slot + input_floats_, 0.0f);
+      source.tile_step = lanes_;
+      return source;
+    }
+    pt.im2col(plan_, x, slot, slot + cols_floats_);
+    source.tile_step = plan_.k_rows * lanes_;
+    return source;
   }
 
   // The plain path (reference kernels, grouped convolutions): im2col to
@@ -299,9 +342,15 @@ class Conv2dOp : public Operator {
   Shape in_, out_;
   LayerEpilogue epilogue_;
   KernelIsa isa_;
-  int64_t lanes_, tiles_, cols_floats_, pad_floats_ = 0;
-  std::vector<Im2colPiece> pieces_;
+  int64_t lanes_;
+  bool implicit_ = false;
   Im2colPlan plan_;
+  std::vector<Im2colPiece> pieces_;  // explicit im2col
+  std::vector<int64_t> row_offsets_;
+  PixelOutput output_;
+  int64_t cols_floats_ = 0;   // explicit: the columns
+  int64_t pad_slack_ = 0;     // implicit: zeros after the padded input
+  int64_t input_floats_ = 0;  // the GEMM's input in a slot
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The pixel-tiled convolution kernels (im2col, dense FMA, epilogue store)
 // of every supported ISA against plain scalar code, on awkward shapes:
 // pieces split at tile boundaries, padding, strides 1-3, runs of 1..40.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -77,21 +78,34 @@ TEST_P(PixelKernelTest, Im2colMatchesDirectIndexing) {
   }
 }
 
+// Rows kk of a gathered operand at base + offs[kk], scattered over a
+// bigger buffer in a shuffled order (as the implicit GEMM reads them).
+std::vector<int64_t> ShuffledOffsets(int64_t rows, int64_t lanes,
+                                     uint64_t seed) {
+  std::vector<int64_t> offs(rows);
+  for (int64_t i = 0; i < rows; ++i) offs[i] = i * (lanes + 3) + 1;
+  std::shuffle(offs.begin(), offs.end(), std::mt19937_64(seed));
+  return offs;
+}
+
 TEST_P(PixelKernelTest, DenseKnMatchesScalarDot) {
   const int64_t kl = GetKernelTable(GetParam()).lanes;
   for (int64_t lanes : {kl, 2 * kl}) {
     for (int64_t rows : {1, 3, 8, 13}) {
       for (int64_t k : {1, 5, 25, 70}) {
         const std::vector<float> w = RandomVector(rows * (k + 3), rows + k);
-        const std::vector<float> cols = RandomVector(k * lanes, k);
+        const std::vector<float> x = RandomVector(k * (lanes + 3) + 1, k);
+        const std::vector<int64_t> offs = ShuffledOffsets(k, lanes, k + rows);
         std::vector<float> y(rows * lanes, -1.0f);
-        pt().dense_kn(w.data(), k + 3, rows, k, cols.data(), lanes, y.data());
+        pt().dense_kn(w.data(), k + 3, rows, k, x.data(), offs.data(), lanes,
+                      y.data());
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t l = 0; l < lanes; ++l) {
             double want = 0, mag = 0;
             for (int64_t i = 0; i < k; ++i) {
-              want += double{w[r * (k + 3) + i]} * cols[i * lanes + l];
-              mag += std::abs(double{w[r * (k + 3) + i]} * cols[i * lanes + l]);
+              const double t = double{w[r * (k + 3) + i]} * x[offs[i] + l];
+              want += t;
+              mag += std::abs(t);
             }
             ASSERT_NEAR(y[r * lanes + l], want, 1e-6 * (k + 1) * (mag + 1))
                 << "rows " << rows << " k " << k << " lanes " << lanes;
@@ -99,6 +113,53 @@ TEST_P(PixelKernelTest, DenseKnMatchesScalarDot) {
         }
       }
     }
+  }
+}
+
+TEST_P(PixelKernelTest, LutBuildRowsMatchesLutBuildOnGatheredRows) {
+  const KernelTable& kt = GetKernelTable(GetParam());
+  for (int64_t lanes : {int64_t{kt.lanes}, int64_t{2 * kt.lanes}}) {
+    for (int64_t k : {64, 128}) {
+      const std::vector<float> x = RandomVector(k * (lanes + 3) + 1, k);
+      const std::vector<int64_t> offs = ShuffledOffsets(k, lanes, lanes + k);
+      // The same rows, copied next to each other, through LutBuild.
+      std::vector<float> xt(k * lanes);
+      for (int64_t i = 0; i < k; ++i) {
+        std::copy(x.begin() + offs[i], x.begin() + offs[i] + lanes,
+                  xt.begin() + i * lanes);
+      }
+      std::vector<float> want(k / 4 * 16 * lanes), got(want.size(), 7.0f);
+      kt.lut_build(xt.data(), k, lanes, want.data());
+      pt().lut_build_rows(x.data(), offs.data(), k, lanes, got.data());
+      ASSERT_EQ(got, want) << "k " << k << " lanes " << lanes;
+    }
+  }
+}
+
+TEST_P(PixelKernelTest, PadInputPutsAZeroBorderAroundTheInput) {
+  for (int64_t pad : {0, 1, 3}) {
+    Im2colPlan plan;
+    plan.channels = 3;
+    plan.height = 5;
+    plan.width = 19;
+    plan.pad_h = pad;
+    plan.pad_w = pad + 1;
+    const int64_t hp = 5 + 2 * pad, wp = 19 + 2 * (pad + 1);
+    const std::vector<float> x = RandomVector(3 * 5 * 19, pad);
+    std::vector<float> padded(3 * hp * wp + 1, 5.0f);
+    pt().pad_input(plan, x.data(), padded.data());
+    for (int64_t c = 0; c < 3; ++c) {
+      for (int64_t y = 0; y < hp; ++y) {
+        for (int64_t i = 0; i < wp; ++i) {
+          const int64_t iy = y - pad, ix = i - (pad + 1);
+          const float want = iy >= 0 && iy < 5 && ix >= 0 && ix < 19
+                                 ? x[(c * 5 + iy) * 19 + ix]
+                                 : 0.0f;
+          ASSERT_EQ(padded[(c * hp + y) * wp + i], want);
+        }
+      }
+    }
+    EXPECT_EQ(padded.back(), 5.0f);  // nothing written past the end
   }
 }
 
