@@ -1,6 +1,7 @@
 #include "engine/kernels/fused_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "engine/kernels/decrypt.h"
@@ -246,6 +247,55 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
   });
 }
 
+// Int8 activations, small batches: the decrypted row-major bits go straight
+// to the int8 sign kernel (sum of the activations at set bits, exact
+// integers); per output y = scale_b * sum_p alpha_p * (sum_q - 2 * neg_p)
+// + bias, evaluated here in the same order for every ISA, so all builds give
+// bitwise identical results.
+void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
+                  const LayerWeights& w, int64_t r0, int64_t r1, int64_t batch,
+                  float* y, int64_t ldy, const int8_t* xq, const float* scale,
+                  const int32_t* qsum) {
+  const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
+  const int q = src.planes();
+  // 32 KiB of decrypted bits per tile, as the FP32 sign path: the tile is
+  // read once per 4-row block of the batch from L1/L2.
+  const int64_t rows = r1 - r0;
+  const int64_t rt =
+      RowTile(rows, kw * 8 * q, int64_t{32} << 10, 8, 256, 4 * Threads());
+  constexpr int64_t kBatchChunk = 64;
+  ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    uint64_t* bits;
+    float* alpha;
+    DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
+    int32_t* neg = Grow(s.idots, n * kBatchChunk);
+    float* acc = Grow(s.acc, n * kBatchChunk);
+    for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+      const int64_t nb = std::min(kBatchChunk, batch - b0);
+      for (int p = 0; p < q; ++p) {
+        kt.sign_dot_i8(bits + p * n * kw, kw, n, xq + b0 * Kp, Kp, nb, kw, neg,
+                       nb);
+        for (int64_t r = 0; r < n; ++r) {
+          const float a = alpha[p * n + r];
+          for (int64_t b = 0; b < nb; ++b) {
+            // |sum_q - 2 neg| <= 127 * K < 2^24 for K < 2^17: exact in
+            // float; beyond that it rounds like any float sum.
+            const float v =
+                a * static_cast<float>(qsum[b0 + b] - 2 * neg[r * nb + b]);
+            acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
+          }
+        }
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] * scale[b0 + b] + bias;
+        }
+      }
+    }
+  });
+}
+
 int LutVectors(const KernelTable& kt, int64_t batch, int requested) {
   if (requested == 1 || requested == 2 || requested == 4) return requested;
   if (batch <= kt.lanes) return 1;
@@ -311,6 +361,60 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
 
 }  // namespace
 
+bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
+                             int64_t q_stride, int8_t* q, float* scale,
+                             int32_t* sum) {
+  bool finite = true;
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * k;
+    int8_t* qb = q + b * q_stride;
+    // max |x| on the bit patterns: for non-negative floats the integer
+    // order is the float order, and Inf/NaN land at >= 0x7f800000, so one
+    // (vectorisable) integer max finds both the scale and bad values.
+    uint32_t amax_bits = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      uint32_t u;
+      std::memcpy(&u, xb + i, 4);
+      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
+    }
+    if (amax_bits >= 0x7f800000u) {
+      finite = false;
+      continue;
+    }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
+    int32_t total = 0;
+    if (amax_bits == 0) {
+      std::fill(qb, qb + k, int8_t{0});
+      scale[b] = 0.0f;
+    } else {
+      const float inv = 127.0f / amax;
+      for (int64_t i = 0; i < k; ++i) {
+        // |t| <= 127 (1 + 2^-22): adding and subtracting 1.5 * 2^23 rounds
+        // to the nearest integer, ties to even, in any SIMD width.
+        const float t = xb[i] * inv;
+        const float r = (t + 12582912.0f) - 12582912.0f;
+        const int v = static_cast<int>(r);
+        qb[i] = static_cast<int8_t>(v);
+        total += v;
+      }
+      scale[b] = amax / 127.0f;
+    }
+    std::fill(qb + k, qb + q_stride, int8_t{0});
+    sum[b] = total;
+  }
+  return finite;
+}
+
+BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
+                          int64_t in_features,
+                          ActivationPrecision activations) {
+  if (activations == ActivationPrecision::kInt8 && batch <= kInt8MaxBatch) {
+    return BinaryMethod::kInt8Sign;
+  }
+  return ChooseMethod(isa, batch, out_features, in_features);
+}
+
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features) {
   (void)out_features;
@@ -334,6 +438,8 @@ const char* MethodName(BinaryMethod method) {
       return "lut";
     case BinaryMethod::kLutRows:
       return "lut_rows";
+    case BinaryMethod::kInt8Sign:
+      return "int8_sign";
   }
   return "unknown";
 }
@@ -346,6 +452,33 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
   const PlaneSource src(w, options.isa);
   BinaryMethod method = options.method;
   if (method == BinaryMethod::kAuto) {
+    method = ChooseMethod(options.isa, batch, w.out_features, w.in_features,
+                          options.activations);
+  }
+  if (method == BinaryMethod::kInt8Sign) {
+    const int64_t K = w.in_features, Kp = RoundUp(K, 64);
+    std::vector<int8_t> xq(static_cast<size_t>(batch * Kp));
+    std::vector<float> scale(static_cast<size_t>(batch));
+    std::vector<int32_t> qsum(static_cast<size_t>(batch));
+    bool finite = true;
+    if (batch == 1) {
+      finite = QuantizeActivationsInt8(x, 1, K, Kp, xq.data(), scale.data(),
+                                       qsum.data());
+    } else {
+      std::vector<char> ok(static_cast<size_t>(batch));
+      tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
+        ok[b] = QuantizeActivationsInt8(x + b * K, 1, K, Kp, xq.data() + b * Kp,
+                                        scale.data() + b, qsum.data() + b);
+      });
+      finite = std::all_of(ok.begin(), ok.end(), [](char c) { return c; });
+    }
+    if (finite) {
+      Int8SignPath(kt, src, w, row_begin, row_end, batch, y, ldy, xq.data(),
+                   scale.data(), qsum.data());
+      return;
+    }
+    // Inf/NaN inputs: the FP32 kernels propagate them as IEEE arithmetic
+    // does; a scale of Inf would turn every output into NaN.
     method = ChooseMethod(options.isa, batch, w.out_features, w.in_features);
   }
   if (method == BinaryMethod::kLut) {

@@ -2,7 +2,9 @@
 // -mpopcnt; only called after CPUID says so).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/microkernels.h"
 
@@ -76,7 +78,124 @@ constexpr int kSignBatch = 2;
 
 #include "engine/kernels/microkernels_impl.inc"
 
+// ------------------------------------------------------------ int8 sign path
+
+// 32 weight bits -> 32 bytes of 0/1: broadcast the dword, move byte i/8 of
+// it to byte i (VPSHUFB), keep bit i%8 (AND), and map non-zero to 1 (MINUB).
+// Three ALU uops per 32 weights; the 0/1 bytes are VPMADDUBSW's unsigned
+// operand, the int8 activations its signed one, so each 16-bit lane gets
+// the sum of (at most two) activations whose weight bit is set.
+struct I8Consts {
+  __m256i ctrl, sel, one8;
+  I8Consts()
+      : ctrl(_mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                              2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+        sel(_mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull))),
+        one8(_mm256_set1_epi8(1)) {}
+};
+
+inline __m256i ExpandBits32(const uint64_t* word, int half, const I8Consts& c) {
+  int32_t w32;
+  std::memcpy(&w32, reinterpret_cast<const char*>(word) + 4 * half, 4);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(w32), c.ctrl);
+  return _mm256_min_epu8(_mm256_and_si256(v, c.sel), c.one8);
+}
+
+inline int32_t HsumEpi32(__m256i v) {
+  __m128i s =
+      _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Each 16-bit lane gains at most 2 * 128 per 32 weights, 512 per word, so
+// 32 words (2048 weights) stay below 2^15; then the lanes are widened
+// (VPMADDWD by 1) into 32-bit totals.
+constexpr int64_t kI8FlushWords = 32;
+
+template <int R, int NB>
+void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
+                    int64_t xs, int64_t kw, int32_t* neg, int64_t ns) {
+  const I8Consts c;
+  const __m256i one16 = _mm256_set1_epi16(1);
+  // 32-bit totals live in memory: they change once per 2048 weights, and
+  // the registers are needed for the 16-bit accumulators.
+  int32_t total[R][NB] = {};
+  for (int64_t m0 = 0; m0 < kw; m0 += kI8FlushWords) {
+    const int64_t m1 = std::min(kw, m0 + kI8FlushWords);
+    __m256i acc[R][NB];
+    for (int r = 0; r < R; ++r)
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_setzero_si256();
+    for (int64_t m = m0; m < m1; ++m) {
+      for (int half = 0; half < 2; ++half) {
+        __m256i mask[R];
+        for (int r = 0; r < R; ++r) {
+          mask[r] = ExpandBits32(bits + r * bs + m, half, c);
+        }
+        for (int b = 0; b < NB; ++b) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                  x + b * xs + 64 * m + 32 * half));
+          for (int r = 0; r < R; ++r) {
+            acc[r][b] =
+                _mm256_add_epi16(acc[r][b], _mm256_maddubs_epi16(mask[r], xv));
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int b = 0; b < NB; ++b)
+        total[r][b] += HsumEpi32(_mm256_madd_epi16(acc[r][b], one16));
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) neg[r * ns + b] = total[r][b];
+}
+
+// Register blocking: batch 1 keeps 4 rows' accumulators; larger batches
+// 2 rows x 4 batch rows (8 accumulators, 2 masks, 3 constants, 1 input of
+// the 16 YMM registers), the last 1-3 batch rows in one narrower block.
+template <int R>
+void SignDotI8Rows(const uint64_t* bits, int64_t bs, const int8_t* x,
+                   int64_t xs, int64_t batch, int64_t kw, int32_t* neg,
+                   int64_t ns) {
+  int64_t b = 0;
+  for (; b + 4 <= batch; b += 4) {
+    SignDotI8Block<R, 4>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+  }
+  switch (batch - b) {
+    case 3:
+      return SignDotI8Block<R, 3>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+    case 2:
+      return SignDotI8Block<R, 2>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+    case 1:
+      return SignDotI8Block<R, 1>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+    default:
+      return;
+  }
+}
+
 }  // namespace avx2_kernels
+
+void SignDotI8Avx2(const uint64_t* bits, int64_t bs, int64_t rows,
+                   const int8_t* xq, int64_t xs, int64_t batch, int64_t kw,
+                   int32_t* neg, int64_t ns) {
+  using avx2_kernels::SignDotI8Block;
+  using avx2_kernels::SignDotI8Rows;
+  int64_t r = 0;
+  if (batch == 1) {
+    for (; r + 4 <= rows; r += 4) {
+      SignDotI8Block<4, 1>(bits + r * bs, bs, xq, xs, kw, neg + r * ns, ns);
+    }
+  } else {
+    for (; r + 2 <= rows; r += 2) {
+      SignDotI8Rows<2>(bits + r * bs, bs, xq, xs, batch, kw, neg + r * ns, ns);
+    }
+  }
+  for (; r < rows; ++r) {
+    SignDotI8Rows<1>(bits + r * bs, bs, xq, xs, batch, kw, neg + r * ns, ns);
+  }
+}
 
 const KernelTable& Avx2KernelTable() {
   static const KernelTable table = {KernelIsa::kAvx2,
@@ -87,7 +206,9 @@ const KernelTable& Avx2KernelTable() {
                                     avx2_kernels::LutGemm,
                                     avx2_kernels::LutRowsPortable,
                                     avx2_kernels::DenseDot,
-                                    avx2_kernels::GxnorPortable};
+                                    avx2_kernels::GxnorPortable,
+                                    SignDotI8Avx2,
+                                    "avx2_maddubs"};
   return table;
 }
 

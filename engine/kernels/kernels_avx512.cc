@@ -134,17 +134,19 @@ __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
 }  // namespace avx512_kernels
 
 const KernelTable& Avx512KernelTable() {
-  static const KernelTable table = {KernelIsa::kAvx512,
-                                    avx512_kernels::VF::kLanes,
-                                    avx512_kernels::DecryptWords,
-                                    avx512_kernels::SignDot,
-                                    avx512_kernels::LutBuild,
-                                    avx512_kernels::LutGemm,
-                                    avx512_kernels::LutRowsVpermps,
-                                    avx512_kernels::DenseDot,
-                                    HasAvx512Vpopcntdq()
-                                        ? avx512_kernels::GxnorVpopcnt
-                                        : avx512_kernels::GxnorPortable};
+  static const KernelTable table = {
+      KernelIsa::kAvx512,
+      avx512_kernels::VF::kLanes,
+      avx512_kernels::DecryptWords,
+      avx512_kernels::SignDot,
+      avx512_kernels::LutBuild,
+      avx512_kernels::LutGemm,
+      avx512_kernels::LutRowsVpermps,
+      avx512_kernels::DenseDot,
+      HasAvx512Vpopcntdq() ? avx512_kernels::GxnorVpopcnt
+                           : avx512_kernels::GxnorPortable,
+      HasAvx512Vnni() ? SignDotI8Avx512Vnni : SignDotI8Avx2,
+      HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs"};
   return table;
 }
 

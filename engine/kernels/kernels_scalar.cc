@@ -68,6 +68,26 @@ constexpr int kSignBatch = 2;
 
 }  // namespace scalar_kernels
 
+// Plain loops: the bit-exact reference for the SIMD int8 kernels.
+void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                       const int8_t* xq, int64_t x_stride, int64_t batch,
+                       int64_t k_words, int32_t* neg, int64_t neg_stride) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* row = bits + r * bit_stride;
+    for (int64_t b = 0; b < batch; ++b) {
+      const int8_t* x = xq + b * x_stride;
+      int32_t sum = 0;
+      for (int64_t m = 0; m < k_words; ++m) {
+        const uint64_t w = row[m];
+        for (int i = 0; i < 64; ++i) {
+          sum += ((w >> i) & 1) ? x[64 * m + i] : 0;
+        }
+      }
+      neg[r * neg_stride + b] = sum;
+    }
+  }
+}
+
 const KernelTable& ScalarKernelTable() {
   static const KernelTable table = {KernelIsa::kScalar,
                                     scalar_kernels::VF::kLanes,
@@ -77,7 +97,9 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::LutGemm,
                                     scalar_kernels::LutRowsPortable,
                                     scalar_kernels::DenseDot,
-                                    scalar_kernels::GxnorPortable};
+                                    scalar_kernels::GxnorPortable,
+                                    SignDotI8Portable,
+                                    "portable"};
   return table;
 }
 

@@ -68,6 +68,18 @@ using GxnorFn = void (*)(const uint64_t* w_nz, const uint64_t* w_sign,
                          int64_t rows, int64_t words, const uint64_t* a_nz,
                          const uint64_t* a_sign, int64_t batch, int32_t* dot);
 
+// Int8 sign path: for r < rows, b < batch
+//   neg[r * neg_stride + b] = sum of xq[b * x_stride + k] over the set bits
+//   k < 64 * k_words of row r (bits + r * bit_stride, LSB first).
+// With sum_x = sum_k xq[k], the +-1 dot product is sum_x - 2 * neg. Integer
+// math throughout, so every build returns identical values. xq rows must be
+// readable (zero padded) up to 64 * k_words; any int8 value is allowed and
+// K may be up to 2^22 without overflow.
+using SignDotI8Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                             int64_t rows, const int8_t* xq, int64_t x_stride,
+                             int64_t batch, int64_t k_words, int32_t* neg,
+                             int64_t neg_stride);
+
 struct KernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -78,6 +90,8 @@ struct KernelTable {
   LutRowsFn lut_rows;
   DenseDotFn dense_dot;
   GxnorFn gxnor;
+  SignDotI8Fn sign_dot_i8;
+  const char* sign_dot_i8_name;  // which implementation (logs, benchmark)
 };
 
 // The table for `isa`; isa must be supported (IsaSupported).
@@ -87,6 +101,21 @@ const KernelTable& GetKernelTable(KernelIsa isa);
 const KernelTable& ScalarKernelTable();
 const KernelTable& Avx2KernelTable();
 const KernelTable& Avx512KernelTable();
+
+// The portable int8 sign kernel (the reference the SIMD ones are tested
+// against bit for bit), and the AVX2 one (also used by AVX-512 CPUs without
+// VNNI). Defined in kernels_scalar.cc / kernels_avx2.cc.
+void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                       const int8_t* xq, int64_t x_stride, int64_t batch,
+                       int64_t k_words, int32_t* neg, int64_t neg_stride);
+void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                   const int8_t* xq, int64_t x_stride, int64_t batch,
+                   int64_t k_words, int32_t* neg, int64_t neg_stride);
+// AVX-512 VNNI version (kernels_avx512_vnni.cc); only called when the CPU
+// has AVX512_VNNI.
+void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         const int8_t* xq, int64_t x_stride, int64_t batch,
+                         int64_t k_words, int32_t* neg, int64_t neg_stride);
 
 }  // namespace flexor
 
