@@ -215,6 +215,53 @@ TEST_P(MicrokernelTest, GxnorMatchesScalar) {
   }
 }
 
+TEST_P(MicrokernelTest, SignDotI8MatchesPortableBitForBit) {
+  // kw 33 and 70 cross the AVX2 kernel's 16-bit flush (every 32 words);
+  // rows and batches cover every register block and remainder.
+  std::mt19937_64 rng(11);
+  for (int64_t kw : {1, 2, 33, 70}) {
+    for (int64_t rows : {1, 3, 4, 5, 8, 9, 13}) {
+      for (int64_t batch : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
+        const int64_t bs = kw + 1, xs = kw * 64 + 3;
+        const auto bits = RandomWords(rows * bs, rng());
+        std::vector<int8_t> x(batch * xs);
+        for (auto& v : x) v = static_cast<int8_t>(rng());
+        std::vector<int32_t> got(rows * batch, -1), portable(rows * batch, -2);
+        kt().sign_dot_i8(bits.data(), bs, rows, x.data(), xs, batch, kw,
+                         got.data(), batch);
+        SignDotI8Portable(bits.data(), bs, rows, x.data(), xs, batch, kw,
+                          portable.data(), batch);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t b = 0; b < batch; ++b) {
+            int32_t want = 0;
+            for (int64_t k = 0; k < kw * 64; ++k) {
+              if (Bit(bits.data() + r * bs, k)) want += x[b * xs + k];
+            }
+            ASSERT_EQ(portable[r * batch + b], want);
+            ASSERT_EQ(got[r * batch + b], want)
+                << "kw " << kw << " rows " << rows << " batch " << batch
+                << " r " << r << " b " << b;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, SignDotI8ExtremeValuesDoNotOverflow) {
+  // Every bit set and every activation -128 (or 127): the largest sums any
+  // 16-bit stage can see. 200 words = 12800 weights.
+  const int64_t kw = 200, rows = 5, batch = 6;
+  const std::vector<uint64_t> bits(rows * kw, ~uint64_t{0});
+  for (int v : {-128, 127}) {
+    const std::vector<int8_t> x(batch * kw * 64, static_cast<int8_t>(v));
+    std::vector<int32_t> got(rows * batch);
+    kt().sign_dot_i8(bits.data(), kw, rows, x.data(), kw * 64, batch, kw,
+                     got.data(), batch);
+    for (int32_t g : got) ASSERT_EQ(g, v * kw * 64);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, MicrokernelTest,
                          ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& info) {
