@@ -113,6 +113,7 @@ inline int32_t HsumEpi32(__m256i v) {
 // 32 words (2048 weights) stay below 2^15; then the lanes are widened
 // (VPMADDWD by 1) into 32-bit totals.
 constexpr int64_t kI8FlushWords = 32;
+constexpr int kI8Batch = 8;
 
 template <int R, int NB>
 void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
@@ -153,23 +154,34 @@ void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
 }
 
 // Register blocking: batch 1 keeps 4 rows' accumulators; larger batches
-// 2 rows x 4 batch rows (8 accumulators, 2 masks, 3 constants, 1 input of
-// the 16 YMM registers), the last 1-3 batch rows in one narrower block.
+// one row x up to 8 batch rows (8 accumulators, the row's 0/1 masks, 3
+// constants of the 16 YMM registers: two rows x 4 spilled accumulators to
+// the stack), so the mask expansion is shared by 8 batch rows.
 template <int R>
 void SignDotI8Rows(const uint64_t* bits, int64_t bs, const int8_t* x,
                    int64_t xs, int64_t batch, int64_t kw, int32_t* neg,
                    int64_t ns) {
   int64_t b = 0;
-  for (; b + 4 <= batch; b += 4) {
-    SignDotI8Block<R, 4>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+  for (; b + kI8Batch <= batch; b += kI8Batch) {
+    SignDotI8Block<R, kI8Batch>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
   }
+  const int8_t* xb = x + b * xs;
+  int32_t* nb = neg + b;
   switch (batch - b) {
+    case 7:
+      return SignDotI8Block<R, 7>(bits, bs, xb, xs, kw, nb, ns);
+    case 6:
+      return SignDotI8Block<R, 6>(bits, bs, xb, xs, kw, nb, ns);
+    case 5:
+      return SignDotI8Block<R, 5>(bits, bs, xb, xs, kw, nb, ns);
+    case 4:
+      return SignDotI8Block<R, 4>(bits, bs, xb, xs, kw, nb, ns);
     case 3:
-      return SignDotI8Block<R, 3>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+      return SignDotI8Block<R, 3>(bits, bs, xb, xs, kw, nb, ns);
     case 2:
-      return SignDotI8Block<R, 2>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+      return SignDotI8Block<R, 2>(bits, bs, xb, xs, kw, nb, ns);
     case 1:
-      return SignDotI8Block<R, 1>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+      return SignDotI8Block<R, 1>(bits, bs, xb, xs, kw, nb, ns);
     default:
       return;
   }
@@ -186,10 +198,6 @@ void SignDotI8Avx2(const uint64_t* bits, int64_t bs, int64_t rows,
   if (batch == 1) {
     for (; r + 4 <= rows; r += 4) {
       SignDotI8Block<4, 1>(bits + r * bs, bs, xq, xs, kw, neg + r * ns, ns);
-    }
-  } else {
-    for (; r + 2 <= rows; r += 2) {
-      SignDotI8Rows<2>(bits + r * bs, bs, xq, xs, batch, kw, neg + r * ns, ns);
     }
   }
   for (; r < rows; ++r) {
