@@ -121,36 +121,43 @@ void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
   const I8Consts c;
   const __m256i one16 = _mm256_set1_epi16(1);
   // 32-bit totals live in memory: they change once per 2048 weights, and
-  // the registers are needed for the 16-bit accumulators.
-  int32_t total[R][NB] = {};
+  // the registers are needed for the 16-bit accumulators. The loops over
+  // rows and batch rows are unrolled early (pragmas) so that GCC keeps the
+  // accumulators in registers rather than in a stack array.
+  int32_t total[R * NB] = {};
   for (int64_t m0 = 0; m0 < kw; m0 += kI8FlushWords) {
     const int64_t m1 = std::min(kw, m0 + kI8FlushWords);
-    __m256i acc[R][NB];
-    for (int r = 0; r < R; ++r)
-      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_setzero_si256();
+    __m256i acc[R * NB];
+#pragma GCC unroll 16
+    for (int i = 0; i < R * NB; ++i) acc[i] = _mm256_setzero_si256();
     for (int64_t m = m0; m < m1; ++m) {
+#pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
         __m256i mask[R];
+#pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
           mask[r] = ExpandBits32(bits + r * bs + m, half, c);
         }
+#pragma GCC unroll 16
         for (int b = 0; b < NB; ++b) {
           const __m256i xv =
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
                   x + b * xs + 64 * m + 32 * half));
+#pragma GCC unroll 16
           for (int r = 0; r < R; ++r) {
-            acc[r][b] =
-                _mm256_add_epi16(acc[r][b], _mm256_maddubs_epi16(mask[r], xv));
+            acc[r * NB + b] = _mm256_add_epi16(
+                acc[r * NB + b], _mm256_maddubs_epi16(mask[r], xv));
           }
         }
       }
     }
-    for (int r = 0; r < R; ++r)
-      for (int b = 0; b < NB; ++b)
-        total[r][b] += HsumEpi32(_mm256_madd_epi16(acc[r][b], one16));
+#pragma GCC unroll 16
+    for (int i = 0; i < R * NB; ++i) {
+      total[i] += HsumEpi32(_mm256_madd_epi16(acc[i], one16));
+    }
   }
   for (int r = 0; r < R; ++r)
-    for (int b = 0; b < NB; ++b) neg[r * ns + b] = total[r][b];
+    for (int b = 0; b < NB; ++b) neg[r * ns + b] = total[r * NB + b];
 }
 
 // Register blocking: batch 1 keeps 4 rows' accumulators; larger batches
