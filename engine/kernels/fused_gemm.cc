@@ -211,18 +211,13 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
       src.Rows(p, o0, n, bits);
       src.Alphas(p, o0, n, alpha + p * n);
       // Transpose to [block][k word][16 rows] for the 16-row kernel,
-      // once per tile for every activation row.
+      // once per tile for every activation row (in registers, 8x8 words at
+      // a time, where the ISA has a kernel for it).
       uint64_t* tp = t16 + p * blocks * 16 * kw;
       for (int64_t blk = 0; blk < blocks; ++blk) {
-        uint64_t* dst = tp + blk * 16 * kw;
-        const int64_t valid = std::min<int64_t>(16, n - blk * 16);
-        for (int64_t m = 0; m < kw; ++m) {
-          int64_t r = 0;
-          for (; r < valid; ++r) {
-            dst[m * 16 + r] = bits[(blk * 16 + r) * kw + m];
-          }
-          for (; r < 16; ++r) dst[m * 16 + r] = 0;
-        }
+        kt.transpose16(bits + blk * 16 * kw, kw,
+                       std::min<int64_t>(16, n - blk * 16), kw,
+                       tp + blk * 16 * kw);
       }
     }
     float* acc = Grow(s.acc, blocks * 16);

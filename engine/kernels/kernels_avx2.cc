@@ -223,6 +223,7 @@ const KernelTable& Avx2KernelTable() {
                                     avx2_kernels::DenseDot,
                                     avx2_kernels::GxnorPortable,
                                     SignDotI8Avx2,
+                                    Transpose16Portable,
                                     "avx2_maddubs"};
   return table;
 }

@@ -68,6 +68,15 @@ constexpr int kSignBatch = 2;
 
 }  // namespace scalar_kernels
 
+void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         int64_t k_words, uint64_t* out) {
+  for (int64_t m = 0; m < k_words; ++m) {
+    int64_t r = 0;
+    for (; r < rows; ++r) out[m * 16 + r] = bits[r * bit_stride + m];
+    for (; r < 16; ++r) out[m * 16 + r] = 0;
+  }
+}
+
 // Plain loops: the bit-exact reference for the SIMD int8 kernels.
 void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        const int8_t* xq, int64_t x_stride, int64_t batch,
@@ -99,6 +108,7 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::DenseDot,
                                     scalar_kernels::GxnorPortable,
                                     SignDotI8Portable,
+                                    Transpose16Portable,
                                     "portable"};
   return table;
 }

@@ -56,6 +56,12 @@ using LutGemmFn = void (*)(const uint64_t* bits, int64_t bit_stride,
 using LutRowsFn = void (*)(const uint64_t* bits16, int64_t k_words,
                            const float* table, float* dot);
 
+// Row-LUT input layout: one block of 16 rows of `bits` (row r at
+// bits + r * bit_stride, k_words words each) transposed to
+// out[m * 16 + r] = word m of row r, m < k_words; rows >= `rows` are zero.
+using Transpose16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                               int64_t rows, int64_t k_words, uint64_t* out);
+
 // Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
 // x[b * x_stride + k].
 using DenseDotFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
@@ -91,6 +97,7 @@ struct KernelTable {
   DenseDotFn dense_dot;
   GxnorFn gxnor;
   SignDotI8Fn sign_dot_i8;
+  Transpose16Fn transpose16;
   const char* sign_dot_i8_name;  // which implementation (logs, benchmark)
 };
 
@@ -108,6 +115,8 @@ const KernelTable& Avx512KernelTable();
 void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        const int8_t* xq, int64_t x_stride, int64_t batch,
                        int64_t k_words, int32_t* neg, int64_t neg_stride);
+void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         int64_t k_words, uint64_t* out);
 void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                    const int8_t* xq, int64_t x_stride, int64_t batch,
                    int64_t k_words, int32_t* neg, int64_t neg_stride);

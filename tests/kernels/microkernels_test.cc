@@ -248,6 +248,23 @@ TEST_P(MicrokernelTest, SignDotI8MatchesPortableBitForBit) {
   }
 }
 
+TEST_P(MicrokernelTest, Transpose16MatchesScalar) {
+  for (int64_t kw : {1, 7, 8, 9, 16, 23}) {
+    for (int64_t rows : {1, 5, 8, 9, 15, 16}) {
+      const int64_t bs = kw + 3;
+      const auto bits = RandomWords(rows * bs, kw * 100 + rows);
+      std::vector<uint64_t> out(kw * 16, 0xdeadbeef);
+      kt().transpose16(bits.data(), bs, rows, kw, out.data());
+      for (int64_t m = 0; m < kw; ++m) {
+        for (int64_t r = 0; r < 16; ++r) {
+          ASSERT_EQ(out[m * 16 + r], r < rows ? bits[r * bs + m] : 0)
+              << "kw " << kw << " rows " << rows << " m " << m << " r " << r;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(MicrokernelTest, SignDotI8ExtremeValuesDoNotOverflow) {
   // Every bit set and every activation -128 (or 127): the largest sums any
   // 16-bit stage can see. 200 words = 12800 weights.
