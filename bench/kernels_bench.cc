@@ -286,8 +286,9 @@ void RegisterAll(bool full, bool methods) {
     n_ins = {16, 12, 8};  // 0.8, 0.6, 0.4 bit per plane
     qs = {1, 2};
   }
-  // (method, activations) per case: FP32 auto always; int8 where kAuto
-  // would use it (small batches); --methods adds every kernel forced.
+  // (method, activations) per case: kAuto with FP32 and with int8
+  // activations allowed (the label says which kernel that picked);
+  // --methods adds every kernel forced.
   struct Variant {
     BinaryMethod method;
     ActivationPrecision activations;
@@ -299,10 +300,8 @@ void RegisterAll(bool full, bool methods) {
     for (int64_t batch : batches) {
       std::vector<Variant> variants = {
           {BinaryMethod::kAuto, ActivationPrecision::kFloat32, "auto"}};
-      if (batch <= kInt8MaxBatch) {
-        variants.push_back(
-            {BinaryMethod::kAuto, ActivationPrecision::kInt8, "auto_int8"});
-      }
+      variants.push_back(
+          {BinaryMethod::kAuto, ActivationPrecision::kInt8, "auto_int8"});
       if (methods) {
         variants.push_back({BinaryMethod::kSignFma,
                             ActivationPrecision::kFloat32, "sign_fma"});
@@ -310,10 +309,8 @@ void RegisterAll(bool full, bool methods) {
             {BinaryMethod::kLut, ActivationPrecision::kFloat32, "lut"});
         variants.push_back({BinaryMethod::kLutRows,
                             ActivationPrecision::kFloat32, "lut_rows"});
-        if (batch > kInt8MaxBatch) {
-          variants.push_back({BinaryMethod::kInt8Sign,
-                              ActivationPrecision::kInt8, "int8_sign"});
-        }
+        variants.push_back(
+            {BinaryMethod::kInt8Sign, ActivationPrecision::kInt8, "int8_sign"});
       }
       for (int t : thread_counts) {
         const std::string tail =

@@ -404,7 +404,9 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features,
                           ActivationPrecision activations) {
-  if (activations == ActivationPrecision::kInt8 && batch <= kInt8MaxBatch) {
+  if (activations == ActivationPrecision::kInt8 &&
+      (batch <= kInt8MaxBatch ||
+       (isa == KernelIsa::kAvx512 && HasAvx512Vnni()))) {
     return BinaryMethod::kInt8Sign;
   }
   return ChooseMethod(isa, batch, out_features, in_features);

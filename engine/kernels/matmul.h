@@ -33,12 +33,12 @@ struct MatmulOptions {
   ActivationPrecision activations = ActivationPrecision::kFloat32;
 };
 
-// Same as above with explicit options. The 5-argument form uses
+// Same as above with explicit options; the overload without options uses
 // DefaultMatmulOptions().
 void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
             KernelPath path, const MatmulOptions& options);
 
-// Process-wide default for the 5-argument Matmul: FP32 activations unless
+// Process-wide default for Matmul without options: FP32 activations unless
 // the environment variable FLEXOR_ACTIVATION_PRECISION=int8 was set at the
 // first call (benchmarks, experiments); per-model choices should pass
 // MatmulOptions explicitly.

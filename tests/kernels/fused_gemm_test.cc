@@ -272,30 +272,37 @@ TEST_P(Int8PathTest, ExactWhenActivationsAreSmallIntegers) {
 
 TEST_P(Int8PathTest, ResultsDoNotDependOnThreadCountOrRowRange) {
   const auto layer = RandomBinaryLayer(700, 300, 2, {16, 20, 2}, 3);
-  const int64_t batch = 5;
-  const auto x = RandomVector(batch * 300, 4);
-  std::vector<std::vector<float>> results;
-  for (int threads : {1, 2, 3}) {
-    tbb::task_arena arena(threads);
-    std::vector<float> y(batch * 700);
-    arena.execute([&] {
-      BinaryCodedGemm(layer->w, 0, 700, x.data(), batch, y.data(), 700,
-                      Int8Options(GetParam()));
-    });
-    results.push_back(std::move(y));
-  }
-  EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(),
-                           results[0].size() * sizeof(float)));
-  EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(),
-                           results[0].size() * sizeof(float)));
-  // A row range writes only its columns and the same values.
-  std::vector<float> part(batch * 700, -7.0f);
-  BinaryCodedGemm(layer->w, 123, 456, x.data(), batch, part.data(), 700,
-                  Int8Options(GetParam()));
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t o = 0; o < 700; ++o) {
-      const float want = o < 123 || o >= 456 ? -7.0f : results[0][b * 700 + o];
-      ASSERT_EQ(part[b * 700 + o], want) << b << " " << o;
+  // 70 and 130 cross the driver's 64-row batch chunks (large batches use
+  // this path on AVX-512 VNNI).
+  for (int64_t batch : {5, 70, 130}) {
+    const auto x = RandomVector(batch * 300, 4 + batch);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      tbb::task_arena arena(threads);
+      std::vector<float> y(batch * 700);
+      arena.execute([&] {
+        BinaryCodedGemm(layer->w, 0, 700, x.data(), batch, y.data(), 700,
+                        Int8Options(GetParam()));
+      });
+      results.push_back(std::move(y));
+    }
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(),
+                             results[0].size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(),
+                             results[0].size() * sizeof(float)));
+    std::vector<float> want(batch * 700);
+    MatmulReference(layer->w, x.data(), batch, want.data());
+    ExpectNear(results[0], want, Int8Bounds(layer->w, x.data(), batch),
+               "batch " + std::to_string(batch));
+    // A row range writes only its columns and the same values.
+    std::vector<float> part(batch * 700, -7.0f);
+    BinaryCodedGemm(layer->w, 123, 456, x.data(), batch, part.data(), 700,
+                    Int8Options(GetParam()));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t o = 0; o < 700; ++o) {
+        const float w = o < 123 || o >= 456 ? -7.0f : results[0][b * 700 + o];
+        ASSERT_EQ(part[b * 700 + o], w) << b << " " << o;
+      }
     }
   }
 }
@@ -372,9 +379,14 @@ TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
     EXPECT_EQ(
         ChooseMethod(isa, kInt8MaxBatch, 100, 100, ActivationPrecision::kInt8),
         BinaryMethod::kInt8Sign);
+    // Larger batches: int8 only where VPDPBUSD makes it the faster kernel.
+    const bool vnni = isa == KernelIsa::kAvx512 && HasAvx512Vnni();
     EXPECT_EQ(ChooseMethod(isa, kInt8MaxBatch + 1, 100, 100,
                            ActivationPrecision::kInt8),
-              ChooseMethod(isa, kInt8MaxBatch + 1, 100, 100));
+              vnni ? BinaryMethod::kInt8Sign
+                   : ChooseMethod(isa, kInt8MaxBatch + 1, 100, 100));
+    EXPECT_EQ(ChooseMethod(isa, 128, 100, 100, ActivationPrecision::kInt8),
+              vnni ? BinaryMethod::kInt8Sign : BinaryMethod::kLut);
     EXPECT_NE(ChooseMethod(isa, 1, 100, 100, ActivationPrecision::kFloat32),
               BinaryMethod::kInt8Sign);
   }
