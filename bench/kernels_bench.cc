@@ -5,12 +5,14 @@
 //   build-kernels/bench/kernels_bench            reduced set (~1 minute)
 //   build-kernels/bench/kernels_bench --full     whole grid of the issue
 //   --methods   also run the sign-FMA and LUT kernels forced, not only auto
+//   --batches=1,2,4   batch sizes instead of the default 1,8,32,128
 // Any Google Benchmark flag works too (--benchmark_filter=..., ...).
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -278,7 +280,8 @@ std::string CpuModel() {
   return "unknown";
 }
 
-void RegisterAll(bool full, bool methods) {
+void RegisterAll(bool full, bool methods,
+                 const std::vector<int64_t>& batch_list) {
   const int all_threads =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<int> thread_counts = {1};
@@ -292,6 +295,7 @@ void RegisterAll(bool full, bool methods) {
     n_ins = {16, 12, 8};  // 0.8, 0.6, 0.4 bit per plane
     qs = {1, 2};
   }
+  if (!batch_list.empty()) batches = batch_list;
   // (method, activations) per case: kAuto with FP32 and with int8
   // activations allowed (the label says which kernel that picked);
   // --methods adds every kernel forced.
@@ -388,12 +392,20 @@ void RegisterAll(bool full, bool methods) {
 
 int main(int argc, char** argv) {
   bool full = false, methods = false;
+  std::vector<int64_t> batches;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--full") == 0) {
       full = true;
     } else if (std::strcmp(argv[i], "--methods") == 0) {
       methods = true;
+    } else if (std::strncmp(argv[i], "--batches=", 10) == 0) {
+      for (const char* p = argv[i] + 10; *p != 0;) {
+        char* end;
+        batches.push_back(std::strtoll(p, &end, 10));
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p != 0) break;
+      }
     } else {
       args.push_back(argv[i]);
     }
@@ -405,7 +417,7 @@ int main(int argc, char** argv) {
                               flexor::IsaName(flexor::SelectedIsa()));
   benchmark::AddCustomContext("load_average_at_start", flexor::LoadAverage());
   std::printf("load average at start: %s\n", flexor::LoadAverage().c_str());
-  flexor::RegisterAll(full, methods);
+  flexor::RegisterAll(full, methods, batches);
   flexor::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();

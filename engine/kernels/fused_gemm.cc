@@ -1,6 +1,7 @@
 #include "engine/kernels/fused_gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct Scratch {
   std::vector<uint64_t> bits;
   std::vector<float> alpha, dots, acc, table;
   std::vector<int32_t> idots;
+  std::vector<uint8_t> bytes;
 };
 Scratch& LocalScratch() {
   thread_local Scratch scratch;
@@ -242,10 +244,40 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
   });
 }
 
-// Int8 activations, small batches: the decrypted row-major bits go straight
-// to the int8 sign kernel (sum of the activations at set bits, exact
-// integers); per output y = scale_b * sum_p alpha_p * (sum_q - 2 * neg_p)
-// + bias, evaluated here in the same order for every ISA, so all builds give
+// Tables of the int8 LUT kernel for one quantised activation row (zero
+// padded to 64 * kw): per group g of 4 inputs, the low bytes then the high
+// bytes of e_g[p] = sum of the inputs at the set bits of p (|e| <= 512).
+void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
+  for (int64_t g = 0; g < 16 * kw; ++g) {
+    const int8_t* x = xq + 4 * g;
+    uint8_t* t = tables + 32 * g;
+    for (int p = 0; p < 16; ++p) {
+      int e = 0;
+      for (int i = 0; i < 4; ++i) e += ((p >> i) & 1) ? x[i] : 0;
+      t[p] = static_cast<uint8_t>(e & 0xff);
+      t[16 + p] = static_cast<uint8_t>((e >> 8) & 0xff);
+    }
+  }
+}
+
+// Batches up to this size use the int8 LUT kernel where the ISA has one
+// (AVX2): it needs a byte transpose of each tile (shared by the batch rows)
+// and then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel
+// ~40 at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
+int64_t Int8LutMaxBatch() {
+  static const int64_t v = [] {
+    const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
+    return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
+  }();
+  return v;
+}
+
+// Int8 activations: the decrypted row-major bits go to the int8 sign kernel
+// (sum of the activations at set bits, exact integers) or, for small
+// batches on AVX2, are byte-transposed in blocks of 32 rows for the LUT
+// kernel, which returns the same integers. Per output
+// y = scale_b * sum_p alpha_p * (sum_q - 2 * neg_p) + bias is evaluated
+// here in the same order for every ISA and kernel, so all builds give
 // bitwise identical results.
 void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const LayerWeights& w, int64_t r0, int64_t r1, int64_t batch,
@@ -253,11 +285,19 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const int32_t* qsum) {
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
-  // 32 KiB of decrypted bits per tile, as the FP32 sign path: the tile is
-  // read once per 4-row block of the batch from L1/L2.
+  const bool lut = kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch();
+  std::vector<uint8_t> tables;
+  const int64_t table_stride = 16 * kw * 32;
+  if (lut) {
+    tables.resize(static_cast<size_t>(batch * table_stride));
+    tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
+      BuildLutI8Tables(xq + b * Kp, kw, tables.data() + b * table_stride);
+    });
+  }
+  // 32 KiB of decrypted bits per tile, as the FP32 sign path.
   const int64_t rows = r1 - r0;
-  const int64_t rt =
-      RowTile(rows, kw * 8 * q, int64_t{32} << 10, 8, 256, 4 * Threads());
+  const int64_t rt = RowTile(rows, kw * 8 * q, int64_t{32} << 10, lut ? 32 : 8,
+                             256, 4 * Threads());
   constexpr int64_t kBatchChunk = 64;
   ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
     uint64_t* bits;
@@ -265,11 +305,27 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
     DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
     int32_t* neg = Grow(s.idots, n * kBatchChunk);
     float* acc = Grow(s.acc, n * kBatchChunk);
+    uint8_t* t32 = lut ? Grow(s.bytes, kw * 8 * 32) : nullptr;
     for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
       const int64_t nb = std::min(kBatchChunk, batch - b0);
       for (int p = 0; p < q; ++p) {
-        kt.sign_dot_i8(bits + p * n * kw, kw, n, xq + b0 * Kp, Kp, nb, kw, neg,
-                       nb);
+        const uint64_t* pb = bits + p * n * kw;
+        if (lut) {
+          int32_t dot32[32];
+          for (int64_t r = 0; r < n; r += 32) {
+            const int64_t valid = std::min<int64_t>(32, n - r);
+            kt.transpose_bytes32(pb + r * kw, kw, valid, kw, t32);
+            for (int64_t b = 0; b < nb; ++b) {
+              kt.lut_i8(t32, kw, tables.data() + (b0 + b) * table_stride,
+                        dot32);
+              for (int64_t i = 0; i < valid; ++i) {
+                neg[(r + i) * nb + b] = dot32[i];
+              }
+            }
+          }
+        } else {
+          kt.sign_dot_i8(pb, kw, n, xq + b0 * Kp, Kp, nb, kw, neg, nb);
+        }
         for (int64_t r = 0; r < n; ++r) {
           const float a = alpha[p * n + r];
           for (int64_t b = 0; b < nb; ++b) {

@@ -190,6 +190,8 @@ const KernelTable& Avx512KernelTable() {
                            : avx512_kernels::GxnorPortable,
       HasAvx512Vnni() ? SignDotI8Avx512Vnni : SignDotI8Avx2,
       avx512_kernels::Transpose16,
+      nullptr,
+      nullptr,
       HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs"};
   return table;
 }

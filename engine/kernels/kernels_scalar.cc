@@ -77,6 +77,31 @@ void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
   }
 }
 
+void TransposeBytes32Portable(const uint64_t* bits, int64_t bit_stride,
+                              int64_t rows, int64_t k_words, uint8_t* out) {
+  for (int64_t c = 0; c < 8 * k_words; ++c) {
+    for (int64_t r = 0; r < 32; ++r) {
+      out[c * 32 + r] = r < rows
+                            ? static_cast<uint8_t>(
+                                  bits[r * bit_stride + c / 8] >> (8 * (c % 8)))
+                            : 0;
+    }
+  }
+}
+
+void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
+                   int32_t* neg) {
+  for (int r = 0; r < 32; ++r) {
+    int32_t sum = 0;
+    for (int64_t g = 0; g < 16 * k_words; ++g) {
+      const int nib = (t32[(g / 2) * 32 + r] >> (4 * (g % 2))) & 15;
+      const uint8_t* t = tables + g * 32;
+      sum += static_cast<int16_t>(t[nib] | (t[16 + nib] << 8));
+    }
+    neg[r] = sum;
+  }
+}
+
 // Plain loops: the bit-exact reference for the SIMD int8 kernels.
 void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        const int8_t* xq, int64_t x_stride, int64_t batch,
@@ -109,6 +134,8 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::GxnorPortable,
                                     SignDotI8Portable,
                                     Transpose16Portable,
+                                    nullptr,
+                                    nullptr,
                                     "portable"};
   return table;
 }
