@@ -5,11 +5,14 @@
 //   build-kernels/bench/kernels_bench            reduced set (~1 minute)
 //   build-kernels/bench/kernels_bench --full     whole grid of the issue
 //   --methods   also run the sign-FMA and LUT kernels forced, not only auto
+//   --batches=1,2,4   batch sizes instead of the default 1,8,32,128
 // Any Google Benchmark flag works too (--benchmark_filter=..., ...).
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -27,6 +30,7 @@
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/fused_gemm.h"
 #include "engine/kernels/layer_weights.h"
+#include "engine/kernels/microkernels.h"
 #include "tbb/task_arena.h"
 
 namespace flexor {
@@ -102,12 +106,14 @@ const std::vector<float>& RandomFloats(int64_t n) {
 // ------------------------------------------------------------ benchmarks
 
 void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
-               int threads, BinaryMethod method) {
+               int threads, BinaryMethod method,
+               ActivationPrecision activations) {
   const OwnedLayer& layer = Layer(s, q, n_in);
   const std::vector<float>& x = RandomFloats(batch * s.K);
   std::vector<float> y(batch * s.O);
   GemmOptions options;
   options.method = method;
+  options.activations = activations;
   tbb::task_arena arena(threads);
   for (auto _ : state) {
     arena.execute([&] {
@@ -119,9 +125,16 @@ void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * s.O * s.K * batch, benchmark::Counter::kIsIterationInvariantRate,
       benchmark::Counter::kIs1000);
-  state.SetLabel(MethodName(method == BinaryMethod::kAuto
-                                ? ChooseMethod(SelectedIsa(), batch, s.O, s.K)
-                                : method));
+  const BinaryMethod m =
+      method == BinaryMethod::kAuto
+          ? ChooseMethod(SelectedIsa(), batch, s.O, s.K, activations)
+          : method;
+  std::string label = MethodName(m);
+  if (m == BinaryMethod::kInt8Sign) {
+    label +=
+        std::string("(") + GetKernelTable(SelectedIsa()).sign_dot_i8_name + ")";
+  }
+  state.SetLabel(label);
 }
 
 void BM_Openblas(benchmark::State& state, Shape s, int64_t batch, int threads) {
@@ -170,9 +183,12 @@ void BM_Memcpy(benchmark::State& state, int64_t bytes) {
 
 // ---------------------------------------------------------- ratio table
 
-// One row of the ratio table: the FleXOR run and its baseline.
+// One row of the ratio table: the FleXOR run and its baseline, measured
+// before and (baseline_after) after the FleXOR runs of the same case, so
+// drift of the machine during the run shows up as their spread.
 struct Pair {
-  std::string flexor, baseline, row;
+  std::string flexor, baseline, baseline_after, row;
+  double flops = 0;  // 2 * O * K * batch (0: decryption row)
 };
 std::vector<Pair>& Pairs() {
   static std::vector<Pair> pairs;
@@ -195,22 +211,50 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::printf(
-        "\nRatios (baseline time / FleXOR time; > 1 means FleXOR is "
-        "faster; decrypt rows: decrypt bandwidth / memcpy bandwidth)\n");
-    std::printf("| case | kernel | FleXOR | baseline | ratio |\n");
-    std::printf("|---|---|---:|---:|---:|\n");
+        "\nRatios (baseline time / FleXOR time; > 1 means FleXOR is faster). "
+        "Baseline = mean of the OpenBLAS runs before and after the case; "
+        "spread = |before - after| / min. GFLOP/s-equivalent = 2 O K batch / "
+        "time. Decrypt rows: decrypt bandwidth / memcpy bandwidth.\n");
+    std::printf(
+        "| case | kernel | FleXOR | GFLOP/s | OpenBLAS | GFLOP/s | spread | "
+        "ratio |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    double worst_spread = 0;
     for (const Pair& p : Pairs()) {
       if (!seconds_.count(p.flexor) || !seconds_.count(p.baseline)) continue;
       if (bytes_per_s_.count(p.flexor)) {
-        const double a = bytes_per_s_[p.flexor], b = bytes_per_s_[p.baseline];
-        std::printf("| %s | decrypt | %.1f GB/s | %.1f GB/s | %.2f |\n",
-                    p.row.c_str(), a / 1e9, b / 1e9, a / b);
-      } else {
-        const double a = seconds_[p.flexor], b = seconds_[p.baseline];
-        std::printf("| %s | %s | %.3g us | %.3g us | %.2f |\n", p.row.c_str(),
-                    labels_[p.flexor].c_str(), a, b, b / a);
+        const double a = bytes_per_s_[p.flexor];
+        double b = bytes_per_s_[p.baseline], spread = 0;
+        if (bytes_per_s_.count(p.baseline_after)) {
+          const double b2 = bytes_per_s_[p.baseline_after];
+          spread = std::fabs(b - b2) / std::min(b, b2);
+          b = 0.5 * (b + b2);
+        }
+        std::printf(
+            "| %s | decrypt | %.1f GB/s | | %.1f GB/s (memcpy) | | "
+            "%.0f%% | %.2f |\n",
+            p.row.c_str(), a / 1e9, b / 1e9, 100 * spread, a / b);
+        continue;
       }
+      const double a = seconds_[p.flexor];
+      double b = seconds_[p.baseline], spread = 0;
+      if (seconds_.count(p.baseline_after)) {
+        const double b2 = seconds_[p.baseline_after];
+        spread = std::fabs(b - b2) / std::min(b, b2);
+        b = 0.5 * (b + b2);
+        worst_spread = std::max(worst_spread, spread);
+      }
+      // Times are in microseconds (the benchmarks' unit).
+      std::printf(
+          "| %s | %s | %.4g us | %.1f | %.4g us | %.1f | %.0f%% | "
+          "%.2f |\n",
+          p.row.c_str(), labels_[p.flexor].c_str(), a, p.flops / (a * 1e3), b,
+          p.flops / (b * 1e3), 100 * spread, b / a);
     }
+    std::printf(
+        "\nlargest OpenBLAS before/after spread: %.0f%%%s\n",
+        100 * worst_spread,
+        worst_spread > 0.10 ? " (> 10%: the machine was not quiet)" : "");
     std::fflush(stdout);
   }
 
@@ -218,6 +262,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> seconds_, bytes_per_s_;
   std::map<std::string, std::string> labels_;
 };
+
+std::string LoadAverage() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
 
 std::string CpuModel() {
   std::ifstream f("/proc/cpuinfo");
@@ -229,68 +280,96 @@ std::string CpuModel() {
   return "unknown";
 }
 
-void RegisterAll(bool full, bool methods) {
+void RegisterAll(bool full, bool methods,
+                 const std::vector<int64_t>& batch_list) {
   const int all_threads =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<int> thread_counts = {1};
   if (all_threads > 1) thread_counts.push_back(all_threads);
-  std::vector<Shape> shapes = {{4096, 4096}};
+  std::vector<Shape> shapes = {{4096, 4096}, {4096, 14336}};
   std::vector<int64_t> batches = {1, 8, 32, 128};
   std::vector<int> n_ins = {16};  // 0.8 bit
   std::vector<int> qs = {1};
   if (full) {
-    shapes = {{1024, 1024}, {4096, 4096}, {11008, 4096}};
+    shapes = {{1024, 1024}, {4096, 4096}, {11008, 4096}, {4096, 14336}};
     n_ins = {16, 12, 8};  // 0.8, 0.6, 0.4 bit per plane
     qs = {1, 2};
   }
-  std::vector<BinaryMethod> method_list = {BinaryMethod::kAuto};
-  if (methods) {
-    method_list.push_back(BinaryMethod::kSignFma);
-    method_list.push_back(BinaryMethod::kLut);
-    method_list.push_back(BinaryMethod::kLutRows);
-  }
+  if (!batch_list.empty()) batches = batch_list;
+  // (method, activations) per case: kAuto with FP32 and with int8
+  // activations allowed (the label says which kernel that picked);
+  // --methods adds every kernel forced.
+  struct Variant {
+    BinaryMethod method;
+    ActivationPrecision activations;
+    const char* name;
+  };
   const double kMinTime = 0.3;
   for (Shape s : shapes) {
     const std::string shape = std::to_string(s.O) + "x" + std::to_string(s.K);
     for (int64_t batch : batches) {
+      std::vector<Variant> variants = {
+          {BinaryMethod::kAuto, ActivationPrecision::kFloat32, "auto"}};
+      variants.push_back(
+          {BinaryMethod::kAuto, ActivationPrecision::kInt8, "auto_int8"});
+      if (methods) {
+        variants.push_back({BinaryMethod::kSignFma,
+                            ActivationPrecision::kFloat32, "sign_fma"});
+        variants.push_back(
+            {BinaryMethod::kLut, ActivationPrecision::kFloat32, "lut"});
+        variants.push_back({BinaryMethod::kLutRows,
+                            ActivationPrecision::kFloat32, "lut_rows"});
+        variants.push_back(
+            {BinaryMethod::kInt8Sign, ActivationPrecision::kInt8, "int8_sign"});
+      }
       for (int t : thread_counts) {
         const std::string tail =
             "/b" + std::to_string(batch) + "/t" + std::to_string(t);
         const std::string blas = "openblas/" + shape + tail;
-        benchmark::RegisterBenchmark(blas.c_str(), BM_Openblas, s, batch, t)
+        const double flops = 2.0 * s.O * s.K * batch;
+        benchmark::RegisterBenchmark((blas + "/before").c_str(), BM_Openblas, s,
+                                     batch, t)
             ->UseRealTime()
             ->MinTime(kMinTime)
             ->Unit(benchmark::kMicrosecond);
         for (int q : qs) {
           for (int n_in : n_ins) {
-            for (BinaryMethod m : method_list) {
+            for (const Variant& v : variants) {
               char bits[32];
               std::snprintf(bits, sizeof(bits), "%.1fbit",
                             static_cast<double>(n_in) / kNOut);
               const std::string cfg =
                   std::string(bits) + "/q" + std::to_string(q);
               const std::string name =
-                  "flexor/" + shape + tail + "/" + cfg + "/" + MethodName(m);
+                  "flexor/" + shape + tail + "/" + cfg + "/" + v.name;
               benchmark::RegisterBenchmark(name.c_str(), BM_Flexor, s, batch, q,
-                                           n_in, t, m)
+                                           n_in, t, v.method, v.activations)
                   ->UseRealTime()
                   ->MinTime(kMinTime)
                   ->Unit(benchmark::kMicrosecond);
-              Pairs().push_back({name, blas,
+              Pairs().push_back({name, blas + "/before", blas + "/after",
                                  shape + " b" + std::to_string(batch) + " t" +
                                      std::to_string(t) + " " + cfg + " " +
-                                     MethodName(m)});
+                                     v.name,
+                                 flops});
             }
           }
         }
+        benchmark::RegisterBenchmark((blas + "/after").c_str(), BM_Openblas, s,
+                                     batch, t)
+            ->UseRealTime()
+            ->MinTime(kMinTime)
+            ->Unit(benchmark::kMicrosecond);
       }
     }
   }
-  // Decryption alone, one thread: decoded bytes/s vs memcpy of as many bytes.
+  // Decryption alone, one thread: decoded bytes/s vs memcpy of as many
+  // bytes, memcpy measured before and after the decryption cases.
   for (Shape s : shapes) {
     const std::string shape = std::to_string(s.O) + "x" + std::to_string(s.K);
     const std::string mem = "memcpy/" + shape;
-    benchmark::RegisterBenchmark(mem.c_str(), BM_Memcpy, s.O * s.K / 8)
+    benchmark::RegisterBenchmark((mem + "/before").c_str(), BM_Memcpy,
+                                 s.O * s.K / 8)
         ->MinTime(kMinTime);
     for (int n_in : n_ins) {
       char bits[32];
@@ -299,8 +378,12 @@ void RegisterAll(bool full, bool methods) {
       const std::string name = "decrypt/" + shape + "/" + bits;
       benchmark::RegisterBenchmark(name.c_str(), BM_Decrypt, s, n_in)
           ->MinTime(kMinTime);
-      Pairs().push_back({name, mem, shape + " " + bits});
+      Pairs().push_back(
+          {name, mem + "/before", mem + "/after", shape + " " + bits, 0});
     }
+    benchmark::RegisterBenchmark((mem + "/after").c_str(), BM_Memcpy,
+                                 s.O * s.K / 8)
+        ->MinTime(kMinTime);
   }
 }
 
@@ -309,12 +392,20 @@ void RegisterAll(bool full, bool methods) {
 
 int main(int argc, char** argv) {
   bool full = false, methods = false;
+  std::vector<int64_t> batches;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--full") == 0) {
       full = true;
     } else if (std::strcmp(argv[i], "--methods") == 0) {
       methods = true;
+    } else if (std::strncmp(argv[i], "--batches=", 10) == 0) {
+      for (const char* p = argv[i] + 10; *p != 0;) {
+        char* end;
+        batches.push_back(std::strtoll(p, &end, 10));
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p != 0) break;
+      }
     } else {
       args.push_back(argv[i]);
     }
@@ -324,7 +415,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("cpu_model", flexor::CpuModel());
   benchmark::AddCustomContext("kernel_isa",
                               flexor::IsaName(flexor::SelectedIsa()));
-  flexor::RegisterAll(full, methods);
+  benchmark::AddCustomContext("load_average_at_start", flexor::LoadAverage());
+  std::printf("load average at start: %s\n", flexor::LoadAverage().c_str());
+  flexor::RegisterAll(full, methods, batches);
   flexor::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();

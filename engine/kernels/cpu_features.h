@@ -23,6 +23,10 @@ KernelIsa SelectedIsa();
 // True if the AVX-512 VPOPCNTDQ extension is present (GXNOR popcounts).
 bool HasAvx512Vpopcntdq();
 
+// True if the AVX-512 VNNI extension is present (VPDPBUSD int8 dot products
+// of the int8 activation path).
+bool HasAvx512Vnni();
+
 const char* IsaName(KernelIsa isa);
 
 }  // namespace flexor

@@ -1,6 +1,8 @@
 #include "engine/kernels/fused_gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "engine/kernels/decrypt.h"
@@ -21,6 +23,7 @@ struct Scratch {
   std::vector<uint64_t> bits;
   std::vector<float> alpha, dots, acc, table;
   std::vector<int32_t> idots;
+  std::vector<uint8_t> bytes;
 };
 Scratch& LocalScratch() {
   thread_local Scratch scratch;
@@ -210,18 +213,13 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
       src.Rows(p, o0, n, bits);
       src.Alphas(p, o0, n, alpha + p * n);
       // Transpose to [block][k word][16 rows] for the 16-row kernel,
-      // once per tile for every activation row.
+      // once per tile for every activation row (in registers, 8x8 words at
+      // a time, where the ISA has a kernel for it).
       uint64_t* tp = t16 + p * blocks * 16 * kw;
       for (int64_t blk = 0; blk < blocks; ++blk) {
-        uint64_t* dst = tp + blk * 16 * kw;
-        const int64_t valid = std::min<int64_t>(16, n - blk * 16);
-        for (int64_t m = 0; m < kw; ++m) {
-          int64_t r = 0;
-          for (; r < valid; ++r) {
-            dst[m * 16 + r] = bits[(blk * 16 + r) * kw + m];
-          }
-          for (; r < 16; ++r) dst[m * 16 + r] = 0;
-        }
+        kt.transpose16(bits + blk * 16 * kw, kw,
+                       std::min<int64_t>(16, n - blk * 16), kw,
+                       tp + blk * 16 * kw);
       }
     }
     float* acc = Grow(s.acc, blocks * 16);
@@ -241,6 +239,109 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
       }
       for (int64_t r = 0; r < n; ++r) {
         y[b * ldy + o0 + r] = acc[r] + (w.bias ? w.bias[o0 + r] : 0.0f);
+      }
+    }
+  });
+}
+
+// Tables of the int8 LUT kernel for one quantised activation row (zero
+// padded to 64 * kw): per group g of 4 inputs, the low bytes then the high
+// bytes of e_g[p] = sum of the inputs at the set bits of p (|e| <= 512).
+void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
+  for (int64_t g = 0; g < 16 * kw; ++g) {
+    const int8_t* x = xq + 4 * g;
+    uint8_t* t = tables + 32 * g;
+    for (int p = 0; p < 16; ++p) {
+      int e = 0;
+      for (int i = 0; i < 4; ++i) e += ((p >> i) & 1) ? x[i] : 0;
+      t[p] = static_cast<uint8_t>(e & 0xff);
+      t[16 + p] = static_cast<uint8_t>((e >> 8) & 0xff);
+    }
+  }
+}
+
+// Batches up to this size use the int8 LUT kernel where the ISA has one
+// (AVX2): it needs a byte transpose of each tile (shared by the batch rows)
+// and then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel
+// ~40 at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
+int64_t Int8LutMaxBatch() {
+  static const int64_t v = [] {
+    const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
+    return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
+  }();
+  return v;
+}
+
+// Int8 activations: the decrypted row-major bits go to the int8 sign kernel
+// (sum of the activations at set bits, exact integers) or, for small
+// batches on AVX2, are byte-transposed in blocks of 32 rows for the LUT
+// kernel, which returns the same integers. Per output
+// y = scale_b * sum_p alpha_p * (sum_q - 2 * neg_p) + bias is evaluated
+// here in the same order for every ISA and kernel, so all builds give
+// bitwise identical results.
+void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
+                  const LayerWeights& w, int64_t r0, int64_t r1, int64_t batch,
+                  float* y, int64_t ldy, const int8_t* xq, const float* scale,
+                  const int32_t* qsum) {
+  const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
+  const int q = src.planes();
+  const bool lut = kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch();
+  std::vector<uint8_t> tables;
+  const int64_t table_stride = 16 * kw * 32;
+  if (lut) {
+    tables.resize(static_cast<size_t>(batch * table_stride));
+    tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
+      BuildLutI8Tables(xq + b * Kp, kw, tables.data() + b * table_stride);
+    });
+  }
+  // 32 KiB of decrypted bits per tile, as the FP32 sign path.
+  const int64_t rows = r1 - r0;
+  const int64_t rt = RowTile(rows, kw * 8 * q, int64_t{32} << 10, lut ? 32 : 8,
+                             256, 4 * Threads());
+  constexpr int64_t kBatchChunk = 64;
+  ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
+    uint64_t* bits;
+    float* alpha;
+    DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
+    int32_t* neg = Grow(s.idots, n * kBatchChunk);
+    float* acc = Grow(s.acc, n * kBatchChunk);
+    uint8_t* t32 = lut ? Grow(s.bytes, kw * 8 * 32) : nullptr;
+    for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+      const int64_t nb = std::min(kBatchChunk, batch - b0);
+      for (int p = 0; p < q; ++p) {
+        const uint64_t* pb = bits + p * n * kw;
+        if (lut) {
+          int32_t dot32[32];
+          for (int64_t r = 0; r < n; r += 32) {
+            const int64_t valid = std::min<int64_t>(32, n - r);
+            kt.transpose_bytes32(pb + r * kw, kw, valid, kw, t32);
+            for (int64_t b = 0; b < nb; ++b) {
+              kt.lut_i8(t32, kw, tables.data() + (b0 + b) * table_stride,
+                        dot32);
+              for (int64_t i = 0; i < valid; ++i) {
+                neg[(r + i) * nb + b] = dot32[i];
+              }
+            }
+          }
+        } else {
+          kt.sign_dot_i8(pb, kw, n, xq + b0 * Kp, Kp, nb, kw, neg, nb);
+        }
+        for (int64_t r = 0; r < n; ++r) {
+          const float a = alpha[p * n + r];
+          for (int64_t b = 0; b < nb; ++b) {
+            // |sum_q - 2 neg| <= 127 * K < 2^24 for K < 2^17: exact in
+            // float; beyond that it rounds like any float sum.
+            const float v =
+                a * static_cast<float>(qsum[b0 + b] - 2 * neg[r * nb + b]);
+            acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
+          }
+        }
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] * scale[b0 + b] + bias;
+        }
       }
     }
   });
@@ -311,6 +412,62 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
 
 }  // namespace
 
+bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
+                             int64_t q_stride, int8_t* q, float* scale,
+                             int32_t* sum) {
+  bool finite = true;
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * k;
+    int8_t* qb = q + b * q_stride;
+    // max |x| on the bit patterns: for non-negative floats the integer
+    // order is the float order, and Inf/NaN land at >= 0x7f800000, so one
+    // (vectorisable) integer max finds both the scale and bad values.
+    uint32_t amax_bits = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      uint32_t u;
+      std::memcpy(&u, xb + i, 4);
+      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
+    }
+    if (amax_bits >= 0x7f800000u) {
+      finite = false;
+      continue;
+    }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
+    int32_t total = 0;
+    if (amax_bits == 0) {
+      std::fill(qb, qb + k, int8_t{0});
+      scale[b] = 0.0f;
+    } else {
+      const float inv = 127.0f / amax;
+      for (int64_t i = 0; i < k; ++i) {
+        // |t| <= 127 (1 + 2^-22): adding and subtracting 1.5 * 2^23 rounds
+        // to the nearest integer, ties to even, in any SIMD width.
+        const float t = xb[i] * inv;
+        const float r = (t + 12582912.0f) - 12582912.0f;
+        const int v = static_cast<int>(r);
+        qb[i] = static_cast<int8_t>(v);
+        total += v;
+      }
+      scale[b] = amax / 127.0f;
+    }
+    std::fill(qb + k, qb + q_stride, int8_t{0});
+    sum[b] = total;
+  }
+  return finite;
+}
+
+BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
+                          int64_t in_features,
+                          ActivationPrecision activations) {
+  if (activations == ActivationPrecision::kInt8 &&
+      (batch <= kInt8MaxBatch ||
+       (isa == KernelIsa::kAvx512 && HasAvx512Vnni()))) {
+    return BinaryMethod::kInt8Sign;
+  }
+  return ChooseMethod(isa, batch, out_features, in_features);
+}
+
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features) {
   (void)out_features;
@@ -334,6 +491,8 @@ const char* MethodName(BinaryMethod method) {
       return "lut";
     case BinaryMethod::kLutRows:
       return "lut_rows";
+    case BinaryMethod::kInt8Sign:
+      return "int8_sign";
   }
   return "unknown";
 }
@@ -346,6 +505,33 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
   const PlaneSource src(w, options.isa);
   BinaryMethod method = options.method;
   if (method == BinaryMethod::kAuto) {
+    method = ChooseMethod(options.isa, batch, w.out_features, w.in_features,
+                          options.activations);
+  }
+  if (method == BinaryMethod::kInt8Sign) {
+    const int64_t K = w.in_features, Kp = RoundUp(K, 64);
+    std::vector<int8_t> xq(static_cast<size_t>(batch * Kp));
+    std::vector<float> scale(static_cast<size_t>(batch));
+    std::vector<int32_t> qsum(static_cast<size_t>(batch));
+    bool finite = true;
+    if (batch == 1) {
+      finite = QuantizeActivationsInt8(x, 1, K, Kp, xq.data(), scale.data(),
+                                       qsum.data());
+    } else {
+      std::vector<char> ok(static_cast<size_t>(batch));
+      tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
+        ok[b] = QuantizeActivationsInt8(x + b * K, 1, K, Kp, xq.data() + b * Kp,
+                                        scale.data() + b, qsum.data() + b);
+      });
+      finite = std::all_of(ok.begin(), ok.end(), [](char c) { return c; });
+    }
+    if (finite) {
+      Int8SignPath(kt, src, w, row_begin, row_end, batch, y, ldy, xq.data(),
+                   scale.data(), qsum.data());
+      return;
+    }
+    // Inf/NaN inputs: the FP32 kernels propagate them as IEEE arithmetic
+    // does; a scale of Inf would turn every output into NaN.
     method = ChooseMethod(options.isa, batch, w.out_features, w.in_features);
   }
   if (method == BinaryMethod::kLut) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "engine/kernels/activation_precision.h"
 #include "engine/kernels/cpu_features.h"
 #include "engine/kernels/layer_weights.h"
 
@@ -25,18 +26,52 @@ enum class BinaryMethod {
   // entry, so one vector add does 4 x lanes multiply-adds. Tables are FP32
   // (exact path: only the summation order differs from the reference).
   kLut,
+  // Int8 activations (ActivationPrecision::kInt8; forcing it implies int8):
+  // x quantised per row, weight bits expanded to 0/1 bytes (AVX-512: k-mask
+  // move; AVX2: shuffle + and + min) and summed against the int8 rows with
+  // VPDPBUSD (AVX-512 VNNI) or VPMADDUBSW (AVX2). Reads the decrypted
+  // row-major bits as they are (no transpose).
+  kInt8Sign,
 };
 
 struct GemmOptions {
   KernelIsa isa = SelectedIsa();
   BinaryMethod method = BinaryMethod::kAuto;
   int lut_vectors = 0;  // LUT batch tile in vectors (1, 2, 4); 0 = auto
+  // kInt8 lets kAuto pick the int8 kernel where it is the faster one (small
+  // batches); results then carry the quantisation error documented in
+  // activation_precision.h. Rows containing Inf/NaN run the FP32 path.
+  ActivationPrecision activations = ActivationPrecision::kFloat32;
 };
+
+// With ActivationPrecision::kInt8, kAuto uses the int8 kernel for batches
+// up to kInt8MaxBatch, and for every batch on AVX-512 CPUs with VNNI, where
+// it also beats the FP32 batch LUT at 32 and 128 (docs/performance.md).
+constexpr int64_t kInt8MaxBatch = 15;
+// Within the int8 path, batches up to this size use the T-MAC style LUT
+// kernel on CPUs whose kernel table has one (AVX2); same results. Measured
+// on 4096x4096 and 4096x14336: equal to the sign kernel at batch 1 (the
+// byte transpose costs what the look-ups save), 10-25% faster at 4-15.
+// FLEXOR_INT8_LUT_MAX_BATCH overrides it (experiments; 0 = never).
+constexpr int64_t kInt8LutMaxBatch = 15;
 
 // The method kAuto resolves to for this shape.
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features);
+BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
+                          int64_t in_features, ActivationPrecision activations);
 const char* MethodName(BinaryMethod method);
+
+// Per-row int8 quantisation used by kInt8Sign: for each of the `batch` rows
+// of x [batch, k], scale[b] = max_k |x| / 127 (0 for an all-zero row),
+// q[b * q_stride + i] = round_to_nearest_even(x / scale) in [-127, 127] for
+// i < k and 0 for k <= i < q_stride, sum[b] = sum_i q[b * q_stride + i].
+// So |x - scale * q| <= scale / 2 per element (up to float rounding of the
+// scale, < 1e-4 relative). Returns false (outputs unspecified) if any value
+// is Inf or NaN.
+bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
+                             int64_t q_stride, int8_t* q, float* scale,
+                             int32_t* sum);
 
 // Rows [row_begin, row_end) of y = x W^T + bias for binary-coded (kBinary)
 // or ternary (kTernary, run as two binary planes) weights: x is [batch, K]

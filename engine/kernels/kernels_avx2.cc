@@ -2,7 +2,9 @@
 // -mpopcnt; only called after CPUID says so).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/microkernels.h"
 
@@ -79,8 +81,243 @@ constexpr int kSignBatch = 2;
 // Rows per register block of the pixel-tiled kernels.
 constexpr int kPixelRows = 6;
 #include "engine/kernels/pixel_microkernels_impl.inc"
+// ------------------------------------------------------------ int8 sign path
+
+// 32 weight bits -> 32 bytes of 0/1: broadcast the dword, move byte i/8 of
+// it to byte i (VPSHUFB), keep bit i%8 (AND), and map non-zero to 1 (MINUB).
+// Three ALU uops per 32 weights; the 0/1 bytes are VPMADDUBSW's unsigned
+// operand, the int8 activations its signed one, so each 16-bit lane gets
+// the sum of (at most two) activations whose weight bit is set.
+struct I8Consts {
+  __m256i ctrl, sel, one8;
+  I8Consts()
+      : ctrl(_mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                              2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+        sel(_mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull))),
+        one8(_mm256_set1_epi8(1)) {}
+};
+
+inline __m256i ExpandBits32(const uint64_t* word, int half, const I8Consts& c) {
+  int32_t w32;
+  std::memcpy(&w32, reinterpret_cast<const char*>(word) + 4 * half, 4);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(w32), c.ctrl);
+  return _mm256_min_epu8(_mm256_and_si256(v, c.sel), c.one8);
+}
+
+inline int32_t HsumEpi32(__m256i v) {
+  __m128i s =
+      _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Each 16-bit lane gains at most 2 * 128 per 32 weights, 512 per word, so
+// 32 words (2048 weights) stay below 2^15; then the lanes are widened
+// (VPMADDWD by 1) into 32-bit totals.
+constexpr int64_t kI8FlushWords = 32;
+constexpr int kI8Batch = 8;
+
+template <int R, int NB>
+void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
+                    int64_t xs, int64_t kw, int32_t* neg, int64_t ns) {
+  const I8Consts c;
+  const __m256i one16 = _mm256_set1_epi16(1);
+  // 32-bit totals live in memory: they change once per 2048 weights, and
+  // the registers are needed for the 16-bit accumulators. The loops over
+  // rows and batch rows are unrolled early (pragmas) so that GCC keeps the
+  // accumulators in registers rather than in a stack array.
+  int32_t total[R * NB] = {};
+  for (int64_t m0 = 0; m0 < kw; m0 += kI8FlushWords) {
+    const int64_t m1 = std::min(kw, m0 + kI8FlushWords);
+    __m256i acc[R * NB];
+#pragma GCC unroll 16
+    for (int i = 0; i < R * NB; ++i) acc[i] = _mm256_setzero_si256();
+    for (int64_t m = m0; m < m1; ++m) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        __m256i mask[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          mask[r] = ExpandBits32(bits + r * bs + m, half, c);
+        }
+#pragma GCC unroll 16
+        for (int b = 0; b < NB; ++b) {
+          const __m256i xv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                  x + b * xs + 64 * m + 32 * half));
+#pragma GCC unroll 16
+          for (int r = 0; r < R; ++r) {
+            acc[r * NB + b] = _mm256_add_epi16(
+                acc[r * NB + b], _mm256_maddubs_epi16(mask[r], xv));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < R * NB; ++i) {
+      total[i] += HsumEpi32(_mm256_madd_epi16(acc[i], one16));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) neg[r * ns + b] = total[r * NB + b];
+}
+
+// Register blocking: batch 1 keeps 4 rows' accumulators; larger batches
+// one row x up to 8 batch rows (8 accumulators, the row's 0/1 masks, 3
+// constants of the 16 YMM registers: two rows x 4 spilled accumulators to
+// the stack), so the mask expansion is shared by 8 batch rows.
+template <int R>
+void SignDotI8Rows(const uint64_t* bits, int64_t bs, const int8_t* x,
+                   int64_t xs, int64_t batch, int64_t kw, int32_t* neg,
+                   int64_t ns) {
+  int64_t b = 0;
+  for (; b + kI8Batch <= batch; b += kI8Batch) {
+    SignDotI8Block<R, kI8Batch>(bits, bs, x + b * xs, xs, kw, neg + b, ns);
+  }
+  const int8_t* xb = x + b * xs;
+  int32_t* nb = neg + b;
+  switch (batch - b) {
+    case 7:
+      return SignDotI8Block<R, 7>(bits, bs, xb, xs, kw, nb, ns);
+    case 6:
+      return SignDotI8Block<R, 6>(bits, bs, xb, xs, kw, nb, ns);
+    case 5:
+      return SignDotI8Block<R, 5>(bits, bs, xb, xs, kw, nb, ns);
+    case 4:
+      return SignDotI8Block<R, 4>(bits, bs, xb, xs, kw, nb, ns);
+    case 3:
+      return SignDotI8Block<R, 3>(bits, bs, xb, xs, kw, nb, ns);
+    case 2:
+      return SignDotI8Block<R, 2>(bits, bs, xb, xs, kw, nb, ns);
+    case 1:
+      return SignDotI8Block<R, 1>(bits, bs, xb, xs, kw, nb, ns);
+    default:
+      return;
+  }
+}
+
+// ------------------------------------------------------------ int8 LUT path
+
+// 32x32 byte transpose of one 32-byte chunk of 32 rows. Within a 128-bit
+// lane, VPUNPCK{L,H} at 8/16/32/64 bits each move one bit of the row index
+// into the element position and one bit of the column into the vector index
+// (lo/hi), so after four stages vector v of a 16-row half holds, per lane,
+// column bitreverse4(v) of those 16 rows (lane 1: column + 16); VPERM2I128
+// joins the two row halves. 160 shuffles per 8192 weights.
+// (Vector index bit s-1 pairs at stage s; the lo result keeps the index.)
+inline void Transpose32x32(__m256i* v) {
+  // In place, pair by pair, so one 16-row half needs 16 registers + 1.
+  for (int half = 0; half < 2; ++half) {
+    __m256i* h = v + 16 * half;
+#define FLEXOR_UNPACK_STAGE(bits, dist)                          \
+  for (int i = 0; i < 16; ++i) {                                 \
+    if (i & (dist)) continue;                                    \
+    const __m256i a = h[i];                                      \
+    h[i] = _mm256_unpacklo_epi##bits(a, h[i + (dist)]);          \
+    h[i + (dist)] = _mm256_unpackhi_epi##bits(a, h[i + (dist)]); \
+  }
+    FLEXOR_UNPACK_STAGE(8, 1)
+    FLEXOR_UNPACK_STAGE(16, 2)
+    FLEXOR_UNPACK_STAGE(32, 4)
+    FLEXOR_UNPACK_STAGE(64, 8)
+#undef FLEXOR_UNPACK_STAGE
+  }
+}
+
+constexpr int BitReverse4(int v) {
+  return ((v & 1) << 3) | ((v & 2) << 1) | ((v & 4) >> 1) | ((v & 8) >> 3);
+}
+
+void TransposeBytes32(const uint64_t* bits, int64_t bs, int64_t rows,
+                      int64_t kw, uint8_t* out) {
+  int64_t m = 0;
+  for (; m + 4 <= kw; m += 4) {
+    __m256i v[32];
+    for (int r = 0; r < 32; ++r) {
+      v[r] = r < rows ? _mm256_loadu_si256(
+                            reinterpret_cast<const __m256i*>(bits + r * bs + m))
+                      : _mm256_setzero_si256();
+    }
+    Transpose32x32(v);
+    uint8_t* o = out + m * 8 * 32;
+    for (int i = 0; i < 16; ++i) {
+      const int c = BitReverse4(i);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c * 32),
+                          _mm256_permute2x128_si256(v[i], v[16 + i], 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + (c + 16) * 32),
+                          _mm256_permute2x128_si256(v[i], v[16 + i], 0x31));
+    }
+  }
+  if (m < kw) {
+    TransposeBytes32Portable(bits + m, bs, rows, kw - m, out + m * 8 * 32);
+  }
+}
+
+// Per byte column of 32 rows (two 4-weight groups): the nibbles index the
+// groups' tables with VPSHUFB, once for the low and once for the high byte
+// of the int16 entries, and VPUNPCK{L,H}BW puts the bytes back together:
+// 15 ops per 256 weight-MACs against 40 for the sign kernel at batch 1.
+// 16-bit lanes gain <= 2 * 512 per column, so they are widened to 32 bits
+// every 16 columns.
+void LutI8(const uint8_t* t32, int64_t kw, const uint8_t* tables,
+           int32_t* neg) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  // Rows in the unpacked order: acc0 = rows 0-7 | 16-23, acc1 = 8-15 | 24-31.
+  __m256i tot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                    _mm256_setzero_si256(), _mm256_setzero_si256()};
+  const int64_t cols = 8 * kw;
+  for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+    const int64_t c1 = std::min(cols, c0 + 16);
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (int64_t c = c0; c < c1; ++c) {
+      const __m256i v =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t32 + c * 32));
+      const __m256i idx[2] = {_mm256_and_si256(v, low4),
+                              _mm256_and_si256(_mm256_srli_epi16(v, 4), low4)};
+      for (int j = 0; j < 2; ++j) {
+        const uint8_t* t = tables + (2 * c + j) * 32;
+        const __m256i tl = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+        const __m256i th = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)));
+        const __m256i lo = _mm256_shuffle_epi8(tl, idx[j]);
+        const __m256i hi = _mm256_shuffle_epi8(th, idx[j]);
+        acc0 = _mm256_add_epi16(acc0, _mm256_unpacklo_epi8(lo, hi));
+        acc1 = _mm256_add_epi16(acc1, _mm256_unpackhi_epi8(lo, hi));
+      }
+    }
+    tot[0] = _mm256_add_epi32(
+        tot[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc0)));
+    tot[1] = _mm256_add_epi32(
+        tot[1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc1)));
+    tot[2] = _mm256_add_epi32(
+        tot[2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc0, 1)));
+    tot[3] = _mm256_add_epi32(
+        tot[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc1, 1)));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(neg + 8 * i), tot[i]);
+  }
+}
 
 }  // namespace avx2_kernels
+
+void SignDotI8Avx2(const uint64_t* bits, int64_t bs, int64_t rows,
+                   const int8_t* xq, int64_t xs, int64_t batch, int64_t kw,
+                   int32_t* neg, int64_t ns) {
+  using avx2_kernels::SignDotI8Block;
+  using avx2_kernels::SignDotI8Rows;
+  int64_t r = 0;
+  if (batch == 1) {
+    for (; r + 4 <= rows; r += 4) {
+      SignDotI8Block<4, 1>(bits + r * bs, bs, xq, xs, kw, neg + r * ns, ns);
+    }
+  }
+  for (; r < rows; ++r) {
+    SignDotI8Rows<1>(bits + r * bs, bs, xq, xs, batch, kw, neg + r * ns, ns);
+  }
+}
 
 const KernelTable& Avx2KernelTable() {
   static const KernelTable table = {KernelIsa::kAvx2,
@@ -91,7 +328,12 @@ const KernelTable& Avx2KernelTable() {
                                     avx2_kernels::LutGemm,
                                     avx2_kernels::LutRowsPortable,
                                     avx2_kernels::DenseDot,
-                                    avx2_kernels::GxnorPortable};
+                                    avx2_kernels::GxnorPortable,
+                                    SignDotI8Avx2,
+                                    Transpose16Portable,
+                                    avx2_kernels::TransposeBytes32,
+                                    avx2_kernels::LutI8,
+                                    "avx2_maddubs"};
   return table;
 }
 

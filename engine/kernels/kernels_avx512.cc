@@ -96,6 +96,49 @@ void LutRowsVpermps(const uint64_t* bits16, int64_t kw, const float* table,
   _mm512_storeu_ps(dot, _mm512_add_ps(acc0, acc1));
 }
 
+// [16 rows][k words] -> [k word][16 rows] for LutRowsVpermps, in 8x8 blocks
+// of words held in registers: unpack (pairs of rows), VPERMT2Q (quads),
+// VSHUFI64X2 (halves) = 24 shuffles per 64 words, against a load and a
+// store per word (plus loop overhead) for the scalar copy.
+void Transpose16(const uint64_t* bits, int64_t bs, int64_t rows, int64_t kw,
+                 uint64_t* out) {
+  const __m512i idx_even = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i idx_odd = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  int64_t m = 0;
+  for (; m + 8 <= kw; m += 8) {
+    for (int half = 0; half < 2; ++half) {
+      __m512i r[8];
+      for (int i = 0; i < 8; ++i) {
+        const int64_t row = 8 * half + i;
+        r[i] = row < rows ? _mm512_loadu_si512(bits + row * bs + m)
+                          : _mm512_setzero_si512();
+      }
+      // a[2i] = rows 2i, 2i+1 of words 0 2 4 6; a[2i+1] of words 1 3 5 7.
+      __m512i a[8], b[8];
+      for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm512_unpacklo_epi64(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi64(r[i], r[i + 1]);
+      }
+      // b[w] (w < 4): rows 0-3 of words w and w + 4; b[w + 4]: rows 4-7.
+      for (int i = 0; i < 8; i += 4) {
+        for (int j = 0; j < 2; ++j) {
+          b[i + j] =
+              _mm512_permutex2var_epi64(a[i + j], idx_even, a[i + j + 2]);
+          b[i + j + 2] =
+              _mm512_permutex2var_epi64(a[i + j], idx_odd, a[i + j + 2]);
+        }
+      }
+      for (int w = 0; w < 4; ++w) {
+        const __m512i lo = _mm512_shuffle_i64x2(b[w], b[w + 4], 0x44);
+        const __m512i hi = _mm512_shuffle_i64x2(b[w], b[w + 4], 0xee);
+        _mm512_storeu_si512(out + (m + w) * 16 + 8 * half, lo);
+        _mm512_storeu_si512(out + (m + w + 4) * 16 + 8 * half, hi);
+      }
+    }
+  }
+  if (m < kw) Transpose16Portable(bits + m, bs, rows, kw - m, out + m * 16);
+}
+
 __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
     const uint64_t* w_nz, const uint64_t* w_sign, int64_t rows, int64_t words,
     const uint64_t* a_nz, const uint64_t* a_sign, int64_t batch, int32_t* dot) {
@@ -138,17 +181,22 @@ __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
 }  // namespace avx512_kernels
 
 const KernelTable& Avx512KernelTable() {
-  static const KernelTable table = {KernelIsa::kAvx512,
-                                    avx512_kernels::VF::kLanes,
-                                    avx512_kernels::DecryptWords,
-                                    avx512_kernels::SignDot,
-                                    avx512_kernels::LutBuild,
-                                    avx512_kernels::LutGemm,
-                                    avx512_kernels::LutRowsVpermps,
-                                    avx512_kernels::DenseDot,
-                                    HasAvx512Vpopcntdq()
-                                        ? avx512_kernels::GxnorVpopcnt
-                                        : avx512_kernels::GxnorPortable};
+  static const KernelTable table = {
+      KernelIsa::kAvx512,
+      avx512_kernels::VF::kLanes,
+      avx512_kernels::DecryptWords,
+      avx512_kernels::SignDot,
+      avx512_kernels::LutBuild,
+      avx512_kernels::LutGemm,
+      avx512_kernels::LutRowsVpermps,
+      avx512_kernels::DenseDot,
+      HasAvx512Vpopcntdq() ? avx512_kernels::GxnorVpopcnt
+                           : avx512_kernels::GxnorPortable,
+      HasAvx512Vnni() ? SignDotI8Avx512Vnni : SignDotI8Avx2,
+      avx512_kernels::Transpose16,
+      nullptr,
+      nullptr,
+      HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs"};
   return table;
 }
 

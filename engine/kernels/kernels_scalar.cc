@@ -72,6 +72,60 @@ constexpr int kPixelRows = 2;
 
 }  // namespace scalar_kernels
 
+void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         int64_t k_words, uint64_t* out) {
+  for (int64_t m = 0; m < k_words; ++m) {
+    int64_t r = 0;
+    for (; r < rows; ++r) out[m * 16 + r] = bits[r * bit_stride + m];
+    for (; r < 16; ++r) out[m * 16 + r] = 0;
+  }
+}
+
+void TransposeBytes32Portable(const uint64_t* bits, int64_t bit_stride,
+                              int64_t rows, int64_t k_words, uint8_t* out) {
+  for (int64_t c = 0; c < 8 * k_words; ++c) {
+    for (int64_t r = 0; r < 32; ++r) {
+      out[c * 32 + r] = r < rows
+                            ? static_cast<uint8_t>(
+                                  bits[r * bit_stride + c / 8] >> (8 * (c % 8)))
+                            : 0;
+    }
+  }
+}
+
+void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
+                   int32_t* neg) {
+  for (int r = 0; r < 32; ++r) {
+    int32_t sum = 0;
+    for (int64_t g = 0; g < 16 * k_words; ++g) {
+      const int nib = (t32[(g / 2) * 32 + r] >> (4 * (g % 2))) & 15;
+      const uint8_t* t = tables + g * 32;
+      sum += static_cast<int16_t>(t[nib] | (t[16 + nib] << 8));
+    }
+    neg[r] = sum;
+  }
+}
+
+// Plain loops: the bit-exact reference for the SIMD int8 kernels.
+void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                       const int8_t* xq, int64_t x_stride, int64_t batch,
+                       int64_t k_words, int32_t* neg, int64_t neg_stride) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* row = bits + r * bit_stride;
+    for (int64_t b = 0; b < batch; ++b) {
+      const int8_t* x = xq + b * x_stride;
+      int32_t sum = 0;
+      for (int64_t m = 0; m < k_words; ++m) {
+        const uint64_t w = row[m];
+        for (int i = 0; i < 64; ++i) {
+          sum += ((w >> i) & 1) ? x[64 * m + i] : 0;
+        }
+      }
+      neg[r * neg_stride + b] = sum;
+    }
+  }
+}
+
 const KernelTable& ScalarKernelTable() {
   static const KernelTable table = {KernelIsa::kScalar,
                                     scalar_kernels::VF::kLanes,
@@ -81,7 +135,12 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::LutGemm,
                                     scalar_kernels::LutRowsPortable,
                                     scalar_kernels::DenseDot,
-                                    scalar_kernels::GxnorPortable};
+                                    scalar_kernels::GxnorPortable,
+                                    SignDotI8Portable,
+                                    Transpose16Portable,
+                                    nullptr,
+                                    nullptr,
+                                    "portable"};
   return table;
 }
 

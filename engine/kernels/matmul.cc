@@ -1,13 +1,33 @@
 #include "engine/kernels/matmul.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "engine/kernels/cpu_features.h"
 #include "engine/kernels/fused_gemm.h"
 #include "engine/kernels/reference_kernels.h"
 
 namespace flexor {
 
+const MatmulOptions& DefaultMatmulOptions() {
+  static const MatmulOptions options = [] {
+    MatmulOptions o;
+    const char* env = std::getenv("FLEXOR_ACTIVATION_PRECISION");
+    if (env != nullptr && std::strcmp(env, "int8") == 0) {
+      o.activations = ActivationPrecision::kInt8;
+    }
+    return o;
+  }();
+  return options;
+}
+
 void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
             KernelPath path) {
+  Matmul(w, x, batch, y, path, DefaultMatmulOptions());
+}
+
+void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
+            KernelPath path, const MatmulOptions& options) {
   if (path == KernelPath::kReference) {
     MatmulReference(w, x, batch, y);
     return;
@@ -16,7 +36,9 @@ void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
   if (w.kind == WeightCodecKind::kFloat32) {
     DenseGemm(w, 0, O, x, batch, y, O);
   } else {
-    BinaryCodedGemm(w, 0, O, x, batch, y, O);
+    GemmOptions gemm;
+    gemm.activations = options.activations;
+    BinaryCodedGemm(w, 0, O, x, batch, y, O, gemm);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "engine/kernels/activation_precision.h"
 #include "engine/kernels/layer_weights.h"
 
 namespace flexor {
@@ -22,6 +23,26 @@ enum class KernelPath {
 // results do not depend on the arena's thread count.
 void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
             KernelPath path = KernelPath::kAuto);
+
+// Per-call options of the operators (e.g. from the model's config).
+struct MatmulOptions {
+  // kInt8: binary-coded and ternary layers may quantise activations to int8
+  // per row where that is faster (batch <= kInt8MaxBatch of fused_gemm.h);
+  // error bound in activation_precision.h. Dense FP32 layers and
+  // KernelPath::kReference ignore it.
+  ActivationPrecision activations = ActivationPrecision::kFloat32;
+};
+
+// Same as above with explicit options; the overload without options uses
+// DefaultMatmulOptions().
+void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
+            KernelPath path, const MatmulOptions& options);
+
+// Process-wide default for Matmul without options: FP32 activations unless
+// the environment variable FLEXOR_ACTIVATION_PRECISION=int8 was set at the
+// first call (benchmarks, experiments); per-model choices should pass
+// MatmulOptions explicitly.
+const MatmulOptions& DefaultMatmulOptions();
 
 // The instruction set kAuto runs on this machine: "avx512", "avx2" or
 // "scalar" (for logs and metrics).

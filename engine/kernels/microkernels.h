@@ -57,6 +57,27 @@ using LutGemmFn = void (*)(const uint64_t* bits, int64_t bit_stride,
 using LutRowsFn = void (*)(const uint64_t* bits16, int64_t k_words,
                            const float* table, float* dot);
 
+// Row-LUT input layout: one block of 16 rows of `bits` (row r at
+// bits + r * bit_stride, k_words words each) transposed to
+// out[m * 16 + r] = word m of row r, m < k_words; rows >= `rows` are zero.
+using Transpose16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                               int64_t rows, int64_t k_words, uint64_t* out);
+
+// Int8 LUT path (T-MAC style; AVX2 small batches), two steps:
+// TransposeBytes32: a block of 32 rows of `bits` (row r at bits + r *
+//   bit_stride, k_words words) to out[c * 32 + r] = byte c of row r for
+//   c < 8 * k_words; rows >= `rows` are zero.
+using TransposeBytes32Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                                    int64_t rows, int64_t k_words,
+                                    uint8_t* out);
+// LutI8: neg[r] = sum over groups g < 16 * k_words of e_g[nib(r, g)], r < 32,
+//   with nib(r, g) = nibble g of row r (low nibble of byte g / 2 first), and
+//   tables[g * 32 + p] / tables[g * 32 + 16 + p] the low / high byte of the
+//   int16 e_g[p] = sum of the int8 activations 4g + i over the set bits i of
+//   p (so the result equals SignDotI8's for that row, bit for bit).
+using LutI8Fn = void (*)(const uint8_t* t32, int64_t k_words,
+                         const uint8_t* tables, int32_t* neg);
+
 // Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
 // x[b * x_stride + k].
 using DenseDotFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
@@ -69,6 +90,18 @@ using GxnorFn = void (*)(const uint64_t* w_nz, const uint64_t* w_sign,
                          int64_t rows, int64_t words, const uint64_t* a_nz,
                          const uint64_t* a_sign, int64_t batch, int32_t* dot);
 
+// Int8 sign path: for r < rows, b < batch
+//   neg[r * neg_stride + b] = sum of xq[b * x_stride + k] over the set bits
+//   k < 64 * k_words of row r (bits + r * bit_stride, LSB first).
+// With sum_x = sum_k xq[k], the +-1 dot product is sum_x - 2 * neg. Integer
+// math throughout, so every build returns identical values. xq rows must be
+// readable (zero padded) up to 64 * k_words; any int8 value is allowed and
+// K may be up to 2^22 without overflow.
+using SignDotI8Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+                             int64_t rows, const int8_t* xq, int64_t x_stride,
+                             int64_t batch, int64_t k_words, int32_t* neg,
+                             int64_t neg_stride);
+
 struct KernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -79,6 +112,13 @@ struct KernelTable {
   LutRowsFn lut_rows;
   DenseDotFn dense_dot;
   GxnorFn gxnor;
+  SignDotI8Fn sign_dot_i8;
+  Transpose16Fn transpose16;
+  // Null where the ISA has no int8 LUT kernel (the int8 path then uses
+  // sign_dot_i8 for every batch).
+  TransposeBytes32Fn transpose_bytes32;
+  LutI8Fn lut_i8;
+  const char* sign_dot_i8_name;  // which implementation (logs, benchmark)
 };
 
 // Pixel-tiled kernels (convolution as GEMM over output pixels, see
@@ -150,6 +190,27 @@ const KernelTable& GetKernelTable(KernelIsa isa);
 const KernelTable& ScalarKernelTable();
 const KernelTable& Avx2KernelTable();
 const KernelTable& Avx512KernelTable();
+
+// The portable int8 sign kernel (the reference the SIMD ones are tested
+// against bit for bit), and the AVX2 one (also used by AVX-512 CPUs without
+// VNNI). Defined in kernels_scalar.cc / kernels_avx2.cc.
+void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                       const int8_t* xq, int64_t x_stride, int64_t batch,
+                       int64_t k_words, int32_t* neg, int64_t neg_stride);
+void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         int64_t k_words, uint64_t* out);
+void TransposeBytes32Portable(const uint64_t* bits, int64_t bit_stride,
+                              int64_t rows, int64_t k_words, uint8_t* out);
+void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
+                   int32_t* neg);
+void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                   const int8_t* xq, int64_t x_stride, int64_t batch,
+                   int64_t k_words, int32_t* neg, int64_t neg_stride);
+// AVX-512 VNNI version (kernels_avx512_vnni.cc); only called when the CPU
+// has AVX512_VNNI.
+void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bit_stride, int64_t rows,
+                         const int8_t* xq, int64_t x_stride, int64_t batch,
+                         int64_t k_words, int32_t* neg, int64_t neg_stride);
 
 }  // namespace flexor
 

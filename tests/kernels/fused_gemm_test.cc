@@ -2,9 +2,12 @@
 // awkward shapes, plus thread-count independence.
 #include "engine/kernels/fused_gemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -167,6 +170,245 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(IsaName(std::get<0>(info.param))) + "_" +
              MethodName(std::get<1>(info.param));
     });
+
+// ------------------------------------------------------------ int8 path
+
+// Error bound of the int8 activation path (activation_precision.h): with
+// x = scale * q + e, |e| <= scale / 2, the integer dot products are exact,
+// so |y_int8 - y| <= scale_b / 2 * sum_k |W[o, k]|, plus the float
+// rounding of the FP32 epilogue and reference (Tolerances). The factor
+// 1.001 covers the rounding of scale and 1/scale (< 1e-4 relative).
+std::vector<double> Int8Bounds(const LayerWeights& w, const float* x,
+                               int64_t batch) {
+  const std::vector<float> dense = DequantizeReference(w);
+  const int64_t O = w.out_features, K = w.in_features;
+  std::vector<double> tol = Tolerances(w, x, batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    double amax = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      amax = std::max(amax, std::fabs(static_cast<double>(x[b * K + k])));
+    }
+    const double scale = amax / 127;
+    for (int64_t o = 0; o < O; ++o) {
+      double l1 = 0;
+      for (int64_t k = 0; k < K; ++k) l1 += std::fabs(dense[o * K + k]);
+      tol[b * O + o] += 1.001 * 0.5 * scale * l1;
+    }
+  }
+  return tol;
+}
+
+GemmOptions Int8Options(KernelIsa isa) {
+  GemmOptions o;
+  o.isa = isa;
+  o.method = BinaryMethod::kInt8Sign;
+  o.activations = ActivationPrecision::kInt8;
+  return o;
+}
+
+class Int8PathTest : public ::testing::TestWithParam<KernelIsa> {};
+
+TEST_P(Int8PathTest, WithinQuantisationBoundAndBitExactWithPortable) {
+  uint64_t seed = 500;
+  const Shape shapes[] = {{1, 1},    {1, 77},   {37, 1},   {5, 64},
+                          {33, 200}, {67, 129}, {300, 65}, {45, 2100}};
+  for (int q : {1, 2}) {
+    for (const NetSpec& spec : kNets) {
+      for (Shape s : shapes) {
+        const auto layer = RandomBinaryLayer(s.O, s.K, q, spec, ++seed);
+        for (int64_t batch : {1, 2, 3, 4, 5, 8, 9, 15, 17}) {
+          const auto x = RandomVector(batch * s.K, ++seed);
+          std::vector<float> want(batch * s.O), got(batch * s.O, NAN),
+              portable(batch * s.O, NAN);
+          MatmulReference(layer->w, x.data(), batch, want.data());
+          BinaryCodedGemm(layer->w, 0, s.O, x.data(), batch, got.data(), s.O,
+                          Int8Options(GetParam()));
+          BinaryCodedGemm(layer->w, 0, s.O, x.data(), batch, portable.data(),
+                          s.O, Int8Options(KernelIsa::kScalar));
+          const std::string what = testing::PrintToString(std::make_tuple(
+              q, spec.n_in, spec.n_out, spec.n_tap, s.O, s.K, batch));
+          ExpectNear(got, want, Int8Bounds(layer->w, x.data(), batch), what);
+          // Integer dot products and one shared epilogue: bit for bit.
+          ASSERT_EQ(0, std::memcmp(got.data(), portable.data(),
+                                   got.size() * sizeof(float)))
+              << what;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Int8PathTest, TernaryWithinBound) {
+  uint64_t seed = 600;
+  for (Shape s : kShapes) {
+    const auto layer = RandomTernaryLayer(s.O, s.K, ++seed);
+    for (int64_t batch : {1, 7, 16}) {
+      const auto x = RandomVector(batch * s.K, ++seed);
+      std::vector<float> want(batch * s.O), got(batch * s.O, NAN);
+      MatmulReference(layer->w, x.data(), batch, want.data());
+      BinaryCodedGemm(layer->w, 0, s.O, x.data(), batch, got.data(), s.O,
+                      Int8Options(GetParam()));
+      ExpectNear(got, want, Int8Bounds(layer->w, x.data(), batch), "ternary");
+    }
+  }
+}
+
+TEST_P(Int8PathTest, ExactWhenActivationsAreSmallIntegers) {
+  // Activations already on the int8 grid (max |x| = 127, so scale = 1):
+  // quantisation is lossless and only float rounding may remain. A kernel
+  // that drops or double-counts any weight fails this.
+  const auto layer = RandomBinaryLayer(77, 1000, 2, {16, 20, 2}, 31);
+  const int64_t batch = 6, K = 1000;
+  std::mt19937_64 rng(32);
+  std::vector<float> x(batch * K);
+  for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 255) - 127);
+  for (int64_t b = 0; b < batch; ++b) x[b * K + b] = 127.f;
+  std::vector<float> want(batch * 77), got(batch * 77, NAN);
+  MatmulReference(layer->w, x.data(), batch, want.data());
+  BinaryCodedGemm(layer->w, 0, 77, x.data(), batch, got.data(), 77,
+                  Int8Options(GetParam()));
+  ExpectNear(got, want, Tolerances(layer->w, x.data(), batch), "integers");
+}
+
+TEST_P(Int8PathTest, ResultsDoNotDependOnThreadCountOrRowRange) {
+  const auto layer = RandomBinaryLayer(700, 300, 2, {16, 20, 2}, 3);
+  // 70 and 130 cross the driver's 64-row batch chunks (large batches use
+  // this path on AVX-512 VNNI).
+  for (int64_t batch : {5, 70, 130}) {
+    const auto x = RandomVector(batch * 300, 4 + batch);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      tbb::task_arena arena(threads);
+      std::vector<float> y(batch * 700);
+      arena.execute([&] {
+        BinaryCodedGemm(layer->w, 0, 700, x.data(), batch, y.data(), 700,
+                        Int8Options(GetParam()));
+      });
+      results.push_back(std::move(y));
+    }
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(),
+                             results[0].size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(),
+                             results[0].size() * sizeof(float)));
+    std::vector<float> want(batch * 700);
+    MatmulReference(layer->w, x.data(), batch, want.data());
+    ExpectNear(results[0], want, Int8Bounds(layer->w, x.data(), batch),
+               "batch " + std::to_string(batch));
+    // A row range writes only its columns and the same values.
+    std::vector<float> part(batch * 700, -7.0f);
+    BinaryCodedGemm(layer->w, 123, 456, x.data(), batch, part.data(), 700,
+                    Int8Options(GetParam()));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t o = 0; o < 700; ++o) {
+        const float w = o < 123 || o >= 456 ? -7.0f : results[0][b * 700 + o];
+        ASSERT_EQ(part[b * 700 + o], w) << b << " " << o;
+      }
+    }
+  }
+}
+
+TEST_P(Int8PathTest, NonFiniteInputsFallBackToFloat) {
+  const auto layer = RandomBinaryLayer(40, 100, 1, {16, 20, 2}, 8);
+  const int64_t batch = 3;
+  auto x = RandomVector(batch * 100, 9);
+  x[1 * 100 + 17] = NAN;
+  x[2 * 100 + 3] = INFINITY;
+  std::vector<float> got(batch * 40), fp32(batch * 40);
+  BinaryCodedGemm(layer->w, 0, 40, x.data(), batch, got.data(), 40,
+                  Int8Options(GetParam()));
+  GemmOptions f;
+  f.isa = GetParam();
+  BinaryCodedGemm(layer->w, 0, 40, x.data(), batch, fp32.data(), 40, f);
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(fp32[i])) {
+      ASSERT_TRUE(std::isnan(got[i])) << i;
+    } else {
+      ASSERT_EQ(got[i], fp32[i]) << i;
+    }
+  }
+  for (int64_t o = 0; o < 40; ++o) {
+    EXPECT_TRUE(std::isnan(got[40 + o]));
+    EXPECT_FALSE(std::isfinite(got[80 + o]));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, Int8PathTest,
+                         ::testing::ValuesIn(SupportedIsas()),
+                         [](const auto& info) {
+                           return std::string(IsaName(info.param));
+                         });
+
+TEST(QuantizeActivationsInt8Test, ScaleRoundingPaddingAndSums) {
+  // max |x| = 127 -> scale 1: ties round to even, padding is zero.
+  const float x[2][5] = {{127.f, 0.5f, 1.5f, -2.5f, -3.4f},
+                         {0.f, 0.f, 0.f, 0.f, 0.f}};
+  int8_t q[2][8];
+  float scale[2];
+  int32_t sum[2];
+  ASSERT_TRUE(QuantizeActivationsInt8(&x[0][0], 2, 5, 8, &q[0][0], scale, sum));
+  EXPECT_EQ(scale[0], 1.0f);
+  const int8_t want[8] = {127, 0, 2, -2, -3, 0, 0, 0};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(q[0][i], want[i]) << i;
+  EXPECT_EQ(sum[0], 127 + 2 - 2 - 3);
+  EXPECT_EQ(scale[1], 0.0f);
+  EXPECT_EQ(sum[1], 0);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(q[1][i], 0);
+  // Any scale: every element within scale / 2 and the max maps to +-127.
+  const auto v = RandomVector(999, 5);
+  std::vector<int8_t> qv(1024);
+  float s;
+  int32_t total;
+  ASSERT_TRUE(
+      QuantizeActivationsInt8(v.data(), 1, 999, 1024, qv.data(), &s, &total));
+  int32_t check = 0, extreme = 0;
+  for (int i = 0; i < 999; ++i) {
+    EXPECT_LE(std::fabs(v[i] - s * qv[i]), 0.5001 * s) << i;
+    check += qv[i];
+    extreme = std::max(extreme, std::abs(static_cast<int32_t>(qv[i])));
+  }
+  EXPECT_EQ(check, total);
+  EXPECT_EQ(extreme, 127);
+  const float bad[3] = {1.f, NAN, 2.f};
+  EXPECT_FALSE(QuantizeActivationsInt8(bad, 1, 3, 64, qv.data(), &s, &total));
+}
+
+TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
+  for (KernelIsa isa : SupportedIsas()) {
+    EXPECT_EQ(ChooseMethod(isa, 1, 100, 100, ActivationPrecision::kInt8),
+              BinaryMethod::kInt8Sign);
+    EXPECT_EQ(
+        ChooseMethod(isa, kInt8MaxBatch, 100, 100, ActivationPrecision::kInt8),
+        BinaryMethod::kInt8Sign);
+    // Larger batches: int8 only where VPDPBUSD makes it the faster kernel.
+    const bool vnni = isa == KernelIsa::kAvx512 && HasAvx512Vnni();
+    EXPECT_EQ(ChooseMethod(isa, kInt8MaxBatch + 1, 100, 100,
+                           ActivationPrecision::kInt8),
+              vnni ? BinaryMethod::kInt8Sign
+                   : ChooseMethod(isa, kInt8MaxBatch + 1, 100, 100));
+    EXPECT_EQ(ChooseMethod(isa, 128, 100, 100, ActivationPrecision::kInt8),
+              vnni ? BinaryMethod::kInt8Sign : BinaryMethod::kLut);
+    EXPECT_NE(ChooseMethod(isa, 1, 100, 100, ActivationPrecision::kFloat32),
+              BinaryMethod::kInt8Sign);
+  }
+  // Matmul with int8 options runs the int8 path (same bits as the kernel
+  // called directly); without options it stays FP32 (unless the process
+  // default was changed by FLEXOR_ACTIVATION_PRECISION).
+  const auto layer = RandomBinaryLayer(50, 300, 1, {16, 20, 2}, 12);
+  const auto x = RandomVector(3 * 300, 13);
+  std::vector<float> via_matmul(150), direct(150), fp32(150), plain(150);
+  MatmulOptions mo;
+  mo.activations = ActivationPrecision::kInt8;
+  Matmul(layer->w, x.data(), 3, via_matmul.data(), KernelPath::kAuto, mo);
+  GemmOptions go;
+  go.activations = ActivationPrecision::kInt8;
+  BinaryCodedGemm(layer->w, 0, 50, x.data(), 3, direct.data(), 50, go);
+  EXPECT_EQ(0, std::memcmp(via_matmul.data(), direct.data(), 150 * 4));
+  BinaryCodedGemm(layer->w, 0, 50, x.data(), 3, fp32.data(), 50);
+  Matmul(layer->w, x.data(), 3, plain.data(), KernelPath::kAuto,
+         MatmulOptions());
+  EXPECT_EQ(0, std::memcmp(plain.data(), fp32.data(), 150 * 4));
+  EXPECT_NE(0, std::memcmp(direct.data(), fp32.data(), 150 * 4));
+}
 
 class DenseAndGxnorTest : public ::testing::TestWithParam<KernelIsa> {};
 

@@ -215,6 +215,129 @@ TEST_P(MicrokernelTest, GxnorMatchesScalar) {
   }
 }
 
+TEST_P(MicrokernelTest, SignDotI8MatchesPortableBitForBit) {
+  // kw 33 and 70 cross the AVX2 kernel's 16-bit flush (every 32 words);
+  // rows and batches cover every register block and remainder.
+  std::mt19937_64 rng(11);
+  for (int64_t kw : {1, 2, 33, 70}) {
+    for (int64_t rows : {1, 3, 4, 5, 8, 9, 13}) {
+      for (int64_t batch : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
+        const int64_t bs = kw + 1, xs = kw * 64 + 3;
+        const auto bits = RandomWords(rows * bs, rng());
+        std::vector<int8_t> x(batch * xs);
+        for (auto& v : x) v = static_cast<int8_t>(rng());
+        std::vector<int32_t> got(rows * batch, -1), portable(rows * batch, -2);
+        kt().sign_dot_i8(bits.data(), bs, rows, x.data(), xs, batch, kw,
+                         got.data(), batch);
+        SignDotI8Portable(bits.data(), bs, rows, x.data(), xs, batch, kw,
+                          portable.data(), batch);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t b = 0; b < batch; ++b) {
+            int32_t want = 0;
+            for (int64_t k = 0; k < kw * 64; ++k) {
+              if (Bit(bits.data() + r * bs, k)) want += x[b * xs + k];
+            }
+            ASSERT_EQ(portable[r * batch + b], want);
+            ASSERT_EQ(got[r * batch + b], want)
+                << "kw " << kw << " rows " << rows << " batch " << batch
+                << " r " << r << " b " << b;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, Transpose16MatchesScalar) {
+  for (int64_t kw : {1, 7, 8, 9, 16, 23}) {
+    for (int64_t rows : {1, 5, 8, 9, 15, 16}) {
+      const int64_t bs = kw + 3;
+      const auto bits = RandomWords(rows * bs, kw * 100 + rows);
+      std::vector<uint64_t> out(kw * 16, 0xdeadbeef);
+      kt().transpose16(bits.data(), bs, rows, kw, out.data());
+      for (int64_t m = 0; m < kw; ++m) {
+        for (int64_t r = 0; r < 16; ++r) {
+          ASSERT_EQ(out[m * 16 + r], r < rows ? bits[r * bs + m] : 0)
+              << "kw " << kw << " rows " << rows << " m " << m << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, Int8LutMatchesSignKernelBitForBit) {
+  // The portable pieces always; the ISA's own where its table has them.
+  const TransposeBytes32Fn transpose = kt().transpose_bytes32
+                                           ? kt().transpose_bytes32
+                                           : TransposeBytes32Portable;
+  const LutI8Fn lut = kt().lut_i8 ? kt().lut_i8 : LutI8Portable;
+  std::mt19937_64 rng(21);
+  for (int64_t kw : {1, 3, 4, 5, 9, 40}) {  // 40 words: > 16-column flush
+    for (int64_t rows : {1, 7, 16, 17, 31, 32}) {
+      const int64_t bs = kw + 2;
+      const auto bits = RandomWords(rows * bs, rng());
+      std::vector<uint8_t> t32(kw * 8 * 32, 0xab), t32p(kw * 8 * 32, 0xcd);
+      transpose(bits.data(), bs, rows, kw, t32.data());
+      TransposeBytes32Portable(bits.data(), bs, rows, kw, t32p.data());
+      for (int64_t c = 0; c < kw * 8; ++c) {
+        for (int64_t r = 0; r < 32; ++r) {
+          const uint8_t want =
+              r < rows
+                  ? static_cast<uint8_t>(bits[r * bs + c / 8] >> (8 * (c % 8)))
+                  : 0;
+          ASSERT_EQ(t32p[c * 32 + r], want);
+          ASSERT_EQ(t32[c * 32 + r], want)
+              << "kw " << kw << " rows " << rows << " c " << c << " r " << r;
+        }
+      }
+      // Tables as the driver builds them, from extreme and random int8.
+      for (int mode = 0; mode < 3; ++mode) {
+        std::vector<int8_t> x(kw * 64);
+        for (auto& v : x) {
+          v = mode == 0   ? int8_t{-128}
+              : mode == 1 ? int8_t{127}
+                          : static_cast<int8_t>(rng());
+        }
+        std::vector<uint8_t> tables(kw * 16 * 32);
+        for (int64_t g = 0; g < kw * 16; ++g) {
+          for (int p = 0; p < 16; ++p) {
+            int e = 0;
+            for (int i = 0; i < 4; ++i) e += ((p >> i) & 1) ? x[4 * g + i] : 0;
+            tables[g * 32 + p] = static_cast<uint8_t>(e & 0xff);
+            tables[g * 32 + 16 + p] = static_cast<uint8_t>((e >> 8) & 0xff);
+          }
+        }
+        int32_t got[32], portable[32];
+        lut(t32.data(), kw, tables.data(), got);
+        LutI8Portable(t32p.data(), kw, tables.data(), portable);
+        std::vector<int32_t> sign(rows);
+        SignDotI8Portable(bits.data(), bs, rows, x.data(), kw * 64, 1, kw,
+                          sign.data(), 1);
+        for (int64_t r = 0; r < 32; ++r) {
+          const int32_t want = r < rows ? sign[r] : 0;
+          ASSERT_EQ(portable[r], want) << "kw " << kw << " r " << r;
+          ASSERT_EQ(got[r], want) << "kw " << kw << " rows " << rows << " mode "
+                                  << mode << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MicrokernelTest, SignDotI8ExtremeValuesDoNotOverflow) {
+  // Every bit set and every activation -128 (or 127): the largest sums any
+  // 16-bit stage can see. 200 words = 12800 weights.
+  const int64_t kw = 200, rows = 5, batch = 6;
+  const std::vector<uint64_t> bits(rows * kw, ~uint64_t{0});
+  for (int v : {-128, 127}) {
+    const std::vector<int8_t> x(batch * kw * 64, static_cast<int8_t>(v));
+    std::vector<int32_t> got(rows * batch);
+    kt().sign_dot_i8(bits.data(), kw, rows, x.data(), kw * 64, batch, kw,
+                     got.data(), batch);
+    for (int32_t g : got) ASSERT_EQ(g, v * kw * 64);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, MicrokernelTest,
                          ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& info) {
