@@ -68,6 +68,11 @@ ABSL_FLAG(std::string, version_policy, "latest:1",
 ABSL_FLAG(int, grpc_max_message_bytes, 64 << 20,
           "Largest gRPC message accepted or sent, in bytes (model uploads "
           "travel in one message).");
+ABSL_FLAG(std::string, activation_precision, "fp32",
+          "Default activation precision of binary-coded and ternary layers: "
+          "fp32 (exact) or int8 (faster at small batches, within the error "
+          "bound of docs/performance.md); config.pbtxt's "
+          "activation_precision overrides it per model.");
 ABSL_FLAG(int64_t, max_activation_bytes, int64_t{512} << 20,
           "Activation memory one request may use: a model version that needs "
           "more at its max_batch_size is refused at load, with the largest "
@@ -149,6 +154,14 @@ int main(int argc, char** argv) {
   options.dispatch_when_idle = absl::GetFlag(FLAGS_dispatch_when_idle);
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  absl::StatusOr<flexor::ActivationPrecision> precision =
+      flexor::server::ParseActivationPrecision(
+          absl::GetFlag(FLAGS_activation_precision));
+  if (!precision.ok()) {
+    return Fail(
+        absl::StrCat("--activation-precision: ", precision.status().message()));
+  }
+  defaults.activations = *precision;
   defaults.dynamic_batching = absl::GetFlag(FLAGS_dynamic_batching);
   defaults.max_queue_delay =
       absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));

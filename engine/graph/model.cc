@@ -261,19 +261,26 @@ int64_t Model::ActivationBytes(int64_t batch, int threads) const {
 
 absl::Status Model::Run(const float* input, int64_t batch, float* output,
                         KernelPath path) const {
-  return RunSteps(input, batch, output, path, nullptr);
+  RunOptions options;
+  options.path = path;
+  return RunSteps(input, batch, output, options, nullptr);
+}
+
+absl::Status Model::Run(const float* input, int64_t batch, float* output,
+                        const RunOptions& options) const {
+  return RunSteps(input, batch, output, options, nullptr);
 }
 
 absl::Status Model::RunProfiled(const float* input, int64_t batch,
                                 float* output,
                                 std::vector<StepProfile>* profile,
-                                KernelPath path) const {
+                                const RunOptions& options) const {
   profile->clear();
-  return RunSteps(input, batch, output, path, profile);
+  return RunSteps(input, batch, output, options, profile);
 }
 
 absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
-                             KernelPath path,
+                             const RunOptions& options,
                              std::vector<StepProfile>* profile) const {
   if (batch <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -298,7 +305,8 @@ absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
         bytes / static_cast<int64_t>(sizeof(float)));
     float* base = lease.data();
     RunContext ctx;
-    ctx.path = path;
+    ctx.path = options.path;
+    ctx.matmul = options.matmul;
     ctx.threads = threads;
     ctx.scratch = base + arena_floats_per_sample_ * batch;
     auto storage = [&](int s) -> float* {

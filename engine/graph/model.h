@@ -17,6 +17,12 @@ namespace flexor {
 
 class Operator;
 
+// Per-run choices (the model's serving config).
+struct RunOptions {
+  KernelPath path = KernelPath::kAuto;
+  MatmulOptions matmul;  // activation precision of bit-coded layers
+};
+
 // The most activation and scratch memory one Run may use: a request that
 // needs more is refused before anything is allocated.
 inline constexpr int64_t kMaxRunActivationBytes = int64_t{4} << 30;
@@ -60,6 +66,8 @@ class Model {
   // needs more than kMaxRunActivationBytes or the memory is not there.
   absl::Status Run(const float* input, int64_t batch, float* output,
                    KernelPath path = KernelPath::kAuto) const;
+  absl::Status Run(const float* input, int64_t batch, float* output,
+                   const RunOptions& options) const;
 
   // Bytes of activations and scratch one run of `batch` samples uses in an
   // arena of `threads` threads (what the server budgets per request).
@@ -74,7 +82,7 @@ class Model {
   };
   absl::Status RunProfiled(const float* input, int64_t batch, float* output,
                            std::vector<StepProfile>* profile,
-                           KernelPath path = KernelPath::kAuto) const;
+                           const RunOptions& options = RunOptions()) const;
 
   // Human-readable description: graph, codecs, shapes, sizes (inspect).
   std::string Describe() const;
@@ -82,7 +90,7 @@ class Model {
  private:
   Model() = default;
   absl::Status RunSteps(const float* input, int64_t batch, float* output,
-                        KernelPath path,
+                        const RunOptions& options,
                         std::vector<StepProfile>* profile) const;
 
   std::shared_ptr<const ModelFile> file_;

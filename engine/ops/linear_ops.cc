@@ -78,7 +78,7 @@ class DenseOp : public Operator {
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext& ctx) const override {
     if (!gxnor_) {
-      Matmul(w_, inputs[0], batch, output, ctx.path);
+      Matmul(w_, inputs[0], batch, output, ctx.path, ctx.matmul);
     } else {
       // Ternary activations x ternary weights: pack the activations into
       // (nonzero, sign) bit rows and count with the gated-XNOR formula.

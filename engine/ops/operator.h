@@ -34,6 +34,7 @@ inline constexpr int64_t kMaxActivationElements = int64_t{1} << 26;
 // What a step gets besides its inputs and output.
 struct RunContext {
   KernelPath path = KernelPath::kAuto;
+  MatmulOptions matmul;  // for Dense layers
   // ScratchFloats(batch, threads) floats, 64-byte aligned, uninitialised,
   // owned by the run (never shared with a concurrent run).
   float* scratch = nullptr;

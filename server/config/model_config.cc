@@ -116,7 +116,20 @@ std::string ModelConfig::DebugString() const {
       " dynamic_batching=", dynamic_batching ? "on" : "off",
       " max_queue_delay_us=", absl::ToInt64Microseconds(max_queue_delay),
       " max_queue_size=", max_queue_size,
-      " version_policy=", version_policy.ToString());
+      " version_policy=", version_policy.ToString(),
+      " activation_precision=", ActivationPrecisionName(activations));
+}
+
+absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
+    absl::string_view text) {
+  if (text == "fp32") return ActivationPrecision::kFloat32;
+  if (text == "int8") return ActivationPrecision::kInt8;
+  return absl::InvalidArgumentError(
+      absl::StrCat("activation precision '", text, "' is not fp32 or int8"));
+}
+
+const char* ActivationPrecisionName(ActivationPrecision precision) {
+  return precision == ActivationPrecision::kInt8 ? "int8" : "fp32";
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(
@@ -189,6 +202,17 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
         break;
     }
     config.version_policy = spec;
+  }
+  switch (proto.activation_precision()) {
+    case config::FP32:
+      config.activations = ActivationPrecision::kFloat32;
+      break;
+    case config::INT8:
+      config.activations = ActivationPrecision::kInt8;
+      break;
+    default:  // ACTIVATION_PRECISION_DEFAULT (unknown values: text format
+              // rejects them)
+      break;
   }
   return config;
 }

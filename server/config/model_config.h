@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "engine/kernels/activation_precision.h"
 
 namespace flexor::server {
 
@@ -32,12 +33,19 @@ struct ModelConfig {
   absl::Duration max_queue_delay = absl::Microseconds(200);
   int max_queue_size = 1024;
   VersionPolicySpec version_policy;
+  // Binary-coded / ternary layers: exact FP32 or int8 activations.
+  ActivationPrecision activations = ActivationPrecision::kFloat32;
 
   std::string DebugString() const;
 };
 
 // The server-wide defaults (flags) a config.pbtxt is merged over.
 using ModelConfigDefaults = ModelConfig;
+
+// "fp32" / "int8" (the --activation-precision flag).
+absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
+    absl::string_view text);
+const char* ActivationPrecisionName(ActivationPrecision precision);
 
 // Parses config.pbtxt text (empty text: all defaults). Errors name `source`
 // and the offending field.

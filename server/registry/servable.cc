@@ -6,6 +6,14 @@
 
 namespace flexor::server {
 
+namespace {
+RunOptions RunOptionsOf(const ModelConfig& config) {
+  RunOptions options;
+  options.matmul.activations = config.activations;
+  return options;
+}
+}  // namespace
+
 void ServableStats::RecordBatch(int64_t samples, absl::Duration compute) {
   execution_count.fetch_add(1, std::memory_order_relaxed);
   absl::MutexLock lock(&mu_);
@@ -36,8 +44,9 @@ ServableVersion::ServableVersion(std::string name, int64_t version,
               config_.max_batch_size, config_.dynamic_batching,
               config_.max_queue_delay, config_.max_queue_size,
               model_->input_size(), model_->output_size()},
-          [model = model_.get()](const float* in, int64_t batch, float* out) {
-            return model->Run(in, batch, out);
+          [model = model_.get(), options = RunOptionsOf(config_)](
+              const float* in, int64_t batch, float* out) {
+            return model->Run(in, batch, out, options);
           },
           [this](int64_t samples, absl::Duration compute) {
             metrics_->RecordBatch(samples);

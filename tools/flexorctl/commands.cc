@@ -19,6 +19,7 @@
 #include "tools/flexorctl/client.h"
 #include "tools/flexorctl/idx.h"
 #include "tools/flexorctl/model_bench.h"
+#include "tools/flexorctl/model_eval.h"
 
 namespace flexor::tools {
 namespace {
@@ -439,10 +440,16 @@ absl::Status Bench(const CommandContext& ctx) {
 
 absl::Status ModelCommand(const CommandContext& ctx,
                           const std::vector<std::string>& args) {
-  if (args.size() != 3 ||
-      (args[1] != "inspect" && args[1] != "validate" && args[1] != "bench")) {
+  if (args.size() != 3 || (args[1] != "inspect" && args[1] != "validate" &&
+                           args[1] != "bench" && args[1] != "eval")) {
     return absl::InvalidArgumentError(
-        "usage: flexorctl model inspect|validate|bench FILE");
+        "usage: flexorctl model inspect|validate|bench|eval FILE");
+  }
+  if (args[1] == "eval") {
+    return ModelEval(
+        args[2], ctx.images, ctx.labels,
+        ctx.int8 ? ActivationPrecision::kInt8 : ActivationPrecision::kFloat32,
+        ctx.json);
   }
   if (args[1] == "bench") {
     ModelBenchOptions options;
@@ -451,6 +458,7 @@ absl::Status ModelCommand(const CommandContext& ctx,
     options.profile = ctx.profile;
     options.json = ctx.json;
     options.min_time = ctx.min_time;
+    if (ctx.int8) options.activations = ActivationPrecision::kInt8;
     return ModelBench(args[2], options);
   }
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(args[2]);

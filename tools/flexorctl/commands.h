@@ -25,6 +25,7 @@ struct CommandContext {
   int threads = 1;
   bool profile = false;
   absl::Duration min_time = absl::Seconds(1);
+  bool int8 = false;  // model bench/eval: int8 activations
   bool uint8 = false, typed = false;
   // load
   int64_t version = 1;

@@ -35,6 +35,8 @@ ABSL_FLAG(std::string, batch, "",
 ABSL_FLAG(int, threads, 1, "model bench: threads of the TBB arena.");
 ABSL_FLAG(bool, profile, false, "model bench: per-layer time table.");
 ABSL_FLAG(double, min_time_s, 1, "model bench: seconds to measure per batch.");
+ABSL_FLAG(bool, int8_activations, false,
+          "model bench/eval: run bit-coded layers with int8 activations.");
 ABSL_FLAG(std::string, raw, "",
           "infer: raw little-endian FP32 input file [N, input size] instead "
           "of --images.");
@@ -79,7 +81,9 @@ constexpr char kUsage[] =
     "  model inspect FILE    graph, codecs, bits per weight, sizes\n"
     "  model validate FILE   exit 0 if FILE loads, else print why\n"
     "  model bench FILE      in-process latency per --batch=1,8,32,128 at\n"
-    "                        --threads=N; --profile adds a per-layer table\n\n"
+    "                        --threads=N; --profile adds a per-layer table\n"
+    "  model eval FILE       accuracy on --images/--labels; with\n"
+    "                        --int8_activations, agreement with fp32\n\n"
     "Flags may be spelled with dashes or underscores.";
 
 }  // namespace
@@ -124,6 +128,7 @@ int main(int argc, char** argv) {
   ctx.threads = absl::GetFlag(FLAGS_threads);
   ctx.profile = absl::GetFlag(FLAGS_profile);
   ctx.min_time = absl::Seconds(absl::GetFlag(FLAGS_min_time_s));
+  ctx.int8 = absl::GetFlag(FLAGS_int8_activations);
   ctx.raw = absl::GetFlag(FLAGS_raw);
   ctx.uint8 = absl::GetFlag(FLAGS_uint8);
   ctx.typed = absl::GetFlag(FLAGS_typed);

@@ -43,10 +43,12 @@ absl::Status ModelBench(const std::string& path,
   std::uniform_real_distribution<float> pixel(0.0f, 255.0f);
   if (!options.json) {
     std::cout << absl::StrFormat(
-        "model %s (%s), kernel ISA %s, %d thread(s)\n"
+        "model %s (%s), kernel ISA %s, %s activations, %d thread(s)\n"
         "%6s %8s %12s %12s %12s %14s\n",
-        model.name(), path, SelectedKernelIsaName(), options.threads, "batch",
-        "runs", "p50 run us", "p90 run us", "us/sample", "samples/s");
+        model.name(), path, SelectedKernelIsaName(),
+        options.activations == ActivationPrecision::kInt8 ? "int8" : "fp32",
+        options.threads, "batch", "runs", "p50 run us", "p90 run us",
+        "us/sample", "samples/s");
   }
   for (int batch : options.batches) {
     if (batch < 1)
@@ -58,20 +60,23 @@ absl::Status ModelBench(const std::string& path,
     std::map<int, LayerTotal> layers;  // by step index
     std::vector<std::string> names;
     absl::Status status;
+    RunOptions run_options;
+    run_options.matmul.activations = options.activations;
     arena.execute([&] {
       using Clock = std::chrono::steady_clock;
       for (int i = 0; i < 3 && status.ok(); ++i) {  // warm-up
-        status = model.Run(input.data(), batch, output.data());
+        status = model.Run(input.data(), batch, output.data(), run_options);
       }
       const auto until =
           Clock::now() + absl::ToChronoNanoseconds(options.min_time);
       std::vector<Model::StepProfile> profile;
       while (status.ok() && (runs.size() < 10 || Clock::now() < until)) {
         const auto start = Clock::now();
-        status = options.profile
-                     ? model.RunProfiled(input.data(), batch, output.data(),
-                                         &profile)
-                     : model.Run(input.data(), batch, output.data());
+        status =
+            options.profile
+                ? model.RunProfiled(input.data(), batch, output.data(),
+                                    &profile, run_options)
+                : model.Run(input.data(), batch, output.data(), run_options);
         runs.push_back(
             std::chrono::duration<double>(Clock::now() - start).count());
         for (size_t s = 0; s < profile.size(); ++s) {

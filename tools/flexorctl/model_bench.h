@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "engine/kernels/activation_precision.h"
 
 namespace flexor::tools {
 
@@ -17,6 +18,7 @@ struct ModelBenchOptions {
   bool profile = false;
   absl::Duration min_time = absl::Seconds(1);  // per batch size
   bool json = false;
+  ActivationPrecision activations = ActivationPrecision::kFloat32;
 };
 
 absl::Status ModelBench(const std::string& path,

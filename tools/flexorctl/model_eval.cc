@@ -1,0 +1,99 @@
+#include "tools/flexorctl/model_eval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/graph/model.h"
+#include "tools/flexorctl/idx.h"
+
+namespace flexor::tools {
+namespace {
+
+int64_t ArgMax(const float* v, int64_t n) {
+  return std::max_element(v, v + n) - v;
+}
+
+}  // namespace
+
+absl::Status ModelEval(const std::string& path, const std::string& images,
+                       const std::string& labels,
+                       ActivationPrecision activations, bool json) {
+  if (images.empty() || labels.empty()) {
+    return absl::InvalidArgumentError(
+        "model eval needs --images and --labels (IDX files)");
+  }
+  absl::StatusOr<std::shared_ptr<const Model>> loaded = Model::Load(path);
+  if (!loaded.ok()) return loaded.status();
+  const Model& model = **loaded;
+  absl::StatusOr<IdxTensor> x = ReadIdx(images);
+  if (!x.ok()) return x.status();
+  absl::StatusOr<IdxTensor> y = ReadIdx(labels);
+  if (!y.ok()) return y.status();
+  if (x->item_size() != model.input_size() || y->items() != x->items()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the model takes ", model.input_size(),
+                     " values per sample; the "
+                     "images have ",
+                     x->item_size(), " and there are ", x->items(),
+                     " images for ", y->items(), " labels"));
+  }
+  const int64_t n = x->items(), in = model.input_size(),
+                out = model.output_size();
+  constexpr int64_t kBatch = 64;
+  RunOptions exact, chosen;
+  chosen.matmul.activations = activations;
+  int64_t correct = 0, correct_exact = 0, agree = 0;
+  double max_diff = 0;
+  std::vector<float> batch_in(kBatch * in), y_exact(kBatch * out),
+      y_chosen(kBatch * out);
+  for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
+    const int64_t nb = std::min(kBatch, n - b0);
+    for (int64_t i = 0; i < nb * in; ++i) {
+      batch_in[i] = static_cast<float>(x->data[b0 * in + i]);
+    }
+    // Batch 1 as well as batches: the int8 path is chosen per batch size.
+    for (int64_t i = 0; i < nb; ++i) {
+      absl::Status s = model.Run(batch_in.data() + i * in, 1,
+                                 y_chosen.data() + i * out, chosen);
+      if (!s.ok()) return s;
+    }
+    absl::Status s = model.Run(batch_in.data(), nb, y_exact.data(), exact);
+    if (!s.ok()) return s;
+    for (int64_t i = 0; i < nb; ++i) {
+      const int64_t label = y->data[b0 + i];
+      const int64_t a = ArgMax(y_chosen.data() + i * out, out);
+      const int64_t e = ArgMax(y_exact.data() + i * out, out);
+      correct += a == label;
+      correct_exact += e == label;
+      agree += a == e;
+      for (int64_t j = 0; j < out; ++j) {
+        max_diff = std::max<double>(
+            max_diff, std::abs(y_chosen[i * out + j] - y_exact[i * out + j]));
+      }
+    }
+  }
+  const char* name =
+      activations == ActivationPrecision::kInt8 ? "int8" : "fp32";
+  if (json) {
+    std::cout << absl::StrFormat(
+        "{\"model\": \"%s\", \"activations\": \"%s\", \"samples\": %d, "
+        "\"accuracy\": %.2f, \"fp32_accuracy\": %.2f, \"top1_agreement\": "
+        "%.3f, \"max_abs_output_diff\": %.3g}\n",
+        model.name(), name, n, 100.0 * correct / n, 100.0 * correct_exact / n,
+        100.0 * agree / n, max_diff);
+  } else {
+    std::cout << absl::StrFormat(
+        "model %s, %s activations, %d samples (batch 1): accuracy %.2f%% "
+        "(fp32 path, batch 64: %.2f%%), top-1 agreement with fp32 %.3f%%, "
+        "max |output difference| %.3g\n",
+        model.name(), name, n, 100.0 * correct / n, 100.0 * correct_exact / n,
+        100.0 * agree / n, max_diff);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace flexor::tools
