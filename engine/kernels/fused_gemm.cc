@@ -7,6 +7,7 @@
 
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/microkernels.h"
+#include "engine/runtime/buffer_pool.h"
 #include "tbb/blocked_range.h"
 #include "tbb/parallel_for.h"
 #include "tbb/task_arena.h"
@@ -129,11 +130,11 @@ void SignFmaPath(const KernelTable& kt, const PlaneSource& src,
   const int q = src.planes();
   // The kernel reads whole words of x: pad rows when K is not a multiple of
   // 64 (zeros meet the zero tail bits of the decrypted rows).
-  std::vector<float> padded;
+  PooledArray<float> padded(Kp != K ? batch * Kp : 0);
   const float* xp = x;
   int64_t xs = K;
   if (Kp != K) {
-    padded.assign(static_cast<size_t>(batch * Kp), 0.0f);
+    std::fill(padded.begin(), padded.end(), 0.0f);
     for (int64_t b = 0; b < batch; ++b) {
       std::copy(x + b * K, x + (b + 1) * K, padded.data() + b * Kp);
     }
@@ -183,7 +184,7 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
   // One table per activation row: [16 kw groups][16 entries], built once per
   // call and shared by every row tile (padding inputs are zero).
   const int64_t groups = kw * 16;
-  std::vector<float> tables(static_cast<size_t>(batch * groups * 16));
+  PooledArray<float> tables(batch * groups * 16);
   tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
     const float* xb = x + b * K;
     for (int64_t g = 0; g < groups; ++g) {
@@ -286,10 +287,9 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
   const bool lut = kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch();
-  std::vector<uint8_t> tables;
   const int64_t table_stride = 16 * kw * 32;
+  PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
-    tables.resize(static_cast<size_t>(batch * table_stride));
     tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
       BuildLutI8Tables(xq + b * Kp, kw, tables.data() + b * table_stride);
     });
@@ -363,7 +363,8 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t tiles_b = CeilDiv(batch, lanes);
   // Activations transposed to [batch tile][k][lane], zero padded in both k
   // and lanes, so a table entry for 4 inputs is 4 vector loads away.
-  std::vector<float> xt(static_cast<size_t>(tiles_b * Kp * lanes), 0.0f);
+  PooledArray<float> xt(tiles_b * Kp * lanes);
+  std::fill(xt.begin(), xt.end(), 0.0f);
   constexpr int64_t kTransposeBlock = 256;
   const int64_t kblocks = CeilDiv(K, kTransposeBlock);
   tbb::parallel_for(int64_t{0}, tiles_b * kblocks, [&](int64_t i) {
@@ -510,15 +511,15 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
   }
   if (method == BinaryMethod::kInt8Sign) {
     const int64_t K = w.in_features, Kp = RoundUp(K, 64);
-    std::vector<int8_t> xq(static_cast<size_t>(batch * Kp));
-    std::vector<float> scale(static_cast<size_t>(batch));
-    std::vector<int32_t> qsum(static_cast<size_t>(batch));
+    PooledArray<int8_t> xq(batch * Kp);
+    PooledArray<float> scale(batch);
+    PooledArray<int32_t> qsum(batch);
     bool finite = true;
     if (batch == 1) {
       finite = QuantizeActivationsInt8(x, 1, K, Kp, xq.data(), scale.data(),
                                        qsum.data());
     } else {
-      std::vector<char> ok(static_cast<size_t>(batch));
+      PooledArray<char> ok(batch);
       tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
         ok[b] = QuantizeActivationsInt8(x + b * K, 1, K, Kp, xq.data() + b * Kp,
                                         scale.data() + b, qsum.data() + b);

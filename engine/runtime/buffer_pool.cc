@@ -34,7 +34,13 @@ BufferPool::Lease::~Lease() {
 }
 
 BufferPool& BufferPool::Global() {
-  static BufferPool* pool = new BufferPool();  // never destroyed
+  static BufferPool* pool = [] {
+    auto* p = new BufferPool();  // never destroyed
+    // Room for the idle list up front: returning a buffer must not allocate.
+    absl::MutexLock lock(&p->mu_);
+    p->idle_.reserve(256);
+    return p;
+  }();
   return *pool;
 }
 

@@ -10,6 +10,7 @@
 #define FLEXOR_ENGINE_RUNTIME_BUFFER_POOL_H_
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -61,6 +62,30 @@ class BufferPool {
 
   mutable absl::Mutex mu_;
   std::vector<Buffer> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+// An uninitialised array of n trivially copyable T leased from
+// BufferPool::Global() for the lifetime of the object: a kernel driver's
+// temporary that does not allocate after warm-up. n == 0 leases nothing.
+template <typename T>
+class PooledArray {
+ public:
+  static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 64);
+  explicit PooledArray(int64_t n) : size_(n) {
+    if (n > 0) {
+      lease_ = BufferPool::Global().Acquire(
+          (n * static_cast<int64_t>(sizeof(T)) + 3) / 4);
+    }
+  }
+  T* data() const { return reinterpret_cast<T*>(lease_.data()); }
+  T& operator[](int64_t i) const { return data()[i]; }
+  int64_t size() const { return size_; }
+  T* begin() const { return data(); }
+  T* end() const { return data() + size_; }
+
+ private:
+  BufferPool::Lease lease_;
+  int64_t size_;
 };
 
 }  // namespace flexor
