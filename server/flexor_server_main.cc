@@ -73,6 +73,9 @@ ABSL_FLAG(std::string, activation_precision, "fp32",
           "fp32 (exact) or int8 (faster at small batches, within the error "
           "bound of docs/performance.md); config.pbtxt's "
           "activation_precision overrides it per model.");
+ABSL_FLAG(double, decrypt_sample_rate, 0.01,
+          "Fraction of model executions timed for "
+          "flexor_inference_decrypt_duration_seconds (0: off, 1: all).");
 ABSL_FLAG(int64_t, max_activation_bytes, int64_t{512} << 20,
           "Activation memory one request may use: a model version that needs "
           "more at its max_batch_size is refused at load, with the largest "
@@ -146,6 +149,10 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
   if (options.max_message_bytes < 1) {
     return Fail("--grpc-max-message-bytes must be positive");
+  }
+  options.decrypt_sample_rate = absl::GetFlag(FLAGS_decrypt_sample_rate);
+  if (!(options.decrypt_sample_rate >= 0 && options.decrypt_sample_rate <= 1)) {
+    return Fail("--decrypt-sample-rate must be in [0, 1]");
   }
   options.max_activation_bytes = absl::GetFlag(FLAGS_max_activation_bytes);
   if (options.max_activation_bytes < 1) {

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 #include <utility>
 
@@ -44,8 +45,14 @@ absl::Status Server::Init() {
   scheduler_ = std::make_unique<BatchScheduler>(threads, batches,
                                                 options_.dispatch_when_idle);
   repository_ = std::make_unique<ModelRepository>(options_.model_repository);
+  const int64_t decrypt_period =
+      options_.decrypt_sample_rate <= 0
+          ? 0
+          : std::max<int64_t>(1,
+                              std::llround(1.0 / options_.decrypt_sample_rate));
   loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
-                                          options_.max_activation_bytes);
+                                          options_.max_activation_bytes,
+                                          decrypt_period);
   manager_ =
       std::make_unique<ModelManager>(repository_.get(), loader_.get(),
                                      metrics_.get(), options_.model_defaults);

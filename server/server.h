@@ -39,6 +39,8 @@ struct ServerOptions {
   int max_message_bytes = 64 << 20;
   // Per-request activation budget (ModelLoader).
   int64_t max_activation_bytes = ModelLoader::kDefaultMaxActivationBytes;
+  // Fraction of executions profiled for the decryption-time metric.
+  double decrypt_sample_rate = 0.01;
   ModelConfigDefaults model_defaults;
 };
 

@@ -79,6 +79,9 @@ class Model {
     std::string describe;  // Operator::Describe()
     int64_t macs_per_sample = 0;
     double seconds = 0;
+    // Of which decrypting weights (summed over threads, so with several
+    // threads it can exceed the wall time `seconds`).
+    double decrypt_seconds = 0;
   };
   absl::Status RunProfiled(const float* input, int64_t batch, float* output,
                            std::vector<StepProfile>* profile,

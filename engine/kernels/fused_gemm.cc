@@ -7,6 +7,7 @@
 
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/microkernels.h"
+#include "engine/kernels/scoped_nanos.h"
 #include "engine/runtime/buffer_pool.h"
 #include "tbb/blocked_range.h"
 #include "tbb/parallel_for.h"
@@ -50,7 +51,9 @@ int64_t RowTile(int64_t rows, int64_t row_bytes, int64_t budget, int64_t lo,
 // is non-zero, -sign where it is zero (bit1 = sign ^ ~nonzero).
 class PlaneSource {
  public:
-  PlaneSource(const LayerWeights& w, KernelIsa isa) : w_(w), isa_(isa) {}
+  PlaneSource(const LayerWeights& w, KernelIsa isa,
+              std::atomic<int64_t>* decrypt_nanos = nullptr)
+      : w_(w), isa_(isa), decrypt_nanos_(decrypt_nanos) {}
 
   int planes() const {
     return w_.kind == WeightCodecKind::kTernary
@@ -60,6 +63,7 @@ class PlaneSource {
 
   // Rows [o0, o0 + rows) of plane p, ceil(K / 64) words per row.
   void Rows(int p, int64_t o0, int64_t rows, uint64_t* out) const {
+    const ScopedNanos timer(decrypt_nanos_);  // profiling, when asked for
     const int64_t K = w_.in_features, kw = CeilDiv(K, 64);
     if (w_.kind == WeightCodecKind::kBinary) {
       DecryptRows(w_.planes[static_cast<size_t>(p)], K, o0, rows, out, isa_);
@@ -92,6 +96,7 @@ class PlaneSource {
  private:
   const LayerWeights& w_;
   KernelIsa isa_;
+  std::atomic<int64_t>* decrypt_nanos_;
 };
 
 int Threads() { return tbb::this_task_arena::max_concurrency(); }
@@ -503,7 +508,7 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
                      const GemmOptions& options) {
   if (row_end <= row_begin || batch <= 0) return;
   const KernelTable& kt = GetKernelTable(options.isa);
-  const PlaneSource src(w, options.isa);
+  const PlaneSource src(w, options.isa, options.decrypt_nanos);
   BinaryMethod method = options.method;
   if (method == BinaryMethod::kAuto) {
     method = ChooseMethod(options.isa, batch, w.out_features, w.in_features,

@@ -4,6 +4,7 @@
 #ifndef FLEXOR_ENGINE_KERNELS_FUSED_GEMM_H_
 #define FLEXOR_ENGINE_KERNELS_FUSED_GEMM_H_
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/kernels/activation_precision.h"
@@ -42,6 +43,9 @@ struct GemmOptions {
   // batches); results then carry the quantisation error documented in
   // activation_precision.h. Rows containing Inf/NaN run the FP32 path.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // Profiling: when set, nanoseconds spent decrypting weights are added
+  // here (summed over threads).
+  std::atomic<int64_t>* decrypt_nanos = nullptr;
 };
 
 // With ActivationPrecision::kInt8, kAuto uses the int8 kernel for batches

@@ -38,6 +38,7 @@ void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
   } else {
     GemmOptions gemm;
     gemm.activations = options.activations;
+    gemm.decrypt_nanos = options.decrypt_nanos;
     BinaryCodedGemm(w, 0, O, x, batch, y, O, gemm);
   }
 }

@@ -4,6 +4,7 @@
 #ifndef FLEXOR_ENGINE_KERNELS_MATMUL_H_
 #define FLEXOR_ENGINE_KERNELS_MATMUL_H_
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/kernels/activation_precision.h"
@@ -31,6 +32,9 @@ struct MatmulOptions {
   // error bound in activation_precision.h. Dense FP32 layers and
   // KernelPath::kReference ignore it.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // Profiling hook: when set, nanoseconds spent decrypting weights are added
+  // here (summed over threads). Null: nothing is timed.
+  std::atomic<int64_t>* decrypt_nanos = nullptr;
 };
 
 // Same as above with explicit options; the overload without options uses

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/kernels/conv_gemm.h"
 #include "engine/kernels/microkernels.h"
+#include "engine/kernels/scoped_nanos.h"
 #include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
@@ -146,7 +147,13 @@ class Conv2dOp : public Operator {
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
     float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
-    const PreparedWeights prepared = PrepareWeights(w_, ctx.scratch, isa_);
+    PreparedWeights prepared;
+    {
+      const ScopedNanos timer(w_.kind == WeightCodecKind::kFloat32
+                                  ? nullptr
+                                  : ctx.matmul.decrypt_nanos);
+      prepared = PrepareWeights(w_, ctx.scratch, isa_);
+    }
     const ChannelEpilogue epi = epilogue_.combined();
     const int64_t tiles = output_.tiles();
     if (batch == 1) {

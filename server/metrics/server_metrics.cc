@@ -17,6 +17,15 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return *buckets;
 }
 
+// 1 us .. 100 ms: weight decryption of one execution (microseconds for a
+// small model, milliseconds for a large batch of a big one).
+const prometheus::Histogram::BucketBoundaries& DecryptBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      1e-6,   2.5e-6, 5e-6, 1e-5,   2.5e-5, 5e-5, 1e-4,
+      2.5e-4, 5e-4,   1e-3, 2.5e-3, 1e-2,   1e-1};
+  return *buckets;
+}
+
 const prometheus::Histogram::BucketBoundaries& BatchBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
       1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
@@ -61,6 +70,10 @@ void VersionMetrics::RecordRequest(int code, double seconds) {
   request_->Observe(seconds);
 }
 
+void VersionMetrics::RecordDecrypt(double seconds) {
+  owner_->decrypt_duration_->Observe(seconds);
+}
+
 ServerMetrics::ServerMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       process_collector_(std::make_shared<ProcessCollector>()) {
@@ -93,6 +106,15 @@ ServerMetrics::ServerMetrics()
                "Time of one model execution (fused decrypt + GEMM over the "
                "whole batch), in seconds.")
            .Register(*registry_);
+  decrypt_duration_ =
+      &BuildHistogram()
+           .Name("flexor_inference_decrypt_duration_seconds")
+           .Help(
+               "Time spent decrypting compressed weights (XOR-gate networks) "
+               "during one model execution, summed over threads, in seconds; "
+               "sampled (--decrypt-sample-rate), all models together.")
+           .Register(*registry_)
+           .Add({}, DecryptBuckets());
   batch_size_ = &BuildHistogram()
                      .Name("flexor_inference_batch_size")
                      .Help("Samples per model execution (dynamic batching).")

@@ -46,6 +46,8 @@ class VersionMetrics {
   void RecordRequest(int code, double seconds);
   void RecordQueue(double seconds) { queue_->Observe(seconds); }
   void RecordCompute(double seconds) { compute_->Observe(seconds); }
+  // A sampled execution's time decrypting weights (server-wide series).
+  void RecordDecrypt(double seconds);
   void RecordBatch(int64_t samples) {
     batch_->Observe(static_cast<double>(samples));
   }
@@ -109,6 +111,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>* request_duration_;
   prometheus::Family<prometheus::Histogram>* queue_duration_;
   prometheus::Family<prometheus::Histogram>* compute_duration_;
+  prometheus::Histogram* decrypt_duration_;
   prometheus::Family<prometheus::Histogram>* batch_size_;
   prometheus::Family<prometheus::Gauge>* in_flight_;
   prometheus::Family<prometheus::Gauge>* file_bytes_;

@@ -73,8 +73,7 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
     const ModelConfig& config) const {
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(file.path);
   if (!model.ok()) return Annotate(model.status(), model_name, file.version);
-  if (absl::Status s =
-          CheckServable(model_name, file.version, **model, config);
+  if (absl::Status s = CheckServable(model_name, file.version, **model, config);
       !s.ok()) {
     return s;
   }
@@ -88,7 +87,7 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
       metrics_->ForVersion(model_name, absl::StrCat(file.version), sizes);
   return std::make_shared<const ServableVersion>(
       model_name, file.version, *std::move(model), config, file.identity,
-      std::move(metrics));
+      std::move(metrics), decrypt_sample_period_);
 }
 
 absl::Status ModelLoader::ValidateBytes(const std::string& model_name,

@@ -24,11 +24,15 @@ class ModelLoader {
   // max_batch_size needs more is refused at load (Model::ActivationBytes).
   static constexpr int64_t kDefaultMaxActivationBytes = int64_t{512} << 20;
 
+  // decrypt_sample_period: every N-th execution of a version is profiled
+  // for flexor_inference_decrypt_duration_seconds (0: never).
   ModelLoader(BatchScheduler* scheduler, ServerMetrics* metrics,
-              int64_t max_activation_bytes = kDefaultMaxActivationBytes)
+              int64_t max_activation_bytes = kDefaultMaxActivationBytes,
+              int64_t decrypt_sample_period = 0)
       : scheduler_(scheduler),
         metrics_(metrics),
-        max_activation_bytes_(max_activation_bytes) {}
+        max_activation_bytes_(max_activation_bytes),
+        decrypt_sample_period_(decrypt_sample_period) {}
 
   // Loads `file` as version file.version of `model_name`.
   absl::StatusOr<std::shared_ptr<const ServableVersion>> Load(
@@ -48,6 +52,7 @@ class ModelLoader {
   BatchScheduler* scheduler_;
   ServerMetrics* metrics_;
   int64_t max_activation_bytes_;
+  int64_t decrypt_sample_period_;
 };
 
 }  // namespace flexor::server

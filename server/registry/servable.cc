@@ -30,7 +30,8 @@ std::map<int64_t, ServableStats::BatchEntry> ServableStats::BatchStats() const {
 ServableVersion::ServableVersion(std::string name, int64_t version,
                                  std::shared_ptr<const Model> model,
                                  ModelConfig config, FileIdentity identity,
-                                 std::shared_ptr<VersionMetrics> metrics)
+                                 std::shared_ptr<VersionMetrics> metrics,
+                                 int64_t decrypt_sample_period)
     : name_(std::move(name)),
       version_(version),
       version_string_(absl::StrCat(version)),
@@ -38,15 +39,30 @@ ServableVersion::ServableVersion(std::string name, int64_t version,
       config_(std::move(config)),
       identity_(identity),
       metrics_(std::move(metrics)),
+      decrypt_sample_period_(decrypt_sample_period),
       queue_(
           BatchQueue::Options{
               absl::StrCat("model '", name_, "' version ", version_),
               config_.max_batch_size, config_.dynamic_batching,
               config_.max_queue_delay, config_.max_queue_size,
               model_->input_size(), model_->output_size()},
-          [model = model_.get(), options = RunOptionsOf(config_)](
-              const float* in, int64_t batch, float* out) {
-            return model->Run(in, batch, out, options);
+          [this, options = RunOptionsOf(config_)](const float* in,
+                                                  int64_t batch, float* out) {
+            const bool sample =
+                decrypt_sample_period_ > 0 &&
+                executions_.fetch_add(1, std::memory_order_relaxed) %
+                        decrypt_sample_period_ ==
+                    0;
+            if (!sample) return model_->Run(in, batch, out, options);
+            std::atomic<int64_t> decrypt_nanos{0};
+            RunOptions profiled = options;
+            profiled.matmul.decrypt_nanos = &decrypt_nanos;
+            absl::Status status = model_->Run(in, batch, out, profiled);
+            if (status.ok()) {
+              metrics_->RecordDecrypt(
+                  static_cast<double>(decrypt_nanos.load()) * 1e-9);
+            }
+            return status;
           },
           [this](int64_t samples, absl::Duration compute) {
             metrics_->RecordBatch(samples);

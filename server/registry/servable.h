@@ -57,7 +57,8 @@ class ServableVersion {
   ServableVersion(std::string name, int64_t version,
                   std::shared_ptr<const Model> model, ModelConfig config,
                   FileIdentity identity,
-                  std::shared_ptr<VersionMetrics> metrics);
+                  std::shared_ptr<VersionMetrics> metrics,
+                  int64_t decrypt_sample_period = 0);
   ServableVersion(const ServableVersion&) = delete;
   ServableVersion& operator=(const ServableVersion&) = delete;
 
@@ -80,6 +81,10 @@ class ServableVersion {
   const FileIdentity identity_;
   const std::shared_ptr<VersionMetrics> metrics_;
   mutable ServableStats stats_;
+  // Every decrypt_sample_period-th execution is profiled for the decryption
+  // time metric (0: never).
+  const int64_t decrypt_sample_period_;
+  mutable std::atomic<int64_t> executions_{0};
   mutable BatchQueue queue_;
 };
 

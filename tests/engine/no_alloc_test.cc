@@ -69,15 +69,16 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
       std::vector<float> in(batch * (*model)->input_size(), 3.0f);
       std::vector<float> out(batch * (*model)->output_size());
       for (RunOptions options : {RunOptions(), [] {
-             RunOptions o;
-             o.matmul.activations = ActivationPrecision::kInt8;
-             return o;
-           }()}) {
+                                   RunOptions o;
+                                   o.matmul.activations =
+                                       ActivationPrecision::kInt8;
+                                   return o;
+                                 }()}) {
         arena.execute([&] {
           // Warm-up: buffers grow here, on whichever threads TBB picks.
           for (int i = 0; i < 20; ++i) {
-            ASSERT_TRUE((*model)->Run(in.data(), batch, out.data(), options)
-                            .ok());
+            ASSERT_TRUE(
+                (*model)->Run(in.data(), batch, out.data(), options).ok());
           }
           // With several threads, a thread's kernel scratch grows the first
           // time it gets a bigger tile than before, which may happen after
@@ -100,16 +101,17 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, NoAllocTest,
-    testing::Values(Case{RandomArch::kLeNet, "flexor", 4},
-                    Case{RandomArch::kMlp, "flexor", 8},
-                    Case{RandomArch::kResNet, "ternary", 2},
-                    Case{RandomArch::kLeNet, "binary2", 1},
-                    Case{RandomArch::kMlp, "fp32", 1}),
-    [](const auto& info) {
-      return absl::StrCat(info.index, "_", info.param.method);
-    });
+INSTANTIATE_TEST_SUITE_P(Models, NoAllocTest,
+                         testing::Values(Case{RandomArch::kLeNet, "flexor", 4},
+                                         Case{RandomArch::kMlp, "flexor", 8},
+                                         Case{RandomArch::kResNet, "ternary",
+                                              2},
+                                         Case{RandomArch::kLeNet, "binary2", 1},
+                                         Case{RandomArch::kMlp, "fp32", 1}),
+                         [](const auto& info) {
+                           return absl::StrCat(info.index, "_",
+                                               info.param.method);
+                         });
 
 }  // namespace
 }  // namespace flexor

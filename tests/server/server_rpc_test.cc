@@ -524,6 +524,14 @@ TEST_F(ServerRpcTest, MetricsEndpointPassesPromtool) {
         "flexor_inference_batch_size_count"}) {
     EXPECT_GE(MetricValue(exposition, histogram, lenet), 1) << histogram;
   }
+  // The first execution of every version is sampled (1 in 100 by default):
+  // the FleXOR LeNet's weights took some time to decrypt.
+  EXPECT_GE(MetricValue(exposition,
+                        "flexor_inference_decrypt_duration_seconds_count", {}),
+            1);
+  EXPECT_GT(MetricValue(exposition,
+                        "flexor_inference_decrypt_duration_seconds_sum", {}),
+            0);
   EXPECT_EQ(
       MetricValue(exposition, "flexor_inference_requests_in_flight", lenet), 0);
   EXPECT_GT(MetricValue(exposition, "flexor_model_file_bytes", lenet), 0);

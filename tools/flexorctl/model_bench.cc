@@ -26,6 +26,7 @@ struct LayerTotal {
   std::string describe;
   int64_t macs_per_sample = 0;
   double seconds = 0;
+  double decrypt_seconds = 0;
 };
 
 }  // namespace
@@ -85,6 +86,7 @@ absl::Status ModelBench(const std::string& path,
           t.describe = profile[s].describe;
           t.macs_per_sample = profile[s].macs_per_sample;
           t.seconds += profile[s].seconds;
+          t.decrypt_seconds += profile[s].decrypt_seconds;
         }
       }
     });
@@ -105,17 +107,21 @@ absl::Status ModelBench(const std::string& path,
     if (!options.profile || options.json) continue;
     double total = 0;
     for (const auto& [s, t] : layers) total += t.seconds;
-    std::cout << absl::StrFormat("  %-22s %10s %7s %10s  %s\n", "layer",
-                                 "us/run", "share", "GFLOP/s", "op");
+    std::cout << absl::StrFormat("  %-26s %10s %7s %10s %10s  %s\n", "layer",
+                                 "us/run", "share", "GFLOP/s", "decrypt us",
+                                 "op");
     for (const auto& [s, t] : layers) {
       const double per_run = t.seconds / runs.size();
       const double gflops = t.macs_per_sample > 0 ? 2.0 * t.macs_per_sample *
                                                         batch / per_run / 1e9
                                                   : 0.0;
+      const double decrypt = t.decrypt_seconds / runs.size();
       std::cout << absl::StrFormat(
-          "  %-22s %10.1f %6.1f%% %10s  %s\n", names[s], per_run * 1e6,
+          "  %-26s %10.1f %6.1f%% %10s %10s  %s\n", names[s], per_run * 1e6,
           100.0 * t.seconds / total,
           gflops > 0 ? absl::StrFormat("%.1f", gflops) : std::string("-"),
+          decrypt > 0 ? absl::StrFormat("%.1f", decrypt * 1e6)
+                      : std::string("-"),
           t.describe);
     }
   }
