@@ -56,13 +56,9 @@ int64_t ReadRows(const LayerWeights& w) {
 int64_t ColsRows(const LayerWeights& w) { return ReadRows(w) + 1; }
 
 PixelOutput DenseOutputRuns(int64_t pixels, int64_t lanes) {
+  (void)lanes;
   PixelOutput out;
-  for (int64_t p0 = 0; p0 < pixels; p0 += lanes) {
-    out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
-    out.runs.push_back(
-        {0, static_cast<int32_t>(std::min(lanes, pixels - p0)), p0});
-  }
-  out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+  out.pixels = pixels;
   return out;
 }
 
@@ -140,35 +136,51 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                const PixelSource& source, const PixelOutput& output, int64_t P,
                int64_t tile_begin, int64_t tile_end,
                const ChannelEpilogue& epilogue, float* y, float* work,
-               KernelIsa isa) {
+               KernelIsa isa, int64_t row_begin, int64_t row_end) {
   const int64_t O = w.out_features, K = w.in_features;
+  const int64_t o0 = row_begin, o1 = row_end < 0 ? O : row_end, n = o1 - o0;
   const int64_t lanes = PixelLanes(isa);
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
-  float* acc = work;
+  float* acc = work;  // [n][lanes]
+  const float* scale = epilogue.scale ? epilogue.scale + o0 : nullptr;
+  const float* shift = epilogue.shift ? epilogue.shift + o0 : nullptr;
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const float* base = source.base + tile * source.tile_step;
     const int64_t* offs = source.row_offsets;
     if (w.kind == WeightCodecKind::kFloat32) {
-      pt.dense_kn(w.dense, K, O, K, base, offs, lanes, acc);
+      pt.dense_kn(w.dense + o0 * K, K, n, K, base, offs, lanes, acc);
     } else {
       const KernelTable& kt = GetKernelTable(isa);
       const int64_t kw = CeilDiv(K, 64), chunk = ChunkWords(lanes);
-      float* table = acc + O * lanes;
-      std::fill(acc, acc + O * lanes, 0.0f);
+      float* table = acc + n * lanes;
+      std::fill(acc, acc + n * lanes, 0.0f);
       for (int64_t c = 0; c < kw; c += chunk) {
         const int64_t cw = std::min(chunk, kw - c);
         pt.lut_build_rows(base, offs + c * 64, cw * 64, lanes, table);
         for (int q = 0; q < prepared.planes; ++q) {
-          kt.lut_gemm(prepared.bits + q * O * kw + c, kw, O, cw, table, lanes,
-                      prepared.alpha + q * O, acc);
+          kt.lut_gemm(prepared.bits + (q * O + o0) * kw + c, kw, n, cw, table,
+                      lanes, prepared.alpha + q * O + o0, acc);
         }
       }
     }
-    for (int32_t r = output.run_begin[tile]; r < output.run_begin[tile + 1];
-         ++r) {
-      const PixelRun& run = output.runs[r];
-      pt.store_tile(acc + run.lane, lanes, O, run.len, epilogue.scale,
-                    epilogue.shift, epilogue.relu, y + run.dst, P);
+    const bool dense = output.runs.empty();
+    const int32_t r0 = dense ? 0 : output.run_begin[tile];
+    const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
+    for (int32_t r = r0; r < r1; ++r) {
+      const PixelRun run =
+          dense ? PixelRun{0,
+                           static_cast<int32_t>(
+                               std::min(lanes, output.pixels - tile * lanes)),
+                           tile * lanes}
+                : output.runs[r];
+      if (output.pixel_major) {
+        pt.store_tile_transposed(acc + run.lane, lanes, n, run.len, scale,
+                                 shift, epilogue.relu, y + run.dst * P + o0,
+                                 P);
+      } else {
+        pt.store_tile(acc + run.lane, lanes, n, run.len, scale, shift,
+                      epilogue.relu, y + run.dst + o0 * P, P);
+      }
     }
   }
 }

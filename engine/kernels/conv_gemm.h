@@ -51,11 +51,20 @@ struct PixelRun {
   int32_t lane = 0, len = 0;
   int64_t dst = 0;
 };
-// Runs of tile t: runs[run_begin[t]] .. runs[run_begin[t + 1] - 1].
+// Runs of tile t: runs[run_begin[t]] .. runs[run_begin[t + 1] - 1]; with
+// no runs, tile t is the one run of consecutive pixels [t * lanes, ...)
+// below `pixels` (built on the request path without allocating).
 struct PixelOutput {
   std::vector<PixelRun> runs;
   std::vector<int32_t> run_begin;
-  int64_t tiles() const { return static_cast<int64_t>(run_begin.size()) - 1; }
+  int64_t pixels = 0;  // when runs is empty
+  // false: y[o * P + p] (NCHW convolution output); true: y[p * P + o], the
+  // [batch, O] output of a Dense layer run over batch "pixels" (P = O).
+  bool pixel_major = false;
+  int64_t tiles(int64_t lanes) const {
+    return runs.empty() ? (pixels + lanes - 1) / lanes
+                        : static_cast<int64_t>(run_begin.size()) - 1;
+  }
 };
 // Tiles of consecutive output pixels (explicit im2col).
 PixelOutput DenseOutputRuns(int64_t pixels, int64_t lanes);
@@ -83,14 +92,16 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
 // Floats of per-thread scratch PixelGemm needs.
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);
 
-// Tiles [tile_begin, tile_end) of one sample, into y [O][P]. Sequential
-// (the caller parallelises over tiles or samples). `work`:
-// PixelGemmScratchFloats floats of this thread.
+// Tiles [tile_begin, tile_end) of one sample, output rows [row_begin,
+// row_end) (-1: all), into y. Sequential (the caller parallelises over
+// tiles, row blocks or samples). `work`: PixelGemmScratchFloats floats of
+// this thread.
 void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                const PixelSource& source, const PixelOutput& output, int64_t P,
                int64_t tile_begin, int64_t tile_end,
                const ChannelEpilogue& epilogue, float* y, float* work,
-               KernelIsa isa = SelectedIsa());
+               KernelIsa isa = SelectedIsa(), int64_t row_begin = 0,
+               int64_t row_end = -1);
 
 }  // namespace flexor
 

@@ -205,7 +205,8 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       KernelIsa::kAvx512,       avx512_kernels::VF::kLanes,
       avx512_kernels::DenseKn,  avx512_kernels::LutBuildRows,
       avx512_kernels::Im2col,   avx512_kernels::PadInput,
-      avx512_kernels::StoreTile};
+      avx512_kernels::StoreTile, avx512_kernels::StoreTileTransposed,
+      avx512_kernels::TransposeToTiles};
   return table;
 }
 

@@ -149,7 +149,8 @@ const PixelKernelTable& ScalarPixelKernelTable() {
       KernelIsa::kScalar,       scalar_kernels::VF::kLanes,
       scalar_kernels::DenseKn,  scalar_kernels::LutBuildRows,
       scalar_kernels::Im2col,   scalar_kernels::PadInput,
-      scalar_kernels::StoreTile};
+      scalar_kernels::StoreTile, scalar_kernels::StoreTileTransposed,
+      scalar_kernels::TransposeToTiles};
   return table;
 }
 

@@ -169,6 +169,18 @@ using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
                              int64_t n, const float* scale, const float* shift,
                              bool relu, float* y, int64_t ldy);
 
+// y[i * ldy + o] = f(acc[o * lanes + i]): the same, stored pixel-major.
+using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
+                                       int64_t rows, int64_t n,
+                                       const float* scale, const float* shift,
+                                       bool relu, float* y, int64_t ldy);
+// cols[t][k][l] = x[(t * lanes + l) * k_in + k] for k < k_in, 0 for
+// k_in <= k < rows, lanes past `batch` left as they are: a [batch, k_in]
+// row-major matrix as pixel tiles (Dense layers run over batch "pixels").
+using TransposeToTilesFn = void (*)(const float* x, int64_t batch,
+                                    int64_t k_in, int64_t rows, int64_t lanes,
+                                    float* cols);
+
 struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -177,6 +189,8 @@ struct PixelKernelTable {
   Im2colFn im2col;
   PadInputFn pad_input;
   StoreTileFn store_tile;
+  StoreTileTransposedFn store_tile_transposed;
+  TransposeToTilesFn transpose_to_tiles;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();

@@ -72,12 +72,34 @@ class LayerEpilogue {
   std::vector<float> combined_scale_, combined_shift_;
 };
 
+// From this batch size on, a Dense layer runs as a 1x1 convolution over
+// the batch: activations transposed into pixel tiles, the layer's bits
+// decrypted once for the whole batch, the tiled FMA / look-up-table kernels
+// of conv_gemm.h. Below it, Matmul's row-tiled GEMV kernels win (measured
+// on the shipped models, docs/performance.md).
+constexpr int64_t kDensePixelMinBatch = 16;
+// ... and while the decrypted bits of the whole layer stay small (they are
+// cache resident for the batch; larger layers keep Matmul's tiles).
+constexpr int64_t kDensePixelMaxWeights = int64_t{1} << 23;
+
 class DenseOp : public Operator {
  public:
   DenseOp(LayerWeights w, bool gxnor)
-      : w_(std::move(w)), gxnor_(gxnor), epilogue_(w_) {}
+      : w_(std::move(w)),
+        gxnor_(gxnor),
+        epilogue_(w_),
+        isa_(SelectedIsa()),
+        lanes_(PixelLanes(isa_)) {
+    for (int64_t k = 0; k < ReadRows(w_); ++k) {
+      row_offsets_.push_back(k * lanes_);
+    }
+  }
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext& ctx) const override {
+    if (UsePixelPath(batch, ctx)) {
+      RunPixels(inputs[0], batch, output, ctx);
+      return;
+    }
     if (!gxnor_) {
       Matmul(w_, inputs[0], batch, output, ctx.path, ctx.matmul);
     } else {
@@ -99,7 +121,10 @@ class DenseOp : public Operator {
     }
     epilogue_.post().Apply(output, batch, w_.out_features, 1);
   }
-  int64_t ScratchFloats(int64_t batch, int) const override {
+  int64_t ScratchFloats(int64_t batch, int threads) const override {
+    if (batch >= kDensePixelMinBatch && PixelPathFits()) {
+      return PixelScratchFloats(batch, threads);
+    }
     return gxnor_ ? 4 * batch * w_.ternary.words_per_row : 0;
   }
   bool FuseEpilogue(absl::Span<const float> scale,
@@ -118,9 +143,80 @@ class DenseOp : public Operator {
   }
 
  private:
+  static int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
+  bool PixelPathFits() const {
+    // Fewer than 16 outputs: too few rows to amortise the tile transpose.
+    return !gxnor_ && w_.out_features >= 16 &&
+           w_.out_features * w_.in_features <= kDensePixelMaxWeights;
+  }
+  bool UsePixelPath(int64_t batch, const RunContext& ctx) const {
+    return ctx.path == KernelPath::kAuto && batch >= kDensePixelMinBatch &&
+           PixelPathFits() &&
+           (w_.kind == WeightCodecKind::kFloat32 ||
+            ctx.matmul.activations == ActivationPrecision::kFloat32);
+  }
+  int64_t PixelScratchFloats(int64_t batch, int threads) const {
+    const int64_t tiles = (batch + lanes_ - 1) / lanes_;
+    return Aligned(PreparedWeightsFloats(w_)) +
+           Aligned(tiles * ReadRows(w_) * lanes_) +
+           std::max(threads, 1) * Aligned(PixelGemmScratchFloats(w_, isa_));
+  }
+
+  // Tiles of batch columns x blocks of output rows, spread over the arena.
+  void RunPixels(const float* x, int64_t batch, float* y,
+                 const RunContext& ctx) const {
+    const int64_t O = w_.out_features, K = w_.in_features;
+    const int64_t rows = ReadRows(w_), tiles = (batch + lanes_ - 1) / lanes_;
+    float* prepared_scratch = ctx.scratch;
+    float* cols = prepared_scratch + Aligned(PreparedWeightsFloats(w_));
+    float* work = cols + Aligned(tiles * rows * lanes_);
+    const int64_t work_floats = Aligned(PixelGemmScratchFloats(w_, isa_));
+    PreparedWeights prepared;
+    {
+      const ScopedNanos timer(w_.kind == WeightCodecKind::kFloat32
+                                  ? nullptr
+                                  : ctx.matmul.decrypt_nanos);
+      prepared = PrepareWeights(w_, prepared_scratch, isa_);
+    }
+    GetPixelKernelTable(isa_).transpose_to_tiles(x, batch, K, rows, lanes_,
+                                                 cols);
+    PixelSource source;
+    source.base = cols;
+    source.row_offsets = row_offsets_.data();
+    source.tile_step = rows * lanes_;
+    PixelOutput out;
+    out.pixels = batch;
+    out.pixel_major = true;
+    const ChannelEpilogue epi = epilogue_.combined();
+    // Row blocks of 64 when there are fewer batch tiles than threads.
+    const int64_t block = ctx.threads > 1 && tiles < 2 * ctx.threads && O > 64
+                              ? 64
+                              : O;
+    const int64_t blocks = (O + block - 1) / block;
+    if (ctx.threads == 1 || tiles * blocks == 1) {
+      PixelGemm(w_, prepared, source, out, O, 0, tiles, epi, y, work, isa_);
+      return;
+    }
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, tiles * blocks, 1),
+        [&](const tbb::blocked_range<int64_t>& r) {
+          int slot = tbb::this_task_arena::current_thread_index();
+          if (slot < 0 || slot >= ctx.threads) slot = 0;
+          for (int64_t i = r.begin(); i < r.end(); ++i) {
+            const int64_t t = i / blocks, o0 = (i % blocks) * block;
+            PixelGemm(w_, prepared, source, out, O, t, t + 1, epi, y,
+                      work + slot * work_floats, isa_, o0,
+                      std::min(O, o0 + block));
+          }
+        });
+  }
+
   LayerWeights w_;
   bool gxnor_;
   LayerEpilogue epilogue_;
+  KernelIsa isa_;
+  int64_t lanes_;
+  std::vector<int64_t> row_offsets_;  // k * lanes_
 };
 
 class Conv2dOp : public Operator {
@@ -155,7 +251,7 @@ class Conv2dOp : public Operator {
       prepared = PrepareWeights(w_, ctx.scratch, isa_);
     }
     const ChannelEpilogue epi = epilogue_.combined();
-    const int64_t tiles = output_.tiles();
+    const int64_t tiles = output_.tiles(lanes_);
     if (batch == 1) {
       // One sample: its tiles spread over the threads when the layer is big
       // enough to pay for a parallel_for.
@@ -258,7 +354,7 @@ class Conv2dOp : public Operator {
       // Tiles read up to lanes floats past a row's last wide pixel: zeros
       // after the padded input, then (bit-coded weights) a zero region that
       // the padding rows k >= K read for every tile.
-      const int64_t tiles = output_.tiles();
+      const int64_t tiles = output_.tiles(lanes_);
       pad_slack_ =
           std::max<int64_t>(0, row_offsets_[K - 1] + tiles * lanes_ - padded);
       for (int64_t k = K; k < read; ++k) row_offsets_[k] = padded + pad_slack_;
@@ -269,7 +365,7 @@ class Conv2dOp : public Operator {
     output_ = DenseOutputRuns(Ho * Wo, lanes_);
     pieces_ = PlanIm2colPieces(Ho, Wo, lanes_);
     plan_.k_rows = ColsRows(w_);
-    plan_.tiles = output_.tiles();
+    plan_.tiles = output_.tiles(lanes_);
     plan_.pieces = pieces_.data();
     plan_.num_pieces = static_cast<int64_t>(pieces_.size());
     for (int64_t k = 0; k < read; ++k) row_offsets_[k] = k * lanes_;
