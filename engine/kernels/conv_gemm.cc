@@ -85,10 +85,18 @@ PixelOutput WideOutputRuns(int64_t out_h, int64_t out_w, int64_t wp,
   return out;
 }
 
+bool PrefersDequantized(const LayerWeights& w) {
+  return w.kind != WeightCodecKind::kFloat32 &&
+         w.out_features <= kMaxDequantizedRows &&
+         w.out_features * w.in_features <= kMaxDequantizedWeights;
+}
+
 int64_t PreparedWeightsFloats(const LayerWeights& w) {
   const int q = Planes(w);
   const int64_t kw = CeilDiv(w.in_features, 64);
-  return q * w.out_features * (2 * kw + 1);  // bits (2 floats a word), alpha
+  // bits (2 floats a word) and alphas, then the dense copy if any.
+  return q * w.out_features * (2 * kw + 1) +
+         (PrefersDequantized(w) ? w.out_features * w.in_features : 0);
 }
 
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
@@ -120,6 +128,24 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
   }
   p.bits = bits;
   p.alpha = alpha;
+  if (PrefersDequantized(w)) {
+    // W[o, k] = sum_q alpha[q][o] * (1 - 2 * bit): few rows, so the FMA
+    // kernel over a dense copy beats look-up tables built for few rows.
+    const int64_t K = w.in_features;
+    float* dense = alpha + p.planes * O;
+    for (int64_t o = 0; o < O; ++o) {
+      float* row = dense + o * K;
+      std::fill(row, row + K, 0.0f);
+      for (int q = 0; q < p.planes; ++q) {
+        const uint64_t* b = bits + (q * O + o) * kw;
+        const float a = alpha[q * O + o];
+        for (int64_t k = 0; k < K; ++k) {
+          row[k] += ((b[k >> 6] >> (k & 63)) & 1) ? -a : a;
+        }
+      }
+    }
+    p.dense = dense;
+  }
   return p;
 }
 
@@ -147,8 +173,9 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const float* base = source.base + tile * source.tile_step;
     const int64_t* offs = source.row_offsets;
-    if (w.kind == WeightCodecKind::kFloat32) {
-      pt.dense_kn(w.dense + o0 * K, K, n, K, base, offs, lanes, acc);
+    if (w.kind == WeightCodecKind::kFloat32 || prepared.dense != nullptr) {
+      const float* dense = prepared.dense ? prepared.dense : w.dense;
+      pt.dense_kn(dense + o0 * K, K, n, K, base, offs, lanes, acc);
     } else {
       const KernelTable& kt = GetKernelTable(isa);
       const int64_t kw = CeilDiv(K, 64), chunk = ChunkWords(lanes);
@@ -175,8 +202,7 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                 : output.runs[r];
       if (output.pixel_major) {
         pt.store_tile_transposed(acc + run.lane, lanes, n, run.len, scale,
-                                 shift, epilogue.relu, y + run.dst * P + o0,
-                                 P);
+                                 shift, epilogue.relu, y + run.dst * P + o0, P);
       } else {
         pt.store_tile(acc + run.lane, lanes, n, run.len, scale, shift,
                       epilogue.relu, y + run.dst + o0 * P, P);

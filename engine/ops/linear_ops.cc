@@ -189,26 +189,25 @@ class DenseOp : public Operator {
     out.pixel_major = true;
     const ChannelEpilogue epi = epilogue_.combined();
     // Row blocks of 64 when there are fewer batch tiles than threads.
-    const int64_t block = ctx.threads > 1 && tiles < 2 * ctx.threads && O > 64
-                              ? 64
-                              : O;
+    const int64_t block =
+        ctx.threads > 1 && tiles < 2 * ctx.threads && O > 64 ? 64 : O;
     const int64_t blocks = (O + block - 1) / block;
     if (ctx.threads == 1 || tiles * blocks == 1) {
       PixelGemm(w_, prepared, source, out, O, 0, tiles, epi, y, work, isa_);
       return;
     }
-    tbb::parallel_for(
-        tbb::blocked_range<int64_t>(0, tiles * blocks, 1),
-        [&](const tbb::blocked_range<int64_t>& r) {
-          int slot = tbb::this_task_arena::current_thread_index();
-          if (slot < 0 || slot >= ctx.threads) slot = 0;
-          for (int64_t i = r.begin(); i < r.end(); ++i) {
-            const int64_t t = i / blocks, o0 = (i % blocks) * block;
-            PixelGemm(w_, prepared, source, out, O, t, t + 1, epi, y,
-                      work + slot * work_floats, isa_, o0,
-                      std::min(O, o0 + block));
-          }
-        });
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles * blocks, 1),
+                      [&](const tbb::blocked_range<int64_t>& r) {
+                        int slot = tbb::this_task_arena::current_thread_index();
+                        if (slot < 0 || slot >= ctx.threads) slot = 0;
+                        for (int64_t i = r.begin(); i < r.end(); ++i) {
+                          const int64_t t = i / blocks,
+                                        o0 = (i % blocks) * block;
+                          PixelGemm(w_, prepared, source, out, O, t, t + 1, epi,
+                                    y, work + slot * work_floats, isa_, o0,
+                                    std::min(O, o0 + block));
+                        }
+                      });
   }
 
   LayerWeights w_;
