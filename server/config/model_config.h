@@ -29,7 +29,7 @@ struct VersionPolicySpec {
 
 struct ModelConfig {
   int max_batch_size = 32;
-  bool dynamic_batching = false;
+  bool dynamic_batching = true;
   absl::Duration max_queue_delay = absl::Microseconds(200);
   int max_queue_size = 1024;
   VersionPolicySpec version_policy;
