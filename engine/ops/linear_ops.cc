@@ -72,12 +72,12 @@ class LayerEpilogue {
   std::vector<float> combined_scale_, combined_shift_;
 };
 
-// From this batch size on, a Dense layer runs as a 1x1 convolution over
-// the batch: activations transposed into pixel tiles, the layer's bits
-// decrypted once for the whole batch, the tiled FMA / look-up-table kernels
-// of conv_gemm.h. Below it, Matmul's row-tiled GEMV kernels win (measured
-// on the shipped models, docs/performance.md).
-constexpr int64_t kDensePixelMinBatch = 16;
+// From one full pixel tile (PixelLanes: 32 with AVX-512, 16 with AVX2) on,
+// a Dense layer runs as a 1x1 convolution over the batch: activations
+// transposed into pixel tiles, the layer's bits decrypted once for the whole
+// batch, the tiled FMA / look-up-table kernels of conv_gemm.h. Below it,
+// Matmul's row-tiled GEMV kernels win (a half-empty tile wastes half the
+// work; measured on the MLP, docs/performance.md).
 // ... and while the decrypted bits of the whole layer stay small (they are
 // cache resident for the batch; larger layers keep Matmul's tiles).
 constexpr int64_t kDensePixelMaxWeights = int64_t{1} << 23;
@@ -122,7 +122,7 @@ class DenseOp : public Operator {
     epilogue_.post().Apply(output, batch, w_.out_features, 1);
   }
   int64_t ScratchFloats(int64_t batch, int threads) const override {
-    if (batch >= kDensePixelMinBatch && PixelPathFits()) {
+    if (batch >= lanes_ && PixelPathFits()) {
       return PixelScratchFloats(batch, threads);
     }
     return gxnor_ ? 4 * batch * w_.ternary.words_per_row : 0;
@@ -150,7 +150,7 @@ class DenseOp : public Operator {
            w_.out_features * w_.in_features <= kDensePixelMaxWeights;
   }
   bool UsePixelPath(int64_t batch, const RunContext& ctx) const {
-    return ctx.path == KernelPath::kAuto && batch >= kDensePixelMinBatch &&
+    return ctx.path == KernelPath::kAuto && batch >= lanes_ &&
            PixelPathFits() &&
            (w_.kind == WeightCodecKind::kFloat32 ||
             ctx.matmul.activations == ActivationPrecision::kFloat32);

@@ -23,15 +23,34 @@ int64_t NumElements(const Shape& shape) {
 void Epilogue::Apply(float* y, int64_t batch, int64_t channels,
                      int64_t inner) const {
   if (empty()) return;
+  const float* a = scale.empty() ? nullptr : scale.data();
+  const float* t = shift.empty() ? nullptr : shift.data();
+  if (inner == 1) {
+    // Dense outputs [batch][channels]: loops over channels, which the
+    // compiler vectorises (one pass per variant, no per-element branches).
+    for (int64_t b = 0; b < batch; ++b) {
+      float* v = y + b * channels;
+      if (a != nullptr) {
+        for (int64_t c = 0; c < channels; ++c) v[c] *= a[c];
+      }
+      if (t != nullptr) {
+        for (int64_t c = 0; c < channels; ++c) v[c] += t[c];
+      }
+      if (relu) {
+        for (int64_t c = 0; c < channels; ++c) v[c] = std::max(v[c], 0.0f);
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t c = 0; c < channels; ++c) {
-      const float a = scale.empty() ? 1.0f : scale[c];
-      const float t = shift.empty() ? 0.0f : shift[c];
+      const float ac = a ? a[c] : 1.0f, tc = t ? t[c] : 0.0f;
       float* v = y + (b * channels + c) * inner;
       if (relu) {
-        for (int64_t i = 0; i < inner; ++i) v[i] = std::max(v[i] * a + t, 0.0f);
+        for (int64_t i = 0; i < inner; ++i)
+          v[i] = std::max(v[i] * ac + tc, 0.0f);
       } else {
-        for (int64_t i = 0; i < inner; ++i) v[i] = v[i] * a + t;
+        for (int64_t i = 0; i < inner; ++i) v[i] = v[i] * ac + tc;
       }
     }
   }
