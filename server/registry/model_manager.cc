@@ -56,7 +56,9 @@ absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll) {
   absl::StatusOr<std::vector<VersionFile>> files =
       repository_->ListVersions(name);
   if (!files.ok()) {
-    if (!from_poll) metrics_->RecordLoad(name, false);
+    // Not in the repository: counted without the name, so that requests
+    // for arbitrary names cannot create metric series.
+    if (!from_poll) metrics_->RecordLoad("", false);
     return files.status();
   }
   const std::string fingerprint =
@@ -220,7 +222,7 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
   if (!status.ok()) {
     FLEXOR_LOG(ERROR) << "upload for model '" << name
                       << "' rejected, nothing published: " << status;
-    metrics_->RecordLoad(name, false);
+    metrics_->RecordLoad(MetricLabel(name), false);
     return status;
   }
   if (config_text.has_value()) {
@@ -251,7 +253,7 @@ absl::Status ModelManager::Unload(const std::string& name,
     absl::MutexLock lock(&load_mu_);
     std::shared_ptr<const VersionSet> current = Snapshot(name);
     if (current->empty()) {
-      metrics_->RecordUnload(name, false);
+      metrics_->RecordUnload(MetricLabel(name), false);
       return absl::NotFoundError(
           absl::StrCat("model '", name, "' is not loaded"));
     }
@@ -314,6 +316,13 @@ void ModelManager::UnloadAll() {
     Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
             "server shutting down");
   }
+}
+
+std::string ModelManager::MetricLabel(const std::string& name) const {
+  if (!Snapshot(name)->empty() || repository_->ListVersions(name).ok()) {
+    return name;
+  }
+  return "";
 }
 
 std::shared_ptr<const ModelManager::VersionSet> ModelManager::Snapshot(

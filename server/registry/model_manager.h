@@ -99,6 +99,9 @@ class ModelManager {
   void RecordFailure(const std::string& name, const absl::Status& status,
                      const std::string& fingerprint, bool from_poll);
   std::shared_ptr<const VersionSet> Snapshot(const std::string& name) const;
+  // `name` for metric labels if the model is loaded or in the repository,
+  // else "" (bounded series whatever names clients send).
+  std::string MetricLabel(const std::string& name) const;
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ModelRepository* repository_;

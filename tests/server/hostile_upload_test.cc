@@ -108,5 +108,43 @@ TEST(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
+TEST(HostileUploadTest, UnknownNamesCreateNoMetricSeries) {
+  TempDir repo;
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=lenet"});
+  ASSERT_TRUE(server.started());
+  for (int i = 0; i < 50; ++i) {
+    const std::string name = absl::StrCat("nope", i);
+    inference::RepositoryModelLoadRequest load;
+    load.set_model_name(name);
+    inference::RepositoryModelLoadResponse load_response;
+    grpc::ClientContext load_context;
+    EXPECT_FALSE(server.stub()
+                     .RepositoryModelLoad(&load_context, load, &load_response)
+                     .ok());
+    inference::RepositoryModelUnloadRequest unload;
+    unload.set_model_name(name);
+    inference::RepositoryModelUnloadResponse unload_response;
+    grpc::ClientContext unload_context;
+    EXPECT_FALSE(
+        server.stub()
+            .RepositoryModelUnload(&unload_context, unload, &unload_response)
+            .ok());
+    // A rejected upload under a new name: no series for it either.
+    EXPECT_FALSE(Upload(server, name, 1, "not a model").ok());
+  }
+  const std::string metrics = server.ScrapeMetrics();
+  EXPECT_EQ(metrics.find("nope"), std::string::npos);
+  EXPECT_GE(MetricValue(metrics, "flexor_model_loads_total",
+                        {"model=\"\"", "result=\"failure\""}),
+            100);
+  EXPECT_GE(MetricValue(metrics, "flexor_model_unloads_total",
+                        {"model=\"\"", "result=\"failure\""}),
+            50);
+  ExpectServing(server, "lenet", "1");
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace flexor::server::testing
