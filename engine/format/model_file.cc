@@ -1,7 +1,6 @@
 #include "engine/format/model_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -84,21 +83,51 @@ absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::Open(
   std::shared_ptr<ModelFile> file(new ModelFile());
   file->source_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
+  // Read into memory the process owns rather than mapping the file: a
+  // served file that is truncated or rewritten in place (by hand, by another
+  // tool) must neither kill the process with SIGBUS nor change what a
+  // validated version computes. Resident memory is the same once the
+  // checksums have touched every page.
   if (file->size_ > 0) {
-    void* map = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      const int err = errno;
+    uint8_t* buf = file->Allocate(file->size_);
+    if (buf == nullptr) {
       ::close(fd);
-      return absl::InternalError(absl::StrCat(
-          "model file '", path, "': mmap failed: ", strerror(err)));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "model file '", path, "': cannot allocate ", file->size_, " bytes"));
     }
-    file->mapping_ = map;
-    file->mapping_size_ = file->size_;
-    file->data_ = static_cast<const uint8_t*>(map);
+    size_t done = 0;
+    while (done < file->size_) {
+      const ssize_t n =
+          ::pread(fd, buf + done, file->size_ - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = n < 0 ? errno : 0;
+        ::close(fd);
+        return absl::InvalidArgumentError(
+            absl::StrCat("model file '", path, "': read ", done, " of ",
+                         file->size_, " bytes",
+                         err ? absl::StrCat(": ", strerror(err))
+                             : " (truncated "
+                               "while read)"));
+      }
+      done += static_cast<size_t>(n);
+    }
   }
-  ::close(fd);  // The mapping stays valid without the descriptor.
+  ::close(fd);
   if (absl::Status s = file->Parse(); !s.ok()) return s;
   return std::shared_ptr<const ModelFile>(std::move(file));
+}
+
+uint8_t* ModelFile::Allocate(size_t bytes) {
+  const size_t alloc =
+      (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+  auto* buf =
+      static_cast<uint8_t*>(std::aligned_alloc(kTensorAlignment, alloc));
+  if (buf == nullptr) return nullptr;
+  owned_ = std::unique_ptr<uint8_t[], void (*)(uint8_t*)>(
+      buf, [](uint8_t* p) { std::free(p); });
+  data_ = buf;
+  return buf;
 }
 
 absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::FromBytes(
@@ -107,27 +136,19 @@ absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::FromBytes(
   file->source_ = std::move(source_name);
   file->size_ = bytes.size();
   if (!bytes.empty()) {
-    const size_t alloc = (bytes.size() + kTensorAlignment - 1) /
-                         kTensorAlignment * kTensorAlignment;
-    auto* buf =
-        static_cast<uint8_t*>(std::aligned_alloc(kTensorAlignment, alloc));
+    uint8_t* buf = file->Allocate(bytes.size());
     if (buf == nullptr) {
       return absl::ResourceExhaustedError(
           absl::StrCat("model file '", file->source_, "': cannot allocate ",
-                       alloc, " bytes"));
+                       bytes.size(), " bytes"));
     }
     std::memcpy(buf, bytes.data(), bytes.size());
-    file->owned_ = std::unique_ptr<uint8_t[], void (*)(uint8_t*)>(
-        buf, [](uint8_t* p) { std::free(p); });
-    file->data_ = buf;
   }
   if (absl::Status s = file->Parse(); !s.ok()) return s;
   return std::shared_ptr<const ModelFile>(std::move(file));
 }
 
-ModelFile::~ModelFile() {
-  if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
-}
+ModelFile::~ModelFile() = default;
 
 absl::Status ModelFile::Parse() {
   auto error = [this](absl::string_view field, absl::string_view reason) {

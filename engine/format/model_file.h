@@ -1,7 +1,7 @@
-// Reading a model file (format v1, docs/model-format.md): the file is mapped
-// with mmap and never copied; every field of the preamble, header and tensor
-// index is validated before use. Graph-level validation (ops, shapes, codecs)
-// happens when the graph is compiled (engine/graph/model.h).
+// Reading a model file (format v1, docs/model-format.md): the file is read
+// once into an aligned buffer the model owns; every field of the preamble,
+// header and tensor index is validated before use. Graph-level validation (ops,
+// shapes, codecs) happens when the graph is compiled (engine/graph/model.h).
 #ifndef FLEXOR_ENGINE_FORMAT_MODEL_FILE_H_
 #define FLEXOR_ENGINE_FORMAT_MODEL_FILE_H_
 
@@ -45,8 +45,9 @@ uint32_t ModelCrc32(const uint8_t* data, size_t size);
 
 class ModelFile {
  public:
-  // Maps `path` read-only and validates it. Errors name the file, the field
-  // and the reason.
+  // Reads `path` into a 64-byte aligned buffer owned by the result (not a
+  // mapping: truncating or rewriting the file later cannot affect a loaded
+  // model) and validates it. Errors name the file, the field and the reason.
   static absl::StatusOr<std::shared_ptr<const ModelFile>> Open(
       const std::string& path);
   // Same validation over bytes already in memory (uploaded via RPC, tests).
@@ -70,14 +71,13 @@ class ModelFile {
  private:
   ModelFile() = default;
   absl::Status Parse();
+  // Owned, aligned storage for the file's bytes (data_); null on failure.
+  uint8_t* Allocate(size_t bytes);
 
   std::string source_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   size_t payload_offset_ = 0;
-  // Exactly one of these owns data_.
-  void* mapping_ = nullptr;
-  size_t mapping_size_ = 0;
   std::unique_ptr<uint8_t[], void (*)(uint8_t*)> owned_{nullptr, nullptr};
 
   model::v1::ModelHeader header_;
