@@ -45,6 +45,12 @@ absl::Status Server::Init() {
   scheduler_ = std::make_unique<BatchScheduler>(threads, batches,
                                                 options_.dispatch_when_idle);
   repository_ = std::make_unique<ModelRepository>(options_.model_repository);
+  if (const int stale = repository_->RemoveStaleTemporaries(absl::Minutes(10));
+      stale > 0) {
+    FLEXOR_LOG(INFO) << "removed " << stale
+                     << " stale temporary file(s) of interrupted writes from "
+                     << options_.model_repository;
+  }
   const int64_t decrypt_period =
       options_.decrypt_sample_rate <= 0
           ? 0

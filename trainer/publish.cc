@@ -10,10 +10,12 @@
 #include <system_error>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/format/model_writer.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/registry/repository.h"
 #include "unistd.h"
 
 namespace flexor::trainer {
@@ -35,11 +37,24 @@ int64_t LargestVersion(const fs::path& model_dir) {
   for (const auto& entry : fs::directory_iterator(model_dir, error)) {
     int64_t version = 0;
     if (entry.is_directory() &&
-        absl::SimpleAtoi(entry.path().filename().string(), &version)) {
+        absl::SimpleAtoi(entry.path().filename().string(), &version) &&
+        version <= server::kMaxModelVersion) {
       largest = std::max(largest, version);
     }
   }
   return largest;
+}
+
+// The version after `largest`, or an error when the repository already
+// holds the largest version the server accepts.
+absl::StatusOr<int64_t> NextVersion(int64_t largest,
+                                    const std::string& model_name) {
+  if (largest >= server::kMaxModelVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model_name, "' already has version ", largest,
+                     ", the largest allowed (", server::kMaxModelVersion, ")"));
+  }
+  return largest + 1;
 }
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
@@ -64,7 +79,10 @@ absl::StatusOr<std::string> PublishToDirectory(
   }
   // Another publisher may take the version first: retry with the next one.
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const int64_t version = LargestVersion(model_dir) + 1;
+    absl::StatusOr<int64_t> next =
+        NextVersion(LargestVersion(model_dir), model_name);
+    if (!next.ok()) return next.status();
+    const int64_t version = *next;
     const fs::path staging =
         model_dir / absl::StrCat(".staging-", version, "-", getpid());
     fs::remove_all(staging, error);
@@ -124,7 +142,9 @@ absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
       largest = std::max(largest, version);
     }
   }
-  const int64_t version = largest + 1;
+  absl::StatusOr<int64_t> next = NextVersion(largest, model_name);
+  if (!next.ok()) return next.status();
+  const int64_t version = *next;
 
   inference::RepositoryModelLoadRequest load_request;
   load_request.set_model_name(model_name);

@@ -66,11 +66,11 @@ absl::StatusOr<int64_t> ParseFileKey(const std::string& model,
   std::vector<std::string> parts = absl::StrSplit(path, '/');
   int64_t version = 0;
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &version) ||
-      version < 1 || parts[1] != kModelFileName) {
+      version < 1 || version > kMaxModelVersion || parts[1] != kModelFileName) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RepositoryModelLoad parameter '", absl::CEscape(key.substr(0, 100)),
         "' for model '", model, "' must be 'file:<version>/", kModelFileName,
-        "' with a positive integer version"));
+        "' with an integer version in [1, ", kMaxModelVersion, "]"));
   }
   return version;
 }

@@ -225,23 +225,25 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
     metrics_->RecordLoad(MetricLabel(name), false);
     return status;
   }
-  if (config_text.has_value()) {
-    if (absl::Status s = repository_->PublishConfig(name, *config_text);
-        !s.ok()) {
-      metrics_->RecordLoad(name, false);
-      return s;
-    }
-  }
+  // Model files first, the config last: a write that fails (disk full)
+  // leaves the config as it was, so no later reload applies half an upload.
   for (const UploadedFile& file : files) {
     if (absl::Status s =
             repository_->PublishModelFile(name, file.version, file.bytes);
         !s.ok()) {
-      metrics_->RecordLoad(name, false);
+      metrics_->RecordLoad(MetricLabel(name), false);
       return s;
     }
     FLEXOR_LOG(INFO) << "published model '" << name << "' version "
                      << file.version << " (" << file.bytes.size()
                      << " bytes) into " << repository_->root();
+  }
+  if (config_text.has_value()) {
+    if (absl::Status s = repository_->PublishConfig(name, *config_text);
+        !s.ok()) {
+      metrics_->RecordLoad(MetricLabel(name), false);
+      return s;
+    }
   }
   return LoadLocked(name, /*from_poll=*/false);
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -49,11 +50,13 @@ absl::Status MakeDirs(const std::string& dir) {
 }  // namespace
 
 absl::Status ModelRepository::ValidateModelName(absl::string_view name) {
-  if (name.empty() || name.size() > 128 || name[0] == '.') {
+  // Not '.' first (hidden: staging areas) nor '-' (reads as a flag in
+  // every tool the name is passed to).
+  if (name.empty() || name.size() > 128 || name[0] == '.' || name[0] == '-') {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid model name '", absl::CEscape(name.substr(0, 140)),
         "': use 1 to 128 characters from [A-Za-z0-9_.-], not starting "
-        "with '.'"));
+        "with '.' or '-'"));
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
@@ -61,7 +64,7 @@ absl::Status ModelRepository::ValidateModelName(absl::string_view name) {
       return absl::InvalidArgumentError(
           absl::StrCat("invalid model name '", absl::CEscape(name),
                        "': use 1 to 128 characters from [A-Za-z0-9_.-], not "
-                       "starting with '.'"));
+                       "starting with '.' or '-'"));
     }
   }
   return absl::OkStatus();
@@ -104,7 +107,8 @@ absl::StatusOr<std::vector<VersionFile>> ModelRepository::ListVersions(
     int64_t version = 0;
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory(ec) || !absl::SimpleAtoi(name, &version) ||
-        version < 1 || absl::StrCat(version) != name) {
+        version < 1 || version > kMaxModelVersion ||
+        absl::StrCat(version) != name) {
       continue;
     }
     const std::string path = absl::StrCat(dir, "/", name, "/", kModelFileName);
@@ -141,13 +145,44 @@ absl::Status ModelRepository::PublishModelFile(const std::string& model,
                                                int64_t version,
                                                absl::string_view bytes) const {
   if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
-  if (version < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model version ", version, " must be >= 1"));
+  if (version < 1 || version > kMaxModelVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model version ", version, " must be in [1, ", kMaxModelVersion, "]"));
   }
   const std::string dir = absl::StrCat(ModelDir(model), "/", version);
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
   return WriteFileAtomically(absl::StrCat(dir, "/", kModelFileName), bytes);
+}
+
+int ModelRepository::RemoveStaleTemporaries(absl::Duration min_age) const {
+  const auto now = fs::file_time_type::clock::now();
+  const auto max_mtime =
+      now - std::chrono::duration_cast<fs::file_time_type::duration>(
+                absl::ToChronoNanoseconds(min_age));
+  int removed = 0;
+  std::error_code ec;
+  std::vector<fs::path> dirs;
+  for (const fs::directory_entry& model : fs::directory_iterator(root_, ec)) {
+    if (!model.is_directory(ec) || model.is_symlink(ec)) continue;
+    dirs.push_back(model.path());
+    for (const fs::directory_entry& v :
+         fs::directory_iterator(model.path(), ec)) {
+      if (v.is_directory(ec) && !v.is_symlink(ec)) dirs.push_back(v.path());
+    }
+  }
+  for (const fs::path& dir : dirs) {
+    for (const fs::directory_entry& f : fs::directory_iterator(dir, ec)) {
+      const std::string name = f.path().filename().string();
+      if (!f.is_regular_file(ec) || f.is_symlink(ec) ||
+          name.find(".tmp.") == std::string::npos) {
+        continue;
+      }
+      const auto mtime = f.last_write_time(ec);
+      if (ec || mtime > max_mtime) continue;
+      if (fs::remove(f.path(), ec)) ++removed;
+    }
+  }
+  return removed;
 }
 
 absl::Status ModelRepository::PublishConfig(const std::string& model,

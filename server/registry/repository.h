@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace flexor::server {
 
@@ -38,6 +39,10 @@ struct VersionFile {
   FileIdentity identity;
 };
 
+// Versions are positive and at most 2^53 - 1, so that they survive JSON
+// clients (doubles) and "largest + 1" never overflows.
+inline constexpr int64_t kMaxModelVersion = (int64_t{1} << 53) - 1;
+
 class ModelRepository {
  public:
   explicit ModelRepository(std::string root) : root_(std::move(root)) {}
@@ -63,6 +68,12 @@ class ModelRepository {
   // atomically: temp file, fsync, rename, fsync directory.
   absl::Status PublishModelFile(const std::string& model, int64_t version,
                                 absl::string_view bytes) const;
+  // Removes files left by interrupted atomic writes (WriteFileAtomically's
+  // "<name>.tmp.<pid>.<n>", e.g. after kill -9) in model and version
+  // directories that are older than `min_age` (younger ones may belong to a
+  // writer still running, e.g. the trainer). Returns how many it removed.
+  int RemoveStaleTemporaries(absl::Duration min_age) const;
+
   absl::Status PublishConfig(const std::string& model,
                              absl::string_view text) const;
 

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -66,8 +68,8 @@ TEST(VersionPolicyTest, Select) {
 
 TEST(RepositoryTest, ModelNames) {
   EXPECT_TRUE(ModelRepository::ValidateModelName("fashion_lenet-v2.1").ok());
-  for (const char* bad :
-       {"", ".", "..", "a/b", "../x", "a b", ".staging-2-99", "..data"}) {
+  for (const char* bad : {"", ".", "..", "a/b", "../x", "a b", ".staging-2-99",
+                          "..data", "--help", "-x"}) {
     EXPECT_FALSE(ModelRepository::ValidateModelName(bad).ok()) << bad;
   }
 }
@@ -89,6 +91,42 @@ TEST(RepositoryTest, ListModelsSkipsHiddenAndInvalidDirectories) {
       ModelRepository(root.string()).ListModels();
   ASSERT_TRUE(models.ok()) << models.status();
   EXPECT_EQ(*models, (std::vector<std::string>{"fashion_lenet", "mlp"}));
+  std::filesystem::remove_all(root);
+}
+
+TEST(RepositoryTest, VersionsAreBoundedAndStaleTemporariesRemoved) {
+  const std::filesystem::path root =
+      std::filesystem::path(::testing::TempDir()) /
+      ("repo_tmp_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  const ModelRepository repo(root.string());
+  EXPECT_TRUE(repo.PublishModelFile("m", kMaxModelVersion, "x").ok());
+  EXPECT_FALSE(repo.PublishModelFile("m", kMaxModelVersion + 1, "x").ok());
+  EXPECT_FALSE(repo.PublishModelFile("m", INT64_MAX, "x").ok());
+  // A version directory past the bound is not a version.
+  std::filesystem::create_directories(root / "m" / "9223372036854775807");
+  std::ofstream(root / "m" / "9223372036854775807" / "model.flexor").put('x');
+  absl::StatusOr<std::vector<VersionFile>> versions = repo.ListVersions("m");
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  ASSERT_EQ(versions->size(), 1u);
+  EXPECT_EQ(versions->front().version, kMaxModelVersion);
+  // Leftovers of interrupted atomic writes: old ones go, fresh ones (a
+  // writer may still be running) and real files stay.
+  const std::filesystem::path v1 = root / "m" / "1";
+  std::filesystem::create_directories(v1);
+  std::ofstream(v1 / "model.flexor").put('m');
+  std::ofstream(v1 / "model.flexor.tmp.123.456").put('t');
+  std::ofstream(root / "m" / "config.pbtxt.tmp.123.789").put('t');
+  std::ofstream(v1 / "model.flexor.tmp.999.1").put('t');
+  const auto old =
+      std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  std::filesystem::last_write_time(v1 / "model.flexor.tmp.123.456", old);
+  std::filesystem::last_write_time(root / "m" / "config.pbtxt.tmp.123.789",
+                                   old);
+  EXPECT_EQ(repo.RemoveStaleTemporaries(absl::Minutes(10)), 2);
+  EXPECT_TRUE(std::filesystem::exists(v1 / "model.flexor"));
+  EXPECT_TRUE(std::filesystem::exists(v1 / "model.flexor.tmp.999.1"));
+  EXPECT_FALSE(std::filesystem::exists(v1 / "model.flexor.tmp.123.456"));
   std::filesystem::remove_all(root);
 }
 
