@@ -173,8 +173,12 @@ ServerMetrics::~ServerMetrics() = default;
 
 absl::Status ServerMetrics::StartExposer(const std::string& host, int port) {
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(
-        absl::StrCat(host, ":", port), /*num_threads=*/1);
+    // Several threads and a request timeout: one client that opens a
+    // connection and never finishes its request must not blind every
+    // scrape (CivetWeb serves one connection per thread).
+    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", absl::StrCat(host, ":", port), "num_threads", "4",
+        "request_timeout_ms", "5000"});
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host,
                                                ":", port, ": ", e.what()));

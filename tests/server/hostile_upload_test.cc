@@ -1,7 +1,10 @@
 // The attacks of the issue 12 audit, run against the real server process:
 // hostile model files uploaded over gRPC or dropped into a polled repository
 // end in a clear error, and the server keeps serving the good model.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -139,6 +142,35 @@ TEST(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
         << server.Log();
     EXPECT_EQ(OutputOf(after), OutputOf(before));
   }
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
+  TempDir repo;
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=lenet"});
+  ASSERT_TRUE(server.started());
+  // Two clients send half a request each and then go quiet.
+  std::vector<int> stalled;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server.metrics_port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x";
+    ASSERT_GT(write(fd, partial, sizeof(partial) - 1), 0);
+    stalled.push_back(fd);
+  }
+  // A real scrape still answers, within curl's 3 s limit.
+  auto [rc, out] = RunCommand(absl::StrCat(
+      "curl -s -m 3 http://127.0.0.1:", server.metrics_port(), "/metrics"));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("flexor_models_loaded"), std::string::npos);
+  for (int fd : stalled) close(fd);
   EXPECT_EQ(server.Terminate(), 0);
 }
 
