@@ -13,6 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
   # Monitoring and deployment checks (Prometheus + promtool, yamllint)
   prometheus yamllint python3-yaml
+  # Fuzzing (tests/fuzz: clang, libFuzzer)
+  clang libclang-rt-14-dev
   # Trainer and its data
   libtorch-dev dataset-fashion-mnist gnuplot-nox
 )
