@@ -272,6 +272,37 @@ int64_t Int8LutMaxBatch() {
   return v;
 }
 
+// acc[r * nb + b] = (or +=) alpha[r] * (qsum[b] - 2 * neg[r * nb + b]) for
+// one plane; the same float operations in the same order for every nb, so
+// the fast nb == 1 loop (vectorised) and the general one agree bit for bit.
+// |qsum - 2 neg| <= 127 K < 2^24 for K < 2^17: exact in float; beyond that
+// it rounds like any float sum.
+void Int8AccumulatePlane(const int32_t* __restrict neg,
+                         const float* __restrict alpha,
+                         const int32_t* __restrict qsum, int64_t n, int64_t nb,
+                         bool first, float* __restrict acc) {
+  if (nb == 1) {
+    const int32_t qs = qsum[0];
+    if (first) {
+      for (int64_t r = 0; r < n; ++r) {
+        acc[r] = alpha[r] * static_cast<float>(qs - 2 * neg[r]);
+      }
+    } else {
+      for (int64_t r = 0; r < n; ++r) {
+        acc[r] += alpha[r] * static_cast<float>(qs - 2 * neg[r]);
+      }
+    }
+    return;
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const float a = alpha[r];
+    for (int64_t b = 0; b < nb; ++b) {
+      const float v = a * static_cast<float>(qsum[b] - 2 * neg[r * nb + b]);
+      acc[r * nb + b] = first ? v : acc[r * nb + b] + v;
+    }
+  }
+}
+
 // Int8 activations: the decrypted row-major bits go to the int8 sign kernel
 // (sum of the activations at set bits, exact integers) or, for small
 // batches on AVX2, are byte-transposed in blocks of 32 rows for the LUT
@@ -326,16 +357,17 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
         } else {
           kt.sign_dot_i8(pb, kw, n, xq + b0 * Kp, Kp, nb, kw, neg, nb);
         }
-        for (int64_t r = 0; r < n; ++r) {
-          const float a = alpha[p * n + r];
-          for (int64_t b = 0; b < nb; ++b) {
-            // |sum_q - 2 neg| <= 127 * K < 2^24 for K < 2^17: exact in
-            // float; beyond that it rounds like any float sum.
-            const float v =
-                a * static_cast<float>(qsum[b0 + b] - 2 * neg[r * nb + b]);
-            acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
-          }
+        Int8AccumulatePlane(neg, alpha + p * n, qsum + b0, n, nb, p == 0, acc);
+      }
+      if (nb == 1) {  // contiguous: vectorised
+        float* yr = y + b0 * ldy + o0;
+        const float sb = scale[b0];
+        if (w.bias) {
+          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + w.bias[o0 + r];
+        } else {
+          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + 0.0f;
         }
+        continue;
       }
       for (int64_t r = 0; r < n; ++r) {
         const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
