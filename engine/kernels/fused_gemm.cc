@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/codec_traits.h"
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/microkernels.h"
 #include "tbb/blocked_range.h"
@@ -44,53 +45,28 @@ int64_t RowTile(int64_t rows, int64_t row_bytes, int64_t budget, int64_t lo,
   return std::max(lo, rt / lo * lo);
 }
 
-// The q bit planes of a binary-coded layer; ternary weights become two
-// planes: w = a/2 * (B0 + B1) with B0 = sign and B1 = sign where the weight
-// is non-zero, -sign where it is zero (bit1 = sign ^ ~nonzero).
+// The q bit planes of a binary-coded or ternary layer, from its codec's
+// row of the traits table (codec_traits.h).
 class PlaneSource {
  public:
-  PlaneSource(const LayerWeights& w, KernelIsa isa) : w_(w), isa_(isa) {}
+  PlaneSource(const LayerWeights& w, KernelIsa isa)
+      : w_(w), isa_(isa), traits_(CodecTraits(w.kind)) {}
 
-  int planes() const {
-    return w_.kind == WeightCodecKind::kTernary
-               ? 2
-               : static_cast<int>(w_.planes.size());
-  }
+  int planes() const { return traits_.planes(w_); }
 
   // Rows [o0, o0 + rows) of plane p, ceil(K / 64) words per row.
   void Rows(int p, int64_t o0, int64_t rows, uint64_t* out) const {
-    const int64_t K = w_.in_features, kw = CeilDiv(K, 64);
-    if (w_.kind == WeightCodecKind::kBinary) {
-      DecryptRows(w_.planes[static_cast<size_t>(p)], K, o0, rows, out, isa_);
-      return;
-    }
-    const TernaryView& t = w_.ternary;
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint64_t* sign = t.sign + (o0 + r) * t.words_per_row;
-      const uint64_t* nz = t.nonzero_mask + (o0 + r) * t.words_per_row;
-      uint64_t* o = out + r * kw;
-      if (p == 0) {
-        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i];
-      } else {
-        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i] ^ ~nz[i];
-      }
-    }
+    traits_.plane_rows(w_, p, o0, rows, out, isa_);
   }
 
   void Alphas(int p, int64_t o0, int64_t rows, float* out) const {
-    if (w_.kind == WeightCodecKind::kBinary) {
-      const float* s = w_.planes[static_cast<size_t>(p)].scales + o0;
-      std::copy(s, s + rows, out);
-      return;
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      out[r] = 0.5f * w_.ternary.scales[o0 + r];
-    }
+    traits_.plane_alphas(w_, p, o0, rows, out);
   }
 
  private:
   const LayerWeights& w_;
   KernelIsa isa_;
+  const WeightCodecTraits& traits_;
 };
 
 int Threads() { return tbb::this_task_arena::max_concurrency(); }
