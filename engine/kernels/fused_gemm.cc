@@ -446,7 +446,7 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
     if (amax_bits == 0) {
       std::fill(qb, qb + k, int8_t{0});
       scale[b] = 0.0f;
-    } else {
+    } else if (amax >= 1e-30f) {
       const float inv = 127.0f / amax;
       for (int64_t i = 0; i < k; ++i) {
         // |t| <= 127 (1 + 2^-22): adding and subtracting 1.5 * 2^23 rounds
@@ -458,6 +458,17 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
         total += v;
       }
       scale[b] = amax / 127.0f;
+    } else {
+      // Tiny rows: 127 / amax would overflow float (and 0 * Inf is NaN).
+      const double inv = 127.0 / amax;
+      for (int64_t i = 0; i < k; ++i) {
+        const double t = static_cast<double>(xb[i]) * inv;
+        const int v =
+            static_cast<int>((t + 6755399441055744.0) - 6755399441055744.0);
+        qb[i] = static_cast<int8_t>(v);
+        total += v;
+      }
+      scale[b] = static_cast<float>(amax / 127.0);
     }
     std::fill(qb + k, qb + q_stride, int8_t{0});
     sum[b] = total;

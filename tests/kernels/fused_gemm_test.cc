@@ -368,6 +368,16 @@ TEST(QuantizeActivationsInt8Test, ScaleRoundingPaddingAndSums) {
   }
   EXPECT_EQ(check, total);
   EXPECT_EQ(extreme, 127);
+  // Tiny rows (127 / max|x| overflows float; denormals): finite, exact
+  // signs, max maps to 127.
+  const float tiny[4] = {1e-38f, -3e-39f, 0.f, 2e-45f};
+  ASSERT_TRUE(QuantizeActivationsInt8(tiny, 1, 4, 64, qv.data(), &s, &total));
+  EXPECT_TRUE(std::isfinite(s));
+  EXPECT_GT(s, 0.f);
+  EXPECT_EQ(qv[0], 127);
+  EXPECT_EQ(qv[1], -38);  // -3e-39 / (1e-38 / 127) = -38.1
+  EXPECT_EQ(qv[2], 0);
+  EXPECT_EQ(qv[3], 0);
   const float bad[3] = {1.f, NAN, 2.f};
   EXPECT_FALSE(QuantizeActivationsInt8(bad, 1, 3, 64, qv.data(), &s, &total));
 }
