@@ -136,8 +136,7 @@ void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
           : method;
   std::string label = MethodName(m);
   if (m == BinaryMethod::kInt8Sign) {
-    label +=
-        std::string("(") + GetKernelTable(SelectedIsa()).sign_dot_i8_name + ")";
+    label += std::string("(") + Int8KernelName(SelectedIsa(), batch) + ")";
   }
   state.SetLabel(label);
 }

@@ -500,6 +500,12 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                                    : BinaryMethod::kSignFma;
 }
 
+const char* Int8KernelName(KernelIsa isa, int64_t batch) {
+  const KernelTable& kt = GetKernelTable(isa);
+  if (kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch()) return "avx2_lut";
+  return kt.sign_dot_i8_name;
+}
+
 const char* MethodName(BinaryMethod method) {
   switch (method) {
     case BinaryMethod::kAuto:

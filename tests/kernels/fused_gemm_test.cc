@@ -400,6 +400,14 @@ TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
     EXPECT_NE(ChooseMethod(isa, 1, 100, 100, ActivationPrecision::kFloat32),
               BinaryMethod::kInt8Sign);
   }
+  for (KernelIsa isa : SupportedIsas()) {
+    const std::string name = Int8KernelName(isa, 1);
+    if (isa == KernelIsa::kAvx2) EXPECT_EQ(name, "avx2_lut");
+    if (isa == KernelIsa::kScalar) EXPECT_EQ(name, "portable");
+    if (isa == KernelIsa::kAvx512) {
+      EXPECT_EQ(name, HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs");
+    }
+  }
   // Matmul with int8 options runs the int8 path (same bits as the kernel
   // called directly); without options it stays FP32 (unless the process
   // default was changed by FLEXOR_ACTIVATION_PRECISION).
