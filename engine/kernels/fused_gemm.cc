@@ -236,16 +236,17 @@ void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
   }
 }
 
-// Batches up to this size use the int8 LUT kernel where the ISA has one
-// (AVX2): it needs a byte transpose of each tile (shared by the batch rows)
-// and then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel
-// ~40 at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
-int64_t Int8LutMaxBatch() {
-  static const int64_t v = [] {
+// Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2):
+// it needs a byte transpose of each tile (shared by the batch rows) and
+// then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~40
+// at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
+bool UseInt8Lut(const KernelTable& kt, int64_t batch) {
+  static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
     return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
   }();
-  return v;
+  return kt.lut_i8 != nullptr && batch >= kInt8LutMinBatch &&
+         batch <= max_batch;
 }
 
 // acc[r * nb + b] = (or +=) alpha[r] * (qsum[b] - 2 * neg[r * nb + b]) for
@@ -292,7 +293,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const int32_t* qsum) {
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
-  const bool lut = kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch();
+  const bool lut = UseInt8Lut(kt, batch);
   std::vector<uint8_t> tables;
   const int64_t table_stride = 16 * kw * 32;
   if (lut) {
@@ -502,7 +503,7 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
 
 const char* Int8KernelName(KernelIsa isa, int64_t batch) {
   const KernelTable& kt = GetKernelTable(isa);
-  if (kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch()) return "avx2_lut";
+  if (UseInt8Lut(kt, batch)) return "avx2_lut";
   return kt.sign_dot_i8_name;
 }
 

@@ -402,7 +402,10 @@ TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
   }
   for (KernelIsa isa : SupportedIsas()) {
     const std::string name = Int8KernelName(isa, 1);
-    if (isa == KernelIsa::kAvx2) EXPECT_EQ(name, "avx2_lut");
+    if (isa == KernelIsa::kAvx2) {
+      EXPECT_EQ(name, "avx2_maddubs");
+      EXPECT_EQ(std::string(Int8KernelName(isa, 8)), "avx2_lut");
+    }
     if (isa == KernelIsa::kScalar) EXPECT_EQ(name, "portable");
     if (isa == KernelIsa::kAvx512) {
       EXPECT_EQ(name, HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs");
