@@ -1,12 +1,17 @@
 // FleXOR kernels vs FP32 OpenBLAS on the same shapes and thread counts, in
-// one run, plus decryption alone vs memcpy. Prints Google Benchmark's table
-// and then a ratio table (docs/performance.md "Kernels").
+// one run, plus decryption alone vs memcpy. Every FleXOR case runs with FP32
+// activations (auto) and with int8 activations allowed (auto_int8), and is
+// bracketed by OpenBLAS runs before and after it so that drift shows as
+// their spread. Prints the load average, Google Benchmark's table and then
+// a ratio table with GFLOP/s-equivalent (docs/performance.md "Kernels").
 //
-//   build-kernels/bench/kernels_bench            reduced set (~1 minute)
-//   build-kernels/bench/kernels_bench --full     whole grid of the issue
-//   --methods   also run the sign-FMA and LUT kernels forced, not only auto
+//   build-k/bench/kernels_bench            default set (~1.5 minutes)
+//   build-k/bench/kernels_bench --full     whole grid of the issue
+//   --methods   also run every kernel forced (sign_fma, lut, lut_rows,
+//               int8_sign), not only auto
 //   --batches=1,2,4   batch sizes instead of the default 1,8,32,128
-// Any Google Benchmark flag works too (--benchmark_filter=..., ...).
+// Any Google Benchmark flag works too (--benchmark_filter=..., ...);
+// FLEXOR_KERNEL_ISA=avx2|scalar measures a lower ISA.
 #include <cblas.h>
 
 #include <algorithm>
@@ -131,8 +136,7 @@ void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
           : method;
   std::string label = MethodName(m);
   if (m == BinaryMethod::kInt8Sign) {
-    label +=
-        std::string("(") + GetKernelTable(SelectedIsa()).sign_dot_i8_name + ")";
+    label += std::string("(") + Int8KernelName(SelectedIsa(), batch) + ")";
   }
   state.SetLabel(label);
 }

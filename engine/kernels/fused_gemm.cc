@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/codec_traits.h"
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/microkernels.h"
 #include "engine/kernels/scoped_nanos.h"
@@ -46,56 +47,33 @@ int64_t RowTile(int64_t rows, int64_t row_bytes, int64_t budget, int64_t lo,
   return std::max(lo, rt / lo * lo);
 }
 
-// The q bit planes of a binary-coded layer; ternary weights become two
-// planes: w = a/2 * (B0 + B1) with B0 = sign and B1 = sign where the weight
-// is non-zero, -sign where it is zero (bit1 = sign ^ ~nonzero).
+// The q bit planes of a binary-coded or ternary layer, from its codec's
+// row of the traits table (codec_traits.h).
 class PlaneSource {
  public:
   PlaneSource(const LayerWeights& w, KernelIsa isa,
               std::atomic<int64_t>* decrypt_nanos = nullptr)
-      : w_(w), isa_(isa), decrypt_nanos_(decrypt_nanos) {}
+      : w_(w),
+        isa_(isa),
+        traits_(CodecTraits(w.kind)),
+        decrypt_nanos_(decrypt_nanos) {}
 
-  int planes() const {
-    return w_.kind == WeightCodecKind::kTernary
-               ? 2
-               : static_cast<int>(w_.planes.size());
-  }
+  int planes() const { return traits_.planes(w_); }
 
   // Rows [o0, o0 + rows) of plane p, ceil(K / 64) words per row.
   void Rows(int p, int64_t o0, int64_t rows, uint64_t* out) const {
     const ScopedNanos timer(decrypt_nanos_);  // profiling, when asked for
-    const int64_t K = w_.in_features, kw = CeilDiv(K, 64);
-    if (w_.kind == WeightCodecKind::kBinary) {
-      DecryptRows(w_.planes[static_cast<size_t>(p)], K, o0, rows, out, isa_);
-      return;
-    }
-    const TernaryView& t = w_.ternary;
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint64_t* sign = t.sign + (o0 + r) * t.words_per_row;
-      const uint64_t* nz = t.nonzero_mask + (o0 + r) * t.words_per_row;
-      uint64_t* o = out + r * kw;
-      if (p == 0) {
-        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i];
-      } else {
-        for (int64_t i = 0; i < kw; ++i) o[i] = sign[i] ^ ~nz[i];
-      }
-    }
+    traits_.plane_rows(w_, p, o0, rows, out, isa_);
   }
 
   void Alphas(int p, int64_t o0, int64_t rows, float* out) const {
-    if (w_.kind == WeightCodecKind::kBinary) {
-      const float* s = w_.planes[static_cast<size_t>(p)].scales + o0;
-      std::copy(s, s + rows, out);
-      return;
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      out[r] = 0.5f * w_.ternary.scales[o0 + r];
-    }
+    traits_.plane_alphas(w_, p, o0, rows, out);
   }
 
  private:
   const LayerWeights& w_;
   KernelIsa isa_;
+  const WeightCodecTraits& traits_;
   std::atomic<int64_t>* decrypt_nanos_;
 };
 
@@ -266,16 +244,48 @@ void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
   }
 }
 
-// Batches up to this size use the int8 LUT kernel where the ISA has one
-// (AVX2): it needs a byte transpose of each tile (shared by the batch rows)
-// and then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel
-// ~40 at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
-int64_t Int8LutMaxBatch() {
-  static const int64_t v = [] {
+// Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2):
+// it needs a byte transpose of each tile (shared by the batch rows) and
+// then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~40
+// at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
+bool UseInt8Lut(const KernelTable& kt, int64_t batch) {
+  static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
     return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
   }();
-  return v;
+  return kt.lut_i8 != nullptr && batch >= kInt8LutMinBatch &&
+         batch <= max_batch;
+}
+
+// acc[r * nb + b] = (or +=) alpha[r] * (qsum[b] - 2 * neg[r * nb + b]) for
+// one plane; the same float operations in the same order for every nb, so
+// the fast nb == 1 loop (vectorised) and the general one agree bit for bit.
+// |qsum - 2 neg| <= 127 K < 2^24 for K < 2^17: exact in float; beyond that
+// it rounds like any float sum.
+void Int8AccumulatePlane(const int32_t* __restrict neg,
+                         const float* __restrict alpha,
+                         const int32_t* __restrict qsum, int64_t n, int64_t nb,
+                         bool first, float* __restrict acc) {
+  if (nb == 1) {
+    const int32_t qs = qsum[0];
+    if (first) {
+      for (int64_t r = 0; r < n; ++r) {
+        acc[r] = alpha[r] * static_cast<float>(qs - 2 * neg[r]);
+      }
+    } else {
+      for (int64_t r = 0; r < n; ++r) {
+        acc[r] += alpha[r] * static_cast<float>(qs - 2 * neg[r]);
+      }
+    }
+    return;
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const float a = alpha[r];
+    for (int64_t b = 0; b < nb; ++b) {
+      const float v = a * static_cast<float>(qsum[b] - 2 * neg[r * nb + b]);
+      acc[r * nb + b] = first ? v : acc[r * nb + b] + v;
+    }
+  }
 }
 
 // Int8 activations: the decrypted row-major bits go to the int8 sign kernel
@@ -291,7 +301,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const int32_t* qsum) {
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
-  const bool lut = kt.lut_i8 != nullptr && batch <= Int8LutMaxBatch();
+  const bool lut = UseInt8Lut(kt, batch);
   const int64_t table_stride = 16 * kw * 32;
   PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
@@ -331,16 +341,17 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
         } else {
           kt.sign_dot_i8(pb, kw, n, xq + b0 * Kp, Kp, nb, kw, neg, nb);
         }
-        for (int64_t r = 0; r < n; ++r) {
-          const float a = alpha[p * n + r];
-          for (int64_t b = 0; b < nb; ++b) {
-            // |sum_q - 2 neg| <= 127 * K < 2^24 for K < 2^17: exact in
-            // float; beyond that it rounds like any float sum.
-            const float v =
-                a * static_cast<float>(qsum[b0 + b] - 2 * neg[r * nb + b]);
-            acc[r * nb + b] = p == 0 ? v : acc[r * nb + b] + v;
-          }
+        Int8AccumulatePlane(neg, alpha + p * n, qsum + b0, n, nb, p == 0, acc);
+      }
+      if (nb == 1) {  // contiguous: vectorised
+        float* yr = y + b0 * ldy + o0;
+        const float sb = scale[b0];
+        if (w.bias) {
+          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + w.bias[o0 + r];
+        } else {
+          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + 0.0f;
         }
+        continue;
       }
       for (int64_t r = 0; r < n; ++r) {
         const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
@@ -444,7 +455,7 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
     if (amax_bits == 0) {
       std::fill(qb, qb + k, int8_t{0});
       scale[b] = 0.0f;
-    } else {
+    } else if (amax >= 1e-30f) {
       const float inv = 127.0f / amax;
       for (int64_t i = 0; i < k; ++i) {
         // |t| <= 127 (1 + 2^-22): adding and subtracting 1.5 * 2^23 rounds
@@ -456,6 +467,17 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
         total += v;
       }
       scale[b] = amax / 127.0f;
+    } else {
+      // Tiny rows: 127 / amax would overflow float (and 0 * Inf is NaN).
+      const double inv = 127.0 / amax;
+      for (int64_t i = 0; i < k; ++i) {
+        const double t = static_cast<double>(xb[i]) * inv;
+        const int v =
+            static_cast<int>((t + 6755399441055744.0) - 6755399441055744.0);
+        qb[i] = static_cast<int8_t>(v);
+        total += v;
+      }
+      scale[b] = static_cast<float>(amax / 127.0);
     }
     std::fill(qb + k, qb + q_stride, int8_t{0});
     sum[b] = total;
@@ -485,6 +507,12 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
   if (batch >= 16) return BinaryMethod::kLut;
   return isa == KernelIsa::kAvx512 ? BinaryMethod::kLutRows
                                    : BinaryMethod::kSignFma;
+}
+
+const char* Int8KernelName(KernelIsa isa, int64_t batch) {
+  const KernelTable& kt = GetKernelTable(isa);
+  if (UseInt8Lut(kt, batch)) return "avx2_lut";
+  return kt.sign_dot_i8_name;
 }
 
 const char* MethodName(BinaryMethod method) {

@@ -52,11 +52,14 @@ struct GemmOptions {
 // up to kInt8MaxBatch, and for every batch on AVX-512 CPUs with VNNI, where
 // it also beats the FP32 batch LUT at 32 and 128 (docs/performance.md).
 constexpr int64_t kInt8MaxBatch = 15;
-// Within the int8 path, batches up to this size use the T-MAC style LUT
-// kernel on CPUs whose kernel table has one (AVX2); same results. Measured
-// on 4096x4096 and 4096x14336: equal to the sign kernel at batch 1 (the
-// byte transpose costs what the look-ups save), 10-25% faster at 4-15.
-// FLEXOR_INT8_LUT_MAX_BATCH overrides it (experiments; 0 = never).
+// Within the int8 path, batches kInt8LutMinBatch..kInt8LutMaxBatch use the
+// T-MAC style LUT kernel on CPUs whose kernel table has one (AVX2); same
+// results. Measured on 4096x4096 and 4096x14336: at batch 1-2 the byte
+// transpose costs what the look-ups save (the sign kernel was 0-10% faster
+// with 2 threads), at 4 it depends on the shape, at 6-15 the LUT is 8-30%
+// faster. FLEXOR_INT8_LUT_MAX_BATCH overrides the maximum (experiments;
+// 0 = never).
+constexpr int64_t kInt8LutMinBatch = 4;
 constexpr int64_t kInt8LutMaxBatch = 15;
 
 // The method kAuto resolves to for this shape.
@@ -65,6 +68,9 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                           int64_t in_features, ActivationPrecision activations);
 const char* MethodName(BinaryMethod method);
+// Which int8 kernel kInt8Sign runs for this ISA and batch ("avx2_lut",
+// "avx512_vnni", "avx2_maddubs" or "portable"), for logs and benchmarks.
+const char* Int8KernelName(KernelIsa isa, int64_t batch);
 
 // Per-row int8 quantisation used by kInt8Sign: for each of the `batch` rows
 // of x [batch, k], scale[b] = max_k |x| / 127 (0 for an all-zero row),

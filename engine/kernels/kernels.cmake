@@ -3,6 +3,7 @@
 # engine/CMakeLists.txt, so paths are relative to engine/.
 set(FLEXOR_KERNEL_SOURCES
   kernels/layer_weights.cc
+  kernels/codec_traits.cc
   kernels/reference_kernels.cc
   kernels/matmul.cc
   kernels/cpu_features.cc

@@ -1,41 +1,16 @@
 #include "engine/kernels/layer_weights.h"
 
 #include "engine/codec/bit_layout.h"
+#include "engine/kernels/codec_traits.h"
 
 namespace flexor {
 
 int64_t LayerWeights::CompressedBytes() const {
-  const int64_t scale_bytes =
-      out_features * static_cast<int64_t>(sizeof(float));
-  switch (kind) {
-    case WeightCodecKind::kFloat32:
-      return out_features * in_features * static_cast<int64_t>(sizeof(float));
-    case WeightCodecKind::kBinary: {
-      int64_t bytes = 0;
-      for (const BinaryPlaneView& p : planes) {
-        bytes += p.net.n_in * p.words_per_vector * 8 + scale_bytes;
-      }
-      return bytes;
-    }
-    case WeightCodecKind::kTernary:
-      return 2 * out_features * ternary.words_per_row * 8 + scale_bytes;
-  }
-  return 0;
+  return CodecTraits(kind).compressed_bytes(*this);
 }
 
 double LayerWeights::BitsPerWeight() const {
-  switch (kind) {
-    case WeightCodecKind::kFloat32:
-      return 32.0;
-    case WeightCodecKind::kBinary: {
-      double bits = 0;
-      for (const BinaryPlaneView& p : planes) bits += p.net.bits_per_weight();
-      return bits;
-    }
-    case WeightCodecKind::kTernary:
-      return 2.0;
-  }
-  return 0;
+  return CodecTraits(kind).bits_per_weight(*this);
 }
 
 std::vector<float> DequantizeReference(const LayerWeights& w) {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/kernels/codec_traits.h"
 #include "engine/kernels/cpu_features.h"
 #include "engine/kernels/fused_gemm.h"
 #include "engine/kernels/reference_kernels.h"
@@ -33,7 +34,7 @@ void Matmul(const LayerWeights& w, const float* x, int64_t batch, float* y,
     return;
   }
   const int64_t O = w.out_features;
-  if (w.kind == WeightCodecKind::kFloat32) {
+  if (CodecTraits(w.kind).planes(w) == 0) {
     DenseGemm(w, 0, O, x, batch, y, O);
   } else {
     GemmOptions gemm;

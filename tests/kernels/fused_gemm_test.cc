@@ -368,6 +368,16 @@ TEST(QuantizeActivationsInt8Test, ScaleRoundingPaddingAndSums) {
   }
   EXPECT_EQ(check, total);
   EXPECT_EQ(extreme, 127);
+  // Tiny rows (127 / max|x| overflows float; denormals): finite, exact
+  // signs, max maps to 127.
+  const float tiny[4] = {1e-38f, -3e-39f, 0.f, 2e-45f};
+  ASSERT_TRUE(QuantizeActivationsInt8(tiny, 1, 4, 64, qv.data(), &s, &total));
+  EXPECT_TRUE(std::isfinite(s));
+  EXPECT_GT(s, 0.f);
+  EXPECT_EQ(qv[0], 127);
+  EXPECT_EQ(qv[1], -38);  // -3e-39 / (1e-38 / 127) = -38.1
+  EXPECT_EQ(qv[2], 0);
+  EXPECT_EQ(qv[3], 0);
   const float bad[3] = {1.f, NAN, 2.f};
   EXPECT_FALSE(QuantizeActivationsInt8(bad, 1, 3, 64, qv.data(), &s, &total));
 }
@@ -389,6 +399,17 @@ TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
               vnni ? BinaryMethod::kInt8Sign : BinaryMethod::kLut);
     EXPECT_NE(ChooseMethod(isa, 1, 100, 100, ActivationPrecision::kFloat32),
               BinaryMethod::kInt8Sign);
+  }
+  for (KernelIsa isa : SupportedIsas()) {
+    const std::string name = Int8KernelName(isa, 1);
+    if (isa == KernelIsa::kAvx2) {
+      EXPECT_EQ(name, "avx2_maddubs");
+      EXPECT_EQ(std::string(Int8KernelName(isa, 8)), "avx2_lut");
+    }
+    if (isa == KernelIsa::kScalar) EXPECT_EQ(name, "portable");
+    if (isa == KernelIsa::kAvx512) {
+      EXPECT_EQ(name, HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs");
+    }
   }
   // Matmul with int8 options runs the int8 path (same bits as the kernel
   // called directly); without options it stays FP32 (unless the process
