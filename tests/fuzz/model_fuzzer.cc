@@ -11,6 +11,7 @@
 
 #include "engine/format/model_file.h"
 #include "engine/graph/model.h"
+#include "google/protobuf/stubs/logging.h"
 #include "proto/model.pb.h"
 
 namespace {
@@ -81,6 +82,12 @@ void Exercise(const std::string& bytes) {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Mutated strings are often invalid UTF-8; protobuf logs each one.
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Exercise(std::string(reinterpret_cast<const char*>(data), size));
