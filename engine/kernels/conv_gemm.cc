@@ -183,7 +183,12 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
       std::fill(acc, acc + n * lanes, 0.0f);
       for (int64_t c = 0; c < kw; c += chunk) {
         const int64_t cw = std::min(chunk, kw - c);
-        pt.lut_build_rows(base, offs + c * 64, cw * 64, lanes, table);
+        if (offs != nullptr) {
+          pt.lut_build_rows(base, offs + c * 64, cw * 64, lanes, table);
+        } else {
+          pt.lut_build_rows(base + c * 64 * lanes, nullptr, cw * 64, lanes,
+                            table);
+        }
         for (int q = 0; q < prepared.planes; ++q) {
           kt.lut_gemm(prepared.bits + (q * O + o0) * kw + c, kw, n, cw, table,
                       lanes, prepared.alpha + q * O + o0, acc);

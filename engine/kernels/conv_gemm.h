@@ -74,7 +74,8 @@ PixelOutput WideOutputRuns(int64_t out_h, int64_t out_w, int64_t wp,
 
 struct PixelSource {
   const float* base = nullptr;
-  const int64_t* row_offsets = nullptr;  // ReadRows(w) entries
+  // ReadRows(w) entries, or null: row k at base + k * lanes.
+  const int64_t* row_offsets = nullptr;
   int64_t tile_step = 0;
 };
 

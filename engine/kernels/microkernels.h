@@ -123,8 +123,9 @@ struct KernelTable {
 
 // Pixel-tiled kernels (convolution as GEMM over output pixels, see
 // conv_gemm.h). Activations come as rows of `lanes` pixels (1 or 2
-// vectors), row kk at base + offs[kk]: rows of an im2col tile, or rows of
-// the (padded) input itself (implicit GEMM). Dense FP32:
+// vectors), row kk at base + offs[kk]: rows of the (padded) input itself
+// (implicit GEMM); offs == nullptr: consecutive rows base + kk * lanes (an
+// im2col tile, a transposed batch). Dense FP32:
 //   y[r * lanes + l] = sum_{kk < k} w[r * w_stride + kk] * (base + offs[kk])[l]
 using DenseKnFn = void (*)(const float* w, int64_t w_stride, int64_t rows,
                            int64_t k, const float* base, const int64_t* offs,

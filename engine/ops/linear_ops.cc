@@ -89,11 +89,7 @@ class DenseOp : public Operator {
         gxnor_(gxnor),
         epilogue_(w_),
         isa_(SelectedIsa()),
-        lanes_(PixelLanes(isa_)) {
-    for (int64_t k = 0; k < ReadRows(w_); ++k) {
-      row_offsets_.push_back(k * lanes_);
-    }
-  }
+        lanes_(PixelLanes(isa_)) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext& ctx) const override {
     if (UsePixelPath(batch, ctx)) {
@@ -182,7 +178,7 @@ class DenseOp : public Operator {
                                                  cols);
     PixelSource source;
     source.base = cols;
-    source.row_offsets = row_offsets_.data();
+    source.row_offsets = nullptr;  // consecutive rows
     source.tile_step = rows * lanes_;
     PixelOutput out;
     out.pixels = batch;
@@ -215,7 +211,6 @@ class DenseOp : public Operator {
   LayerEpilogue epilogue_;
   KernelIsa isa_;
   int64_t lanes_;
-  std::vector<int64_t> row_offsets_;  // k * lanes_
 };
 
 class Conv2dOp : public Operator {
@@ -342,8 +337,8 @@ class Conv2dOp : public Operator {
     plan_.lanes = lanes_;
     implicit_ = cfg_.groups() == 1 && cfg_.stride_h() == 1 &&
                 cfg_.stride_w() == 1 && 4 * (wp - Wo) <= wp;
-    row_offsets_.resize(read);
     if (implicit_) {
+      row_offsets_.resize(read);
       output_ = WideOutputRuns(Ho, Wo, wp, lanes_);
       const int64_t padded = C * hp * wp;
       for (int64_t k = 0; k < K; ++k) {
@@ -367,7 +362,6 @@ class Conv2dOp : public Operator {
     plan_.tiles = output_.tiles(lanes_);
     plan_.pieces = pieces_.data();
     plan_.num_pieces = static_cast<int64_t>(pieces_.size());
-    for (int64_t k = 0; k < read; ++k) row_offsets_[k] = k * lanes_;
     cols_floats_ =
         Aligned(plan_.tiles * plan_.k_rows * lanes_ + kPixelColsSlack);
     input_floats_ = cols_floats_ + Aligned(Im2colWorkFloats(plan_));
@@ -379,7 +373,7 @@ class Conv2dOp : public Operator {
     const PixelKernelTable& pt = GetPixelKernelTable(isa_);
     PixelSource source;
     source.base = slot;
-    source.row_offsets = row_offsets_.data();
+    source.row_offsets = row_offsets_.empty() ? nullptr : row_offsets_.data();
     if (implicit_) {
       pt.pad_input(plan_, x, slot);
       const int64_t padded = row_offsets_.empty()

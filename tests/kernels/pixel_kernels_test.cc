@@ -99,6 +99,15 @@ TEST_P(PixelKernelTest, DenseKnMatchesScalarDot) {
         std::vector<float> y(rows * lanes, -1.0f);
         pt().dense_kn(w.data(), k + 3, rows, k, x.data(), offs.data(), lanes,
                       y.data());
+        // Null offsets: consecutive rows, the same numbers.
+        std::vector<float> packed(k * lanes), y2(rows * lanes, -2.0f);
+        for (int64_t i = 0; i < k; ++i) {
+          std::copy(x.begin() + offs[i], x.begin() + offs[i] + lanes,
+                    packed.begin() + i * lanes);
+        }
+        pt().dense_kn(w.data(), k + 3, rows, k, packed.data(), nullptr, lanes,
+                      y2.data());
+        ASSERT_EQ(y2, y) << "rows " << rows << " k " << k;
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t l = 0; l < lanes; ++l) {
             double want = 0, mag = 0;
@@ -132,6 +141,9 @@ TEST_P(PixelKernelTest, LutBuildRowsMatchesLutBuildOnGatheredRows) {
       kt.lut_build(xt.data(), k, lanes, want.data());
       pt().lut_build_rows(x.data(), offs.data(), k, lanes, got.data());
       ASSERT_EQ(got, want) << "k " << k << " lanes " << lanes;
+      std::fill(got.begin(), got.end(), 7.0f);
+      pt().lut_build_rows(xt.data(), nullptr, k, lanes, got.data());
+      ASSERT_EQ(got, want) << "null offsets, k " << k << " lanes " << lanes;
     }
   }
 }
