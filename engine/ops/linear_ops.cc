@@ -81,6 +81,11 @@ class LayerEpilogue {
 // ... and while the decrypted bits of the whole layer stay small (they are
 // cache resident for the batch; larger layers keep Matmul's tiles).
 constexpr int64_t kDensePixelMaxWeights = int64_t{1} << 23;
+// A batch-1 convolution spreads its pixel tiles over the threads only above
+// this much work: waking a sleeping TBB worker costs tens of microseconds
+// here, more than splitting a 3 M multiply-add layer saves (LeNet's conv2 at
+// 2 threads: 86 us per sample with a 1 M threshold vs 53 us on 1 thread).
+constexpr int64_t kMinParallelMacs = int64_t{1} << 24;
 
 class DenseOp : public Operator {
  public:
@@ -251,7 +256,7 @@ class Conv2dOp : public Operator {
       // enough to pay for a parallel_for.
       const PixelSource source = Prepare(inputs[0], slots);
       if (ctx.threads == 1 || tiles == 1 ||
-          MacsPerSample() < (int64_t{1} << 20)) {
+          MacsPerSample() < kMinParallelMacs) {
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, output,
                   slots + input_floats_, isa_);
         return;

@@ -230,7 +230,10 @@ INSTANTIATE_TEST_SUITE_P(
                     ConvCase{16, 28, 28, 32, 3, 2, 1, 1, "flexor1_16_20_2"},
                     ConvCase{16, 28, 28, 32, 1, 2, 0, 1, "ternary"},
                     ConvCase{5, 13, 11, 7, 3, 1, 2, 1, "plain2"},
-                    ConvCase{3, 30, 31, 9, 4, 3, 3, 1, "fp32"}));
+                    ConvCase{3, 30, 31, 9, 4, 3, 3, 1, "fp32"},
+                    // Big enough (> 16 M multiply-adds) that batch 1
+                    // spreads its tiles over the threads.
+                    ConvCase{64, 32, 32, 64, 3, 1, 1, 1, "flexor1_16_20_2"}));
 
 // Builds x -> op -> y with one node configured by `setup`.
 template <typename Setup>
