@@ -225,9 +225,27 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
     metrics_->RecordLoad(MetricLabel(name), false);
     return status;
   }
+  // Versions are immutable: re-sending a version's exact bytes is a no-op
+  // (a retry), different bytes are refused. Uploads are serialised by
+  // load_mu_, so of concurrent uploads of one version the first wins.
+  for (const UploadedFile& file : files) {
+    absl::StatusOr<bool> same =
+        repository_->VersionHolds(name, file.version, file.bytes);
+    if (same.ok() && !*same) {
+      metrics_->RecordLoad(MetricLabel(name), false);
+      return absl::AlreadyExistsError(absl::StrCat(
+          "model '", name, "' version ", file.version,
+          " already exists with different content; versions are immutable, "
+          "publish a new version number"));
+    }
+  }
   // Model files first, the config last: a write that fails (disk full)
   // leaves the config as it was, so no later reload applies half an upload.
   for (const UploadedFile& file : files) {
+    if (repository_->VersionHolds(name, file.version, file.bytes)
+            .value_or(false)) {
+      continue;  // already there, byte for byte
+    }
     if (absl::Status s =
             repository_->PublishModelFile(name, file.version, file.bytes);
         !s.ok()) {

@@ -37,6 +37,19 @@ absl::StatusOr<FileIdentity> Identify(const std::string& path) {
   return id;
 }
 
+// Writes never go through a symbolic link: a link planted in the repository
+// (model or version directory, or the file itself) could point anywhere.
+absl::Status RefuseSymlinks(const std::vector<std::string>& paths) {
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status(path, ec))) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("refusing to write through the symbolic link ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MakeDirs(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -150,8 +163,29 @@ absl::Status ModelRepository::PublishModelFile(const std::string& model,
         "model version ", version, " must be in [1, ", kMaxModelVersion, "]"));
   }
   const std::string dir = absl::StrCat(ModelDir(model), "/", version);
+  const std::string path = absl::StrCat(dir, "/", kModelFileName);
+  if (absl::Status s = RefuseSymlinks({ModelDir(model), dir, path}); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
-  return WriteFileAtomically(absl::StrCat(dir, "/", kModelFileName), bytes);
+  return WriteFileAtomically(path, bytes);
+}
+
+absl::StatusOr<bool> ModelRepository::VersionHolds(
+    const std::string& model, int64_t version, absl::string_view bytes) const {
+  const std::string path =
+      absl::StrCat(ModelDir(model), "/", version, "/", kModelFileName);
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+  if (size != bytes.size()) return false;
+  std::ifstream in(path, std::ios::binary);
+  std::string existing(bytes.size(), '\0');
+  if (!in.read(existing.data(),
+               static_cast<std::streamsize>(existing.size()))) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot read ", path));
+  }
+  return existing == bytes;
 }
 
 int ModelRepository::RemoveStaleTemporaries(absl::Duration min_age) const {
@@ -189,8 +223,10 @@ absl::Status ModelRepository::PublishConfig(const std::string& model,
                                             absl::string_view text) const {
   if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
   const std::string dir = ModelDir(model);
+  const std::string path = absl::StrCat(dir, "/", kModelConfigName);
+  if (absl::Status s = RefuseSymlinks({dir, path}); !s.ok()) return s;
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
-  return WriteFileAtomically(absl::StrCat(dir, "/", kModelConfigName), text);
+  return WriteFileAtomically(path, text);
 }
 
 }  // namespace flexor::server

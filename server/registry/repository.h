@@ -68,6 +68,12 @@ class ModelRepository {
   // atomically: temp file, fsync, rename, fsync directory.
   absl::Status PublishModelFile(const std::string& model, int64_t version,
                                 absl::string_view bytes) const;
+  // Whether <model>/<version>/model.flexor holds exactly `bytes` (NOT_FOUND
+  // when there is no such file). Versions are immutable: an upload of an
+  // existing version must carry the same bytes.
+  absl::StatusOr<bool> VersionHolds(const std::string& model, int64_t version,
+                                    absl::string_view bytes) const;
+
   // Removes files left by interrupted atomic writes (WriteFileAtomically's
   // "<name>.tmp.<pid>.<n>", e.g. after kill -9) in model and version
   // directories that are older than `min_age` (younger ones may belong to a

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -171,6 +172,49 @@ TEST(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("flexor_models_loaded"), std::string::npos);
   for (int fd : stalled) close(fd);
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
+  TempDir repo;
+  const std::string v1 = ModelBytes(1);
+  WriteModel(repo.path(), "lenet", 1, v1);
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=lenet"});
+  ASSERT_TRUE(server.started());
+  const std::vector<float> input = RandomImages(1, 3);
+  inference::ModelInferResponse before;
+  ASSERT_TRUE(
+      Infer(server.stub(), MakeInferRequest("lenet", input, 1), &before).ok());
+  // Overwriting the served version with other weights is refused...
+  grpc::Status status = Upload(server, "lenet", 1, ModelBytes(2));
+  EXPECT_EQ(status.error_code(), StatusCode::ALREADY_EXISTS)
+      << status.error_message();
+  // ... re-sending its exact bytes is a harmless retry.
+  EXPECT_TRUE(Upload(server, "lenet", 1, v1).ok());
+  inference::ModelInferResponse after;
+  ASSERT_TRUE(
+      Infer(server.stub(), MakeInferRequest("lenet", input, 1), &after).ok());
+  EXPECT_EQ(OutputOf(after), OutputOf(before));
+  // Eight clients race to publish version 2 with different weights: one
+  // wins, the others learn that the version exists.
+  std::vector<std::string> files;
+  for (int i = 0; i < 8; ++i) files.push_back(ModelBytes(100 + i));
+  std::vector<grpc::Status> results(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back(
+        [&, i] { results[i] = Upload(server, "lenet", 2, files[i]); });
+  }
+  for (std::thread& t : clients) t.join();
+  int ok = 0, exists = 0;
+  for (const grpc::Status& r : results) {
+    ok += r.ok();
+    exists += r.error_code() == StatusCode::ALREADY_EXISTS;
+  }
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(exists, 7);
+  ExpectServing(server, "lenet", "2");
   EXPECT_EQ(server.Terminate(), 0);
 }
 

@@ -130,6 +130,32 @@ TEST(RepositoryTest, VersionsAreBoundedAndStaleTemporariesRemoved) {
   std::filesystem::remove_all(root);
 }
 
+TEST(RepositoryTest, WritesRefuseSymbolicLinks) {
+  const std::filesystem::path root =
+      std::filesystem::path(::testing::TempDir()) /
+      ("repo_link_" + std::to_string(::getpid()));
+  const std::filesystem::path elsewhere = root.string() + "_elsewhere";
+  std::filesystem::remove_all(root);
+  std::filesystem::remove_all(elsewhere);
+  std::filesystem::create_directories(root);
+  std::filesystem::create_directories(elsewhere / "1");
+  std::filesystem::create_directory_symlink(elsewhere, root / "linked");
+  const ModelRepository repo(root.string());
+  absl::Status s = repo.PublishModelFile("linked", 1, "x");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_EQ(repo.PublishConfig("linked", "").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(std::filesystem::exists(elsewhere / "1" / "model.flexor"));
+  // A version directory that is a link is refused too.
+  std::filesystem::create_directories(root / "m");
+  std::filesystem::create_directory_symlink(elsewhere / "1", root / "m" / "7");
+  EXPECT_EQ(repo.PublishModelFile("m", 7, "x").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(repo.PublishModelFile("m", 8, "x").ok());
+  std::filesystem::remove_all(root);
+  std::filesystem::remove_all(elsewhere);
+}
+
 TEST(FlagNamesTest, DashesBecomeUnderscoresInNamesOnly) {
   const char* argv[] = {"prog", "--model-repository=/a-b",
                         "-x-y", "pos-arg",
