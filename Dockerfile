@@ -75,4 +75,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
        "--timeout-ms=2000", "health"]
 ENTRYPOINT ["/usr/local/bin/flexor_server"]
 CMD ["--model-repository=/opt/flexor/models", "--model-control-mode=explicit", \
-     "--load-model=*", "--grpc-port=8001", "--metrics-port=8002"]
+     "--load-model=*", "--grpc-port=8001", "--metrics-address=0.0.0.0", \
+     "--metrics-port=8002"]

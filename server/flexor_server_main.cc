@@ -34,6 +34,11 @@ ABSL_FLAG(std::vector<std::string>, load_model, {},
 ABSL_FLAG(std::string, address, "0.0.0.0",
           "Address to listen on (gRPC and metrics).");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port; 0 picks a free port.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
+          "Listen address of the Prometheus metrics endpoint. Loopback by "
+          "default (metrics are unauthenticated); set 0.0.0.0 where a "
+          "Prometheus on another host scrapes it (the container image and "
+          "the Kubernetes manifests do).");
 ABSL_FLAG(int, metrics_port, 8002,
           "Prometheus metrics port (GET /metrics); 0 picks a free port, -1 "
           "disables.");
@@ -145,6 +150,7 @@ int main(int argc, char** argv) {
   options.address = absl::GetFlag(FLAGS_address);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.threads = absl::GetFlag(FLAGS_threads);
   options.max_concurrent_batches = absl::GetFlag(FLAGS_max_concurrent_batches);
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
@@ -209,7 +215,7 @@ int main(int argc, char** argv) {
   FLEXOR_LOG(INFO) << "ready: gRPC (KServe v2, health, reflection) on "
                    << options.address << ":" << grpc_port;
   if (metrics_port >= 0) {
-    FLEXOR_LOG(INFO) << "metrics on http://" << options.address << ":"
+    FLEXOR_LOG(INFO) << "metrics on http://" << options.metrics_address << ":"
                      << metrics_port << "/metrics";
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
