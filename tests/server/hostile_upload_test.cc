@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,12 +50,26 @@ void ExpectServing(ServerProcess& server, const std::string& model,
   EXPECT_EQ(kill(server.pid(), 0), 0);
 }
 
-TEST(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
-  TempDir repo;
-  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet"});
-  ASSERT_TRUE(server.started());
+// Each test starts its own server on a fresh repository holding the small
+// LeNet "lenet" version 1 (ModelBytes(1)), explicit mode.
+class HostileUploadTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ServerProcess> StartLenet(
+      std::vector<std::string> flags = {}) {
+    WriteModel(repo_.path(), "lenet", 1, ModelBytes(1));
+    flags.insert(flags.begin(),
+                 {"--model-control-mode=explicit", "--load-model=lenet"});
+    auto server = std::make_unique<ServerProcess>(repo_.path(), flags);
+    EXPECT_TRUE(server->started());
+    return server;
+  }
+  TempDir repo_;
+};
+
+TEST_F(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
+  std::unique_ptr<ServerProcess> started = StartLenet();
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
 
   // Element count that wraps int64: refused by the compiler.
   grpc::Status status = Upload(server, "evil", 1, OverflowingInputShapeModel());
@@ -78,14 +93,12 @@ TEST(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, BudgetNamesTheBatchSizeThatFits) {
-  TempDir repo;
-  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+TEST_F(HostileUploadTest, BudgetNamesTheBatchSizeThatFits) {
   // 600 MiB fits two samples of the bomb (about 256 MiB each) but not 32.
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet",
-                        "--max-activation-bytes=629145600", "--threads=1"});
-  ASSERT_TRUE(server.started());
+  std::unique_ptr<ServerProcess> started =
+      StartLenet({"--max-activation-bytes=629145600", "--threads=1"});
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
   grpc::Status status = Upload(server, "bomb", 1, ActivationBombModel());
   EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("max_batch_size 2 would fit"),
@@ -95,13 +108,12 @@ TEST(HostileUploadTest, BudgetNamesTheBatchSizeThatFits) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
-  TempDir repo;
-  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
-  WriteModel(repo.path(), "overflow", 1, OverflowingInputShapeModel());
-  WriteModel(repo.path(), "bomb", 1, ActivationBombModel());
+TEST_F(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
+  WriteModel(repo_.path(), "lenet", 1, ModelBytes(1));
+  WriteModel(repo_.path(), "overflow", 1, OverflowingInputShapeModel());
+  WriteModel(repo_.path(), "bomb", 1, ActivationBombModel());
   ServerProcess server(
-      repo.path(), {"--model-control-mode=poll", "--repository-poll-secs=1"});
+      repo_.path(), {"--model-control-mode=poll", "--repository-poll-secs=1"});
   ASSERT_TRUE(server.started()) << server.Log();
   ExpectServing(server, "lenet", "1");
   for (const char* name : {"overflow", "bomb"}) {
@@ -114,18 +126,16 @@ TEST(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
-  TempDir repo;
+TEST_F(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
   const std::string bytes = ModelBytes(1);
-  WriteModel(repo.path(), "lenet", 1, bytes);
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet"});
-  ASSERT_TRUE(server.started());
+  std::unique_ptr<ServerProcess> started = StartLenet();
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
   const std::vector<float> input = RandomImages(1, 3);
   inference::ModelInferResponse before;
   ASSERT_TRUE(
       Infer(server.stub(), MakeInferRequest("lenet", input, 1), &before).ok());
-  const std::string path = repo.path() + "/lenet/1/model.flexor";
+  const std::string path = repo_.path() + "/lenet/1/model.flexor";
   // In place: truncate to a page, then scribble over what is left. A mapped
   // file would raise SIGBUS or change the outputs; an owned copy does not.
   ASSERT_EQ(truncate(path.c_str(), 4096), 0);
@@ -146,12 +156,10 @@ TEST(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
-  TempDir repo;
-  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet"});
-  ASSERT_TRUE(server.started());
+TEST_F(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
+  std::unique_ptr<ServerProcess> started = StartLenet();
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
   // Two clients send half a request each and then go quiet.
   std::vector<int> stalled;
   for (int i = 0; i < 2; ++i) {
@@ -175,13 +183,11 @@ TEST(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
-  TempDir repo;
+TEST_F(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
   const std::string v1 = ModelBytes(1);
-  WriteModel(repo.path(), "lenet", 1, v1);
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet"});
-  ASSERT_TRUE(server.started());
+  std::unique_ptr<ServerProcess> started = StartLenet();
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
   const std::vector<float> input = RandomImages(1, 3);
   inference::ModelInferResponse before;
   ASSERT_TRUE(
@@ -218,12 +224,10 @@ TEST(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-TEST(HostileUploadTest, UnknownNamesCreateNoMetricSeries) {
-  TempDir repo;
-  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
-  ServerProcess server(repo.path(),
-                       {"--model-control-mode=explicit", "--load-model=lenet"});
-  ASSERT_TRUE(server.started());
+TEST_F(HostileUploadTest, UnknownNamesCreateNoMetricSeries) {
+  std::unique_ptr<ServerProcess> started = StartLenet();
+  ASSERT_TRUE(started->started());
+  ServerProcess& server = *started;
   for (int i = 0; i < 50; ++i) {
     const std::string name = absl::StrCat("nope", i);
     inference::RepositoryModelLoadRequest load;

@@ -208,6 +208,35 @@ TEST(LifecycleTest, ModelValidateAndInspect) {
   EXPECT_NE(out.find("bad.flexor"), std::string::npos) << out;
 }
 
+TEST(LifecycleTest, ModelBenchAndEval) {
+  TempDir dir;
+  const std::string file = dir.path() + "/m.flexor";
+  WriteText(file, ModelBytes(7));
+  auto [rc, out] =
+      RunCommand(std::string(FLEXORCTL_BINARY) + " model bench " + file +
+                 " --batch=1,3 --min-time-s=0.05 --profile");
+  EXPECT_EQ(rc, 0) << out;
+  // One table row per batch size, a per-layer table with the fused conv.
+  EXPECT_NE(out.find("us/sample"), std::string::npos) << out;
+  EXPECT_NE(out.find("conv1+"), std::string::npos) << out;
+  EXPECT_NE(out.find("decrypt us"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(std::string(FLEXORCTL_BINARY) +
+                                 " model bench " + file + " --batch=0");
+  EXPECT_NE(rc, 0) << out;
+  const std::string data = "/usr/share/datasets/fashion-mnist/";
+  std::tie(rc, out) = RunCommand(
+      std::string(FLEXORCTL_BINARY) + " model eval " + file + " --json" +
+      " --images=" + data + "t10k-images-idx3-ubyte.gz --labels=" + data +
+      "t10k-labels-idx1-ubyte.gz");
+  EXPECT_EQ(rc, 0) << out;
+  // FP32 at batch 1 and at batch 64 take different kernels, same classes.
+  EXPECT_NE(out.find("\"samples\": 10000"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"top1_agreement\": 100.000"), std::string::npos) << out;
+  std::tie(rc, out) = RunCommand(std::string(FLEXORCTL_BINARY) +
+                                 " model eval " + file);  // no --images
+  EXPECT_NE(rc, 0) << out;
+}
+
 TEST(LifecycleTest, PollModeFollowsTheRepository) {
   TempDir repo;
   WriteModel(repo.path(), "p", 1, ModelBytes(3));

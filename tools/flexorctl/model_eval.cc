@@ -78,21 +78,21 @@ absl::Status ModelEval(const std::string& path, const std::string& images,
   }
   const char* name =
       activations == ActivationPrecision::kInt8 ? "int8" : "fp32";
-  if (json) {
-    std::cout << absl::StrFormat(
-        "{\"model\": \"%s\", \"activations\": \"%s\", \"samples\": %d, "
-        "\"accuracy\": %.2f, \"fp32_accuracy\": %.2f, \"top1_agreement\": "
-        "%.3f, \"max_abs_output_diff\": %.3g}\n",
-        model.name(), name, n, 100.0 * correct / n, 100.0 * correct_exact / n,
-        100.0 * agree / n, max_diff);
-  } else {
-    std::cout << absl::StrFormat(
-        "model %s, %s activations, %d samples (batch 1): accuracy %.2f%% "
-        "(fp32 path, batch 64: %.2f%%), top-1 agreement with fp32 %.3f%%, "
-        "max |output difference| %.3g\n",
-        model.name(), name, n, 100.0 * correct / n, 100.0 * correct_exact / n,
-        100.0 * agree / n, max_diff);
-  }
+  // One set of values, two spellings (JSON for scripts, a line for people).
+  constexpr absl::string_view kJson =
+      "{\"model\": \"%s\", \"activations\": \"%s\", \"samples\": %d, "
+      "\"accuracy\": %.2f, \"fp32_accuracy\": %.2f, \"top1_agreement\": "
+      "%.3f, \"max_abs_output_diff\": %.3g}\n";
+  constexpr absl::string_view kText =
+      "model %s, %s activations, %d samples (batch 1): accuracy %.2f%% "
+      "(fp32 path, batch 64: %.2f%%), top-1 agreement with fp32 %.3f%%, "
+      "max |output difference| %.3g\n";
+  const auto format =
+      json ? absl::ParsedFormat<'s', 's', 'd', 'f', 'f', 'f', 'g'>::New(kJson)
+           : absl::ParsedFormat<'s', 's', 'd', 'f', 'f', 'f', 'g'>::New(kText);
+  std::cout << absl::StrFormat(*format, model.name(), name, n,
+                               100.0 * correct / n, 100.0 * correct_exact / n,
+                               100.0 * agree / n, max_diff);
   return absl::OkStatus();
 }
 
