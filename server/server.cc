@@ -36,9 +36,8 @@ absl::Status Server::Init() {
                           : threads;
   metrics_ = std::make_unique<ServerMetrics>();
   if (options_.metrics_port >= 0) {
-    if (absl::Status s =
-            metrics_->StartExposer(options_.metrics_address,
-                                   options_.metrics_port);
+    if (absl::Status s = metrics_->StartExposer(options_.metrics_address,
+                                                options_.metrics_port);
         !s.ok()) {
       return s;
     }

@@ -33,7 +33,7 @@ struct ServerOptions {
   int grpc_port = 8001;     // 0: pick a free port
   int metrics_port = 8002;  // 0: pick a free port; -1: no metrics endpoint
   std::string metrics_address = "127.0.0.1";
-  int threads = 0;          // 0: hardware concurrency
+  int threads = 0;                 // 0: hardware concurrency
   int max_concurrent_batches = 0;  // 0: threads
   // See BatchScheduler: no batching delay while nothing is running.
   bool dispatch_when_idle = true;

@@ -338,12 +338,15 @@ const KernelTable& Avx2KernelTable() {
 }
 
 const PixelKernelTable& Avx2PixelKernelTable() {
-  static const PixelKernelTable table = {
-      KernelIsa::kAvx2,       avx2_kernels::VF::kLanes,
-      avx2_kernels::DenseKn,  avx2_kernels::LutBuildRows,
-      avx2_kernels::Im2col,   avx2_kernels::PadInput,
-      avx2_kernels::StoreTile, avx2_kernels::StoreTileTransposed,
-      avx2_kernels::TransposeToTiles};
+  static const PixelKernelTable table = {KernelIsa::kAvx2,
+                                         avx2_kernels::VF::kLanes,
+                                         avx2_kernels::DenseKn,
+                                         avx2_kernels::LutBuildRows,
+                                         avx2_kernels::Im2col,
+                                         avx2_kernels::PadInput,
+                                         avx2_kernels::StoreTile,
+                                         avx2_kernels::StoreTileTransposed,
+                                         avx2_kernels::TransposeToTiles};
   return table;
 }
 

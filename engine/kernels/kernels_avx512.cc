@@ -201,12 +201,15 @@ const KernelTable& Avx512KernelTable() {
 }
 
 const PixelKernelTable& Avx512PixelKernelTable() {
-  static const PixelKernelTable table = {
-      KernelIsa::kAvx512,       avx512_kernels::VF::kLanes,
-      avx512_kernels::DenseKn,  avx512_kernels::LutBuildRows,
-      avx512_kernels::Im2col,   avx512_kernels::PadInput,
-      avx512_kernels::StoreTile, avx512_kernels::StoreTileTransposed,
-      avx512_kernels::TransposeToTiles};
+  static const PixelKernelTable table = {KernelIsa::kAvx512,
+                                         avx512_kernels::VF::kLanes,
+                                         avx512_kernels::DenseKn,
+                                         avx512_kernels::LutBuildRows,
+                                         avx512_kernels::Im2col,
+                                         avx512_kernels::PadInput,
+                                         avx512_kernels::StoreTile,
+                                         avx512_kernels::StoreTileTransposed,
+                                         avx512_kernels::TransposeToTiles};
   return table;
 }
 

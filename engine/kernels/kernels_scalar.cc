@@ -145,12 +145,15 @@ const KernelTable& ScalarKernelTable() {
 }
 
 const PixelKernelTable& ScalarPixelKernelTable() {
-  static const PixelKernelTable table = {
-      KernelIsa::kScalar,       scalar_kernels::VF::kLanes,
-      scalar_kernels::DenseKn,  scalar_kernels::LutBuildRows,
-      scalar_kernels::Im2col,   scalar_kernels::PadInput,
-      scalar_kernels::StoreTile, scalar_kernels::StoreTileTransposed,
-      scalar_kernels::TransposeToTiles};
+  static const PixelKernelTable table = {KernelIsa::kScalar,
+                                         scalar_kernels::VF::kLanes,
+                                         scalar_kernels::DenseKn,
+                                         scalar_kernels::LutBuildRows,
+                                         scalar_kernels::Im2col,
+                                         scalar_kernels::PadInput,
+                                         scalar_kernels::StoreTile,
+                                         scalar_kernels::StoreTileTransposed,
+                                         scalar_kernels::TransposeToTiles};
   return table;
 }
 

@@ -178,9 +178,8 @@ using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
 // cols[t][k][l] = x[(t * lanes + l) * k_in + k] for k < k_in, 0 for
 // k_in <= k < rows, lanes past `batch` left as they are: a [batch, k_in]
 // row-major matrix as pixel tiles (Dense layers run over batch "pixels").
-using TransposeToTilesFn = void (*)(const float* x, int64_t batch,
-                                    int64_t k_in, int64_t rows, int64_t lanes,
-                                    float* cols);
+using TransposeToTilesFn = void (*)(const float* x, int64_t batch, int64_t k_in,
+                                    int64_t rows, int64_t lanes, float* cols);
 
 struct PixelKernelTable {
   KernelIsa isa;
