@@ -2,25 +2,14 @@
 
 #include <algorithm>
 
-#include "engine/kernels/decrypt.h"
+#include "engine/kernels/codec_traits.h"
 #include "engine/kernels/microkernels.h"
+#include "engine/kernels/scoped_nanos.h"
 
 namespace flexor {
 namespace {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-int Planes(const LayerWeights& w) {
-  switch (w.kind) {
-    case WeightCodecKind::kFloat32:
-      return 0;
-    case WeightCodecKind::kTernary:
-      return 2;  // w = a/2 * (B0 + B1), as in fused_gemm.cc
-    case WeightCodecKind::kBinary:
-      break;
-  }
-  return static_cast<int>(w.planes.size());
-}
 
 // Words of K per table chunk: one chunk's tables ([16 groups per word][16
 // entries][lanes]) stay within ~32 KiB of L1 while every row reads them.
@@ -92,7 +81,7 @@ bool PrefersDequantized(const LayerWeights& w) {
 }
 
 int64_t PreparedWeightsFloats(const LayerWeights& w) {
-  const int q = Planes(w);
+  const int q = CodecTraits(w.kind).planes(w);
   const int64_t kw = CeilDiv(w.in_features, 64);
   // bits (2 floats a word) and alphas, then the dense copy if any.
   return q * w.out_features * (2 * kw + 1) +
@@ -100,31 +89,19 @@ int64_t PreparedWeightsFloats(const LayerWeights& w) {
 }
 
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
-                               KernelIsa isa) {
+                               KernelIsa isa,
+                               std::atomic<int64_t>* decrypt_nanos) {
+  const WeightCodecTraits& traits = CodecTraits(w.kind);
   PreparedWeights p;
-  p.planes = Planes(w);
+  p.planes = traits.planes(w);
   if (p.planes == 0) return p;
+  const ScopedNanos timer(decrypt_nanos);  // profiling, when asked for
   const int64_t O = w.out_features, kw = CeilDiv(w.in_features, 64);
   uint64_t* bits = reinterpret_cast<uint64_t*>(scratch);
   float* alpha = scratch + 2 * p.planes * O * kw;
   for (int q = 0; q < p.planes; ++q) {
-    uint64_t* out = bits + q * O * kw;
-    if (w.kind == WeightCodecKind::kBinary) {
-      DecryptRows(w.planes[q], w.in_features, 0, O, out, isa);
-      std::copy(w.planes[q].scales, w.planes[q].scales + O, alpha + q * O);
-      continue;
-    }
-    // Ternary: B0 = sign, B1 = sign where non-zero, -sign where zero; the
-    // padding bits past K must stay 0 (they meet zero activations anyway).
-    const TernaryView& t = w.ternary;
-    for (int64_t r = 0; r < O; ++r) {
-      for (int64_t i = 0; i < kw; ++i) {
-        const uint64_t sign = t.sign[r * t.words_per_row + i];
-        const uint64_t nz = t.nonzero_mask[r * t.words_per_row + i];
-        out[r * kw + i] = q == 0 ? sign : sign ^ ~nz;
-      }
-      alpha[q * O + r] = 0.5f * t.scales[r];
-    }
+    traits.plane_rows(w, q, 0, O, bits + q * O * kw, isa);
+    traits.plane_alphas(w, q, 0, O, alpha + q * O);
   }
   p.bits = bits;
   p.alpha = alpha;

@@ -18,6 +18,7 @@
 #ifndef FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 #define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -96,8 +97,11 @@ struct PreparedWeights {
 };
 // Floats of scratch PrepareWeights needs (0 for float weights).
 int64_t PreparedWeightsFloats(const LayerWeights& w);
+// Decrypts every plane through the codec's traits (codec_traits.h); adds the
+// time to *decrypt_nanos when given (profiling).
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
-                               KernelIsa isa = SelectedIsa());
+                               KernelIsa isa = SelectedIsa(),
+                               std::atomic<int64_t>* decrypt_nanos = nullptr);
 
 // Floats of per-thread scratch PixelGemm needs.
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);

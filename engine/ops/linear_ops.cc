@@ -7,7 +7,6 @@
 #include "absl/strings/str_format.h"
 #include "engine/kernels/conv_gemm.h"
 #include "engine/kernels/microkernels.h"
-#include "engine/kernels/scoped_nanos.h"
 #include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
@@ -87,6 +86,17 @@ constexpr int64_t kDensePixelMaxWeights = int64_t{1} << 23;
 // 2 threads: 86 us per sample with a 1 M threshold vs 53 us on 1 thread).
 constexpr int64_t kMinParallelMacs = int64_t{1} << 24;
 
+// Scratch regions start on 64-byte boundaries.
+int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+// This thread's scratch slot inside a parallel_for of the run's arena (task
+// bodies that use it never wait on other TBB work, so two tasks never share
+// a slot at once).
+int Slot(const RunContext& ctx) {
+  const int i = tbb::this_task_arena::current_thread_index();
+  return i >= 0 && i < ctx.threads ? i : 0;
+}
+
 class DenseOp : public Operator {
  public:
   DenseOp(LayerWeights w, bool gxnor)
@@ -144,7 +154,6 @@ class DenseOp : public Operator {
   }
 
  private:
-  static int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
   bool PixelPathFits() const {
     // Fewer than 16 outputs: too few rows to amortise the tile transpose.
     return !gxnor_ && w_.out_features >= 16 &&
@@ -172,13 +181,8 @@ class DenseOp : public Operator {
     float* cols = prepared_scratch + Aligned(PreparedWeightsFloats(w_));
     float* work = cols + Aligned(tiles * rows * lanes_);
     const int64_t work_floats = Aligned(PixelGemmScratchFloats(w_, isa_));
-    PreparedWeights prepared;
-    {
-      const ScopedNanos timer(w_.kind == WeightCodecKind::kFloat32
-                                  ? nullptr
-                                  : ctx.matmul.decrypt_nanos);
-      prepared = PrepareWeights(w_, prepared_scratch, isa_);
-    }
+    const PreparedWeights prepared =
+        PrepareWeights(w_, prepared_scratch, isa_, ctx.matmul.decrypt_nanos);
     GetPixelKernelTable(isa_).transpose_to_tiles(x, batch, K, rows, lanes_,
                                                  cols);
     PixelSource source;
@@ -199,8 +203,7 @@ class DenseOp : public Operator {
     }
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles * blocks, 1),
                       [&](const tbb::blocked_range<int64_t>& r) {
-                        int slot = tbb::this_task_arena::current_thread_index();
-                        if (slot < 0 || slot >= ctx.threads) slot = 0;
+                        const int slot = Slot(ctx);
                         for (int64_t i = r.begin(); i < r.end(); ++i) {
                           const int64_t t = i / blocks,
                                         o0 = (i % blocks) * block;
@@ -242,13 +245,8 @@ class Conv2dOp : public Operator {
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
     float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
-    PreparedWeights prepared;
-    {
-      const ScopedNanos timer(w_.kind == WeightCodecKind::kFloat32
-                                  ? nullptr
-                                  : ctx.matmul.decrypt_nanos);
-      prepared = PrepareWeights(w_, ctx.scratch, isa_);
-    }
+    const PreparedWeights prepared =
+        PrepareWeights(w_, ctx.scratch, isa_, ctx.matmul.decrypt_nanos);
     const ChannelEpilogue epi = epilogue_.combined();
     const int64_t tiles = output_.tiles(lanes_);
     if (batch == 1) {
@@ -308,12 +306,6 @@ class Conv2dOp : public Operator {
   }
 
  private:
-  static int64_t Aligned(int64_t floats) { return (floats + 15) / 16 * 16; }
-  // This thread's scratch slot inside a parallel_for of the run's arena.
-  static int Slot(const RunContext& ctx) {
-    const int i = tbb::this_task_arena::current_thread_index();
-    return i >= 0 && i < ctx.threads ? i : 0;
-  }
   // One thread's scratch: the GEMM's input (padded input or im2col columns,
   // input_floats_), then its tables and accumulators.
   int64_t SlotFloats() const {
