@@ -12,6 +12,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "engine/format/model_file.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace flexor {
 
@@ -141,7 +143,17 @@ absl::StatusOr<std::string> ModelWriter::Serialize() const {
                     kTensorAlignment;
   }
   std::string header_bytes;
-  if (!header.SerializeToString(&header_bytes)) {
+  // Deterministic: map fields (provenance) in key order, so the same model
+  // always gives the same bytes (reproducible files; a re-published version
+  // is recognised as the same one, see ModelRepository::VersionHolds).
+  bool serialized = false;
+  {
+    google::protobuf::io::StringOutputStream stream(&header_bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    serialized = header.SerializeToCodedStream(&coded) && !coded.HadError();
+  }
+  if (!serialized) {
     return absl::InternalError("cannot serialize model header");
   }
   const uint64_t payload_offset =

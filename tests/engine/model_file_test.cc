@@ -65,6 +65,26 @@ mv1::ModelHeader HeaderOf(const std::string& bytes) {
   return (*ModelFile::FromBytes(bytes, "x"))->header();
 }
 
+TEST(ModelWriterTest, SameModelSameBytes) {
+  // Provenance is a protobuf map: without deterministic serialisation its
+  // entries come out in hash order, and two writes of one model differ.
+  for (int i = 0; i < 5; ++i) {
+    ModelWriter a("m"), b("m");
+    for (ModelWriter* w : {&a, &b}) {
+      w->AddInput("x", {3}, false);
+      w->AddNode("r", {"x"}, "y")->mutable_relu();
+      w->AddOutput("y", {3});
+      for (int k = 0; k < 20; ++k) {
+        (*w->metadata().mutable_provenance())[absl::StrCat("key", k, "_", i)] =
+            absl::StrCat(k);
+      }
+    }
+    EXPECT_EQ(*a.Serialize(), *b.Serialize());
+  }
+  EXPECT_EQ(Build(RandomArch::kLeNet, "flexor"),
+            Build(RandomArch::kLeNet, "flexor"));
+}
+
 struct RoundTripCase {
   RandomArch arch;
   std::string method;

@@ -54,22 +54,30 @@ void ExpectServing(ServerProcess& server, const std::string& model,
 // LeNet "lenet" version 1 (ModelBytes(1)), explicit mode.
 class HostileUploadTest : public ::testing::Test {
  protected:
-  std::unique_ptr<ServerProcess> StartLenet(
-      std::vector<std::string> flags = {}) {
+  ServerProcess& StartLenet(std::vector<std::string> flags = {}) {
     WriteModel(repo_.path(), "lenet", 1, ModelBytes(1));
     flags.insert(flags.begin(),
                  {"--model-control-mode=explicit", "--load-model=lenet"});
-    auto server = std::make_unique<ServerProcess>(repo_.path(), flags);
-    EXPECT_TRUE(server->started());
-    return server;
+    server_ = std::make_unique<ServerProcess>(repo_.path(), flags);
+    return *server_;
   }
   TempDir repo_;
+  std::unique_ptr<ServerProcess> server_;
 };
 
+// The model's output for `input` (batch 1); fails the test on an error.
+std::vector<float> Classify(ServerProcess& server, const std::string& model,
+                            const std::vector<float>& input) {
+  inference::ModelInferResponse response;
+  grpc::Status status =
+      Infer(server.stub(), MakeInferRequest(model, input, 1), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << server.Log();
+  return OutputOf(response);
+}
+
 TEST_F(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
-  std::unique_ptr<ServerProcess> started = StartLenet();
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ServerProcess& server = StartLenet();
+  ASSERT_TRUE(server.started());
 
   // Element count that wraps int64: refused by the compiler.
   grpc::Status status = Upload(server, "evil", 1, OverflowingInputShapeModel());
@@ -95,10 +103,9 @@ TEST_F(HostileUploadTest, UploadsAreRefusedAndTheServerKeepsServing) {
 
 TEST_F(HostileUploadTest, BudgetNamesTheBatchSizeThatFits) {
   // 600 MiB fits two samples of the bomb (about 256 MiB each) but not 32.
-  std::unique_ptr<ServerProcess> started =
+  ServerProcess& server =
       StartLenet({"--max-activation-bytes=629145600", "--threads=1"});
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ASSERT_TRUE(server.started());
   grpc::Status status = Upload(server, "bomb", 1, ActivationBombModel());
   EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("max_batch_size 2 would fit"),
@@ -127,14 +134,10 @@ TEST_F(HostileUploadTest, PolledRepositoryWithHostileFilesStillStarts) {
 }
 
 TEST_F(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
-  const std::string bytes = ModelBytes(1);
-  std::unique_ptr<ServerProcess> started = StartLenet();
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ServerProcess& server = StartLenet();
+  ASSERT_TRUE(server.started());
   const std::vector<float> input = RandomImages(1, 3);
-  inference::ModelInferResponse before;
-  ASSERT_TRUE(
-      Infer(server.stub(), MakeInferRequest("lenet", input, 1), &before).ok());
+  const std::vector<float> before = Classify(server, "lenet", input);
   const std::string path = repo_.path() + "/lenet/1/model.flexor";
   // In place: truncate to a page, then scribble over what is left. A mapped
   // file would raise SIGBUS or change the outputs; an owned copy does not.
@@ -147,19 +150,14 @@ TEST_F(HostileUploadTest, ServedFileTruncatedOrRewrittenInPlace) {
     std::fclose(f);
   }
   for (int i = 0; i < 20; ++i) {
-    inference::ModelInferResponse after;
-    ASSERT_TRUE(
-        Infer(server.stub(), MakeInferRequest("lenet", input, 1), &after).ok())
-        << server.Log();
-    EXPECT_EQ(OutputOf(after), OutputOf(before));
+    EXPECT_EQ(Classify(server, "lenet", input), before);
   }
   EXPECT_EQ(server.Terminate(), 0);
 }
 
 TEST_F(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
-  std::unique_ptr<ServerProcess> started = StartLenet();
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ServerProcess& server = StartLenet();
+  ASSERT_TRUE(server.started());
   // Two clients send half a request each and then go quiet.
   std::vector<int> stalled;
   for (int i = 0; i < 2; ++i) {
@@ -185,23 +183,18 @@ TEST_F(HostileUploadTest, StalledMetricsConnectionsDoNotBlindScrapes) {
 
 TEST_F(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
   const std::string v1 = ModelBytes(1);
-  std::unique_ptr<ServerProcess> started = StartLenet();
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ServerProcess& server = StartLenet();
+  ASSERT_TRUE(server.started());
   const std::vector<float> input = RandomImages(1, 3);
-  inference::ModelInferResponse before;
-  ASSERT_TRUE(
-      Infer(server.stub(), MakeInferRequest("lenet", input, 1), &before).ok());
+  const std::vector<float> before = Classify(server, "lenet", input);
   // Overwriting the served version with other weights is refused...
   grpc::Status status = Upload(server, "lenet", 1, ModelBytes(2));
   EXPECT_EQ(status.error_code(), StatusCode::ALREADY_EXISTS)
       << status.error_message();
   // ... re-sending its exact bytes is a harmless retry.
-  EXPECT_TRUE(Upload(server, "lenet", 1, v1).ok());
-  inference::ModelInferResponse after;
-  ASSERT_TRUE(
-      Infer(server.stub(), MakeInferRequest("lenet", input, 1), &after).ok());
-  EXPECT_EQ(OutputOf(after), OutputOf(before));
+  status = Upload(server, "lenet", 1, v1);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Classify(server, "lenet", input), before);
   // Eight clients race to publish version 2 with different weights: one
   // wins, the others learn that the version exists.
   std::vector<std::string> files;
@@ -225,9 +218,8 @@ TEST_F(HostileUploadTest, VersionsAreImmutableAndConcurrentUploadsConflict) {
 }
 
 TEST_F(HostileUploadTest, UnknownNamesCreateNoMetricSeries) {
-  std::unique_ptr<ServerProcess> started = StartLenet();
-  ASSERT_TRUE(started->started());
-  ServerProcess& server = *started;
+  ServerProcess& server = StartLenet();
+  ASSERT_TRUE(server.started());
   for (int i = 0; i < 50; ++i) {
     const std::string name = absl::StrCat("nope", i);
     inference::RepositoryModelLoadRequest load;
