@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/runtime/buffer_pool.h"
 
 namespace flexor::server {
 
@@ -161,14 +162,16 @@ void BatchScheduler::Execute(BatchQueue* queue,
   int64_t samples = 0;
   for (BatchTask* task : live) samples += task->num_samples();
   const float* input = live.front()->input();
-  std::vector<float> gathered, output;
+  // Leased from the engine's buffer pool: no allocation per batch after
+  // warm-up (the output is encoded into the responses before Execute ends).
+  PooledArray<float> gathered(0), output(0);
   absl::Status status;
   absl::Time compute_start = absl::Now();
   // This runs as a TBB task: an exception escaping it would terminate the
   // process, so allocation failures become the batch's error status.
   try {
     if (live.size() > 1) {
-      gathered.resize(static_cast<size_t>(samples * o.input_size));
+      gathered = PooledArray<float>(samples * o.input_size);
       float* dst = gathered.data();
       for (BatchTask* task : live) {
         const size_t n =
@@ -178,7 +181,7 @@ void BatchScheduler::Execute(BatchQueue* queue,
       }
       input = gathered.data();
     }
-    output.resize(static_cast<size_t>(samples * o.output_size));
+    output = PooledArray<float>(samples * o.output_size);
     compute_start = absl::Now();
     status = queue->runner_(input, samples, output.data());
   } catch (const std::bad_alloc&) {
