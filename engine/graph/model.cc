@@ -80,7 +80,9 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   absl::flat_hash_map<std::string, Value> values;
   values[input.name()] = {0, input_shape, false};
   std::vector<int64_t> storage_size = {NumElements(input_shape)};
-  std::vector<int> first_writer = {-1}, last_reader = {-1};
+  // Storage s > 0 is written by step s - 1; last_reader[s] is its last
+  // reading step.
+  std::vector<int> last_reader = {-1};
   // The newest name of the last step's output: only an op reading exactly
   // that name may fold into the step (not one reading an older name or a
   // Flatten alias of it).
@@ -148,11 +150,11 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
     step.output = static_cast<int>(storage_size.size());
     step.op = std::move(op->op);
     storage_size.push_back(size);
-    first_writer.push_back(static_cast<int>(model->steps_.size()));
     last_reader.push_back(-1);
     values[node.output()] = {step.output, op->output_shape, ternary_output};
     head_of_last_step = node.output();
     model->steps_.push_back(std::move(step));
+    model->step_shapes_.push_back(op->output_shape);
   }
   for (int s = 0; s < static_cast<int>(model->steps_.size()); ++s) {
     for (int in : model->steps_[s].inputs) last_reader[in] = s;
@@ -188,14 +190,13 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   auto rounded = [&](int s) { return (storage_size[s] + 15) / 16 * 16; };
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return rounded(a) > rounded(b); });
-  auto end_of = [&](int s) {
-    return std::max(last_reader[s], first_writer[s]);
-  };
+  auto first_of = [](int s) { return s - 1; };
+  auto end_of = [&](int s) { return std::max(last_reader[s], first_of(s)); };
   std::vector<int> placed;
   for (int s : order) {
     std::vector<std::pair<int64_t, int64_t>> busy;
     for (int t : placed) {
-      if (first_writer[t] <= end_of(s) && first_writer[s] <= end_of(t)) {
+      if (first_of(t) <= end_of(s) && first_of(s) <= end_of(t)) {
         busy.push_back({model->offset_[t], model->offset_[t] + rounded(t)});
       }
     }
@@ -210,19 +211,6 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
         std::max(model->arena_floats_per_sample_, offset + rounded(s));
     placed.push_back(s);
   }
-  model->step_shapes_.resize(model->steps_.size());
-  // Shapes for Describe(): the last value written to each step's storage
-  // along the graph order.
-  for (int i = header.nodes_size() - 1; i >= 0; --i) {
-    const Value& v = values[header.nodes(i).output()];
-    for (size_t s = 0; s < model->steps_.size(); ++s) {
-      if (model->steps_[s].output == v.storage &&
-          model->step_shapes_[s].empty()) {
-        model->step_shapes_[s] = v.shape;
-      }
-    }
-  }
-
   ModelStats& stats = model->stats_;
   stats.file_bytes = static_cast<int64_t>(file->file_size());
   double quantized_bits = 0;

@@ -111,7 +111,6 @@ class Model {
   std::vector<int64_t> offset_;
   int64_t arena_floats_per_sample_ = 0;
   int output_storage_ = 0;
-  std::vector<std::string> value_names_;  // Describe(): per step output
   std::vector<std::vector<int64_t>> step_shapes_;
   int64_t input_size_ = 0;
   int64_t output_size_ = 0;

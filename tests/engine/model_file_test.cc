@@ -65,6 +65,20 @@ mv1::ModelHeader HeaderOf(const std::string& bytes) {
   return (*ModelFile::FromBytes(bytes, "x"))->header();
 }
 
+TEST(ModelDescribeTest, StepsShowTheirOwnOutputShapes) {
+  // pool2's output is then flattened (an alias of the same buffer): the
+  // step still shows [16, 5, 5], and the folded conv+bn+relu its own shape.
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(Build(RandomArch::kLeNet, "flexor"), "d");
+  ASSERT_TRUE(file.ok());
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string text = (*model)->Describe();
+  EXPECT_NE(text.find("-> [16, 5, 5]"), std::string::npos) << text;
+  EXPECT_NE(text.find("conv2+bn2+relu2"), std::string::npos) << text;
+  EXPECT_EQ(text.find("-> [400]"), std::string::npos) << text;
+}
+
 TEST(ModelWriterTest, SameModelSameBytes) {
   // Provenance is a protobuf map: without deterministic serialisation its
   // entries come out in hash order, and two writes of one model differ.
