@@ -10,6 +10,7 @@ set(FLEXOR_KERNEL_SOURCES
   kernels/decrypt.cc
   kernels/fused_gemm.cc
   kernels/conv_gemm.cc
+  kernels/int8_conv.cc
   kernels/microkernels.cc
   kernels/kernels_scalar.cc
 )
