@@ -183,6 +183,12 @@ __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
 
 }  // namespace avx512_kernels
 
+void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
+                           int64_t channels, int64_t taps, int8_t* w8,
+                           int64_t ws) {
+  avx512_kernels::Int8PackWeights(bits, kw, rows, channels, taps, w8, ws);
+}
+
 const KernelTable& Avx512KernelTable() {
   static const KernelTable table = {
       KernelIsa::kAvx512,
@@ -219,7 +225,7 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       avx512_kernels::Int8Range,
       avx512_kernels::Int8QuantizeC4,
       avx512_kernels::Int8Im2col,
-      avx512_kernels::Int8PackWeights};
+      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512};
   return table;
 }
 

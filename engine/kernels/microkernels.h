@@ -274,6 +274,16 @@ void Int8KnAvx2(const int8_t* w, int64_t w_stride, int64_t rows, int64_t groups,
 void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
                       int64_t groups, const uint32_t* base, const int64_t* offs,
                       int64_t lanes, int32_t* acc);
+// Int8PackWeightsFn of the AVX-512 build, and the VBMI one
+// (kernels_avx512_vbmi.cc, only called when the CPU has AVX512_VBMI), which
+// expands a channel group's signs with two byte permutes for up to 32 taps
+// and leaves larger kernels to the former.
+void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
+                           int64_t channels, int64_t taps, int8_t* w8,
+                           int64_t ws);
+void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
+                               int64_t channels, int64_t taps, int8_t* w8,
+                               int64_t ws);
 // AVX-512 VNNI version (kernels_avx512_vnni.cc); only called when the CPU
 // has AVX512_VNNI.
 void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bit_stride, int64_t rows,

@@ -334,8 +334,8 @@ class Conv2dOp : public Operator {
                const RunContext& ctx) const {
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
-    const PreparedWeights prepared =
-        PrepareWeights(w_, ctx.scratch, isa_, ctx.matmul.decrypt_nanos);
+    const PreparedWeights prepared = PrepareWeights(
+        w_, ctx.scratch, isa_, ctx.matmul.decrypt_nanos, /*dense_copy=*/false);
     const Int8Weights weights = PrepareInt8Weights(
         w_, prepared, in_[0], cfg_.kernel_h() * cfg_.kernel_w(),
         ctx.scratch + Aligned(PreparedWeightsFloats(w_)), isa_,

@@ -315,20 +315,25 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
     std::vector<uint64_t> bits(rows * kw);
     for (uint64_t& b : bits) b = rng();
     const int64_t c4n = (channels + 3) / 4, ws = 4 * c4n * taps + 8;
-    std::vector<int8_t> w8(rows * ws + 64, 99);  // whole-vector writes
-    pt().int8_pack_weights(bits.data(), kw, rows, channels, taps, w8.data(),
-                           ws);
-    for (int64_t o = 0; o < rows; ++o) {
-      for (int64_t c = 0; c < 4 * c4n; ++c) {
-        for (int64_t t = 0; t < taps; ++t) {
-          const int64_t k = c * taps + t;
-          const int want =
-              c >= channels
-                  ? 0
-                  : 1 - 2 * static_cast<int>(
-                                (bits[o * kw + k / 64] >> (k % 64)) & 1);
-          ASSERT_EQ(w8[o * ws + ((c / 4) * taps + t) * 4 + c % 4], want)
-              << "row " << o << " channel " << c << " tap " << t;
+    // The table's kernel, and on AVX-512 hosts also the non-VBMI one.
+    std::vector<Int8PackWeightsFn> packs = {pt().int8_pack_weights};
+    if (GetParam() == KernelIsa::kAvx512)
+      packs.push_back(Int8PackWeightsAvx512);
+    for (const Int8PackWeightsFn pack : packs) {
+      std::vector<int8_t> w8(rows * ws + 64, 99);  // whole-vector writes
+      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws);
+      for (int64_t o = 0; o < rows; ++o) {
+        for (int64_t c = 0; c < 4 * c4n; ++c) {
+          for (int64_t t = 0; t < taps; ++t) {
+            const int64_t k = c * taps + t;
+            const int want =
+                c >= channels
+                    ? 0
+                    : 1 - 2 * static_cast<int>(
+                                  (bits[o * kw + k / 64] >> (k % 64)) & 1);
+            ASSERT_EQ(w8[o * ws + ((c / 4) * taps + t) * 4 + c % 4], want)
+                << "row " << o << " channel " << c << " tap " << t;
+          }
         }
       }
     }
