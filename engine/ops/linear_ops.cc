@@ -160,11 +160,11 @@ class DenseOp : public Operator {
     return !gxnor_ && w_.out_features >= 16 &&
            w_.out_features * w_.in_features <= kDensePixelMaxWeights;
   }
+  // Also with int8 activations: over a batch of at least one tile the exact
+  // pixel path beats the int8 sign kernel on these (small) layers (MLP
+  // batch 32: 5.9 against 7.0 us per sample).
   bool UsePixelPath(int64_t batch, const RunContext& ctx) const {
-    return ctx.path == KernelPath::kAuto && batch >= lanes_ &&
-           PixelPathFits() &&
-           (w_.kind == WeightCodecKind::kFloat32 ||
-            ctx.matmul.activations == ActivationPrecision::kFloat32);
+    return ctx.path == KernelPath::kAuto && batch >= lanes_ && PixelPathFits();
   }
   int64_t PixelScratchFloats(int64_t batch, int threads) const {
     const int64_t tiles = (batch + lanes_ - 1) / lanes_;
