@@ -225,7 +225,8 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       avx512_kernels::Int8Range,
       avx512_kernels::Int8QuantizeC4,
       avx512_kernels::Int8Im2col,
-      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512};
+      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512,
+      avx512_kernels::MaxPool2x2};
   return table;
 }
 

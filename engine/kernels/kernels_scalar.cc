@@ -181,7 +181,8 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          scalar_kernels::Int8Range,
                                          scalar_kernels::Int8QuantizeC4,
                                          scalar_kernels::Int8Im2col,
-                                         scalar_kernels::Int8PackWeights};
+                                         scalar_kernels::Int8PackWeights,
+                                         scalar_kernels::MaxPool2x2};
   return table;
 }
 

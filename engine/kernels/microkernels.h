@@ -217,6 +217,11 @@ using Int8PackWeightsFn = void (*)(const uint64_t* bits, int64_t kw,
                                    int64_t rows, int64_t channels, int64_t taps,
                                    int8_t* w8, int64_t ws);
 
+// 2x2 max pooling, stride 2, no padding, of `planes` planes of h x w into
+// (h / 2) x (w / 2) (odd last rows / columns dropped, as in PyTorch).
+using MaxPool2x2Fn = void (*)(const float* x, int64_t planes, int64_t h,
+                              int64_t w, float* y);
+
 struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -233,6 +238,7 @@ struct PixelKernelTable {
   Int8QuantizeC4Fn int8_quantize_c4;
   Int8Im2colFn int8_im2col;
   Int8PackWeightsFn int8_pack_weights;
+  MaxPool2x2Fn max_pool_2x2;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();

@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels/conv_gemm.h"
@@ -337,6 +338,31 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
         }
       }
     }
+  }
+}
+
+// 2x2/2 max pooling against direct indexing: widths around the 8- and
+// 16-output vector steps, odd heights and widths (last row/column dropped).
+TEST_P(PixelKernelTest, MaxPool2x2MatchesDirectIndexing) {
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{
+           {24, 24}, {8, 8}, {5, 7}, {2, 66}, {3, 33}, {28, 28}, {1, 9}}) {
+    const int64_t planes = 3, ho = h / 2, wo = w / 2;
+    const std::vector<float> x = RandomVector(planes * h * w, h * 100 + w);
+    std::vector<float> y(planes * ho * wo + 1, -7.0f);
+    pt().max_pool_2x2(x.data(), planes, h, w, y.data());
+    for (int64_t p = 0; p < planes; ++p) {
+      for (int64_t oy = 0; oy < ho; ++oy) {
+        for (int64_t ox = 0; ox < wo; ++ox) {
+          const float* a = x.data() + (p * h + 2 * oy) * w + 2 * ox;
+          const float want =
+              std::max(std::max(a[0], a[1]), std::max(a[w], a[w + 1]));
+          ASSERT_EQ(y[(p * ho + oy) * wo + ox], want)
+              << h << "x" << w << " plane " << p << " (" << oy << "," << ox
+              << ")";
+        }
+      }
+    }
+    EXPECT_EQ(y.back(), -7.0f) << "wrote past the output";
   }
 }
 
