@@ -170,6 +170,13 @@ using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
                              int64_t n, const float* scale, const float* shift,
                              bool relu, float* y, int64_t ldy);
 
+// The same from int32 sums (the int8 kernels), converted to float first;
+// scale and shift are required.
+using StoreTileI32Fn = void (*)(const int32_t* acc, int64_t lanes, int64_t rows,
+                                int64_t n, const float* scale,
+                                const float* shift, bool relu, float* y,
+                                int64_t ldy);
+
 // y[i * ldy + o] = f(acc[o * lanes + i]): the same, stored pixel-major.
 using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
                                        int64_t rows, int64_t n,
@@ -239,6 +246,7 @@ struct PixelKernelTable {
   Int8Im2colFn int8_im2col;
   Int8PackWeightsFn int8_pack_weights;
   MaxPool2x2Fn max_pool_2x2;
+  StoreTileI32Fn store_tile_i32;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();

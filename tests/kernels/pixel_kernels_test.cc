@@ -181,26 +181,44 @@ TEST_P(PixelKernelTest, PadInputPutsAZeroBorderAroundTheInput) {
 TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
   const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes, rows = 5;
   const std::vector<float> acc = RandomVector(rows * lanes, 3);
+  std::vector<int32_t> acc_i32(rows * lanes);
+  for (int64_t i = 0; i < rows * lanes; ++i) {
+    acc_i32[i] = static_cast<int32_t>(acc[i] * 5000.0f);
+  }
   const std::vector<float> scale = RandomVector(rows, 4);
   const std::vector<float> shift = RandomVector(rows, 5);
-  for (int64_t n : {int64_t{1}, lanes / 2 + 1, lanes}) {
+  // Tails of every length around the vector width (masked on AVX2/AVX-512).
+  for (int64_t n : {int64_t{1}, int64_t{3}, lanes / 2 - 1, lanes / 2 + 1,
+                    lanes - 1, lanes}) {
     for (bool relu : {false, true}) {
-      for (bool affine : {false, true}) {
+      // The FP32 store without and with an affine epilogue, then the int32
+      // one (which always has one).
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool affine = variant != 0, from_i32 = variant == 2;
         const int64_t ldy = lanes + 7;
         std::vector<float> y(rows * ldy, 99.0f);
-        pt().store_tile(acc.data(), lanes, rows, n,
-                        affine ? scale.data() : nullptr,
-                        affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        if (from_i32) {
+          pt().store_tile_i32(acc_i32.data(), lanes, rows, n, scale.data(),
+                              shift.data(), relu, y.data(), ldy);
+        } else {
+          pt().store_tile(acc.data(), lanes, rows, n,
+                          affine ? scale.data() : nullptr,
+                          affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        }
         for (int64_t o = 0; o < rows; ++o) {
           for (int64_t i = 0; i < ldy; ++i) {
             float want = 99.0f;
             if (i < n) {
-              want = acc[o * lanes + i] * (affine ? scale[o] : 1.0f) +
-                     (affine ? shift[o] : 0.0f);
+              const float a = from_i32
+                                  ? static_cast<float>(acc_i32[o * lanes + i])
+                                  : acc[o * lanes + i];
+              want =
+                  a * (affine ? scale[o] : 1.0f) + (affine ? shift[o] : 0.0f);
               if (relu) want = std::max(want, 0.0f);
             }
             ASSERT_NEAR(y[o * ldy + i], want, 1e-6f * (1 + std::abs(want)))
-                << "n " << n << " o " << o << " i " << i;
+                << "variant " << variant << " n " << n << " o " << o << " i "
+                << i;
           }
         }
       }
