@@ -266,7 +266,9 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
   const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes;
   for (const Geometry& g :
        {Geometry{5, 13, 11, 3, 1, 2}, Geometry{16, 28, 28, 3, 2, 1},
-        Geometry{7, 9, 10, 1, 2, 0}, Geometry{4, 12, 12, 5, 1, 0}}) {
+        Geometry{7, 9, 10, 1, 2, 0}, Geometry{4, 12, 12, 5, 1, 0},
+        // Rows longer than a vector: whole and masked stride-2 copies.
+        Geometry{3, 9, 70, 3, 2, 1}, Geometry{2, 5, 77, 2, 1, 0}}) {
     const int64_t Ho = (g.H + 2 * g.pad - g.k) / g.stride + 1;
     const int64_t Wo = (g.W + 2 * g.pad - g.k) / g.stride + 1;
     const int64_t P = Ho * Wo, hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
