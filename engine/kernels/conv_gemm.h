@@ -110,15 +110,16 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);
 
 // Tiles [tile_begin, tile_end) of one sample, output rows [row_begin,
-// row_end) (-1: all), into y. Sequential (the caller parallelises over
-// tiles, row blocks or samples). `work`: PixelGemmScratchFloats floats of
-// this thread.
+// row_end) (-1: all), into y; with `residual` (laid out as y, NCHW only),
+// y = relu?(epilogue without relu + residual). Sequential (the caller
+// parallelises over tiles, row blocks or samples). `work`:
+// PixelGemmScratchFloats floats of this thread.
 void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                const PixelSource& source, const PixelOutput& output, int64_t P,
                int64_t tile_begin, int64_t tile_end,
                const ChannelEpilogue& epilogue, float* y, float* work,
                KernelIsa isa = SelectedIsa(), int64_t row_begin = 0,
-               int64_t row_end = -1);
+               int64_t row_end = -1, const float* residual = nullptr);
 
 }  // namespace flexor
 

@@ -101,7 +101,7 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
                    const Int8Activations& q, const Int8Source& source,
                    const PixelOutput& output, int64_t P, int64_t tile_begin,
                    int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
-                   float* work, KernelIsa isa) {
+                   float* work, KernelIsa isa, const float* residual) {
   const int64_t O = out_rows, lanes = PixelLanes(isa);
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
   int32_t* acc = reinterpret_cast<int32_t*>(work);
@@ -131,7 +131,8 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
                            tile * lanes}
                 : output.runs[r];
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
-                        epilogue.relu, y + run.dst, P);
+                        epilogue.relu, y + run.dst, P,
+                        residual ? residual + run.dst : nullptr);
     }
   }
 }

@@ -88,7 +88,8 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
                    const Int8Activations& q, const Int8Source& source,
                    const PixelOutput& output, int64_t P, int64_t tile_begin,
                    int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
-                   float* work, KernelIsa isa = SelectedIsa());
+                   float* work, KernelIsa isa = SelectedIsa(),
+                   const float* residual = nullptr);
 
 }  // namespace flexor
 

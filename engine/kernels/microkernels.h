@@ -165,17 +165,18 @@ using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols,
 using PadInputFn = void (*)(const Im2colPlan& plan, const float* x,
                             float* padded);
 // y[o * ldy + i] = f(acc[o * lanes + i]) for o < rows, i < n (n <= lanes),
-// f(v) = v * scale[o] + shift[o] (1 / 0 when null), then max(., 0) if relu.
+// f(v) = v * scale[o] + shift[o] (1 / 0 when null), plus res[o * ldy + i]
+// when res is not null (a fused residual Add), then max(., 0) if relu.
 using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
                              int64_t n, const float* scale, const float* shift,
-                             bool relu, float* y, int64_t ldy);
-
+                             bool relu, float* y, int64_t ldy,
+                             const float* res);
 // The same from int32 sums (the int8 kernels), converted to float first;
 // scale and shift are required.
 using StoreTileI32Fn = void (*)(const int32_t* acc, int64_t lanes, int64_t rows,
                                 int64_t n, const float* scale,
                                 const float* shift, bool relu, float* y,
-                                int64_t ldy);
+                                int64_t ldy, const float* res);
 
 // y[i * ldy + o] = f(acc[o * lanes + i]): the same, stored pixel-major.
 using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,

@@ -41,6 +41,8 @@ class LayerEpilogue {
     Rebuild();
     return true;
   }
+  // A following residual Add (Epilogue::residual).
+  bool FuseResidual() { return post_.ComposeResidual(); }
   const Epilogue& post() const { return post_; }
   ChannelEpilogue combined() const {
     return {combined_scale_.empty() ? nullptr : combined_scale_.data(),
@@ -52,6 +54,7 @@ class LayerEpilogue {
     if (!post_.scale.empty() || !post_.shift.empty()) {
       absl::StrAppend(&out, ", + per-channel affine");
     }
+    if (post_.residual) absl::StrAppend(&out, ", + residual");
     if (post_.relu) absl::StrAppend(&out, ", + ReLU");
     return out;
   }
@@ -238,13 +241,16 @@ class Conv2dOp : public Operator {
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext& ctx) const override {
+    // A fused residual Add's other operand, laid out as the output.
+    const float* residual = epilogue_.post().residual ? inputs[1] : nullptr;
     if (ctx.path == KernelPath::kReference || cfg_.groups() != 1) {
       RunIm2colMatmul(inputs[0], batch, output, ctx.path);
-      epilogue_.post().Apply(output, batch, out_[0], out_[1] * out_[2]);
+      epilogue_.post().Apply(output, batch, out_[0], out_[1] * out_[2],
+                             residual);
       return;
     }
     if (int8_ && ctx.matmul.activations == ActivationPrecision::kInt8) {
-      RunInt8(inputs[0], batch, output, ctx);
+      RunInt8(inputs[0], residual, batch, output, ctx);
       return;
     }
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
@@ -261,16 +267,16 @@ class Conv2dOp : public Operator {
       if (ctx.threads == 1 || tiles == 1 ||
           MacsPerSample() < kMinParallelMacs) {
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, output,
-                  slots + input_floats_, isa_);
+                  slots + input_floats_, isa_, 0, -1, residual);
         return;
       }
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1),
-                        [&](const tbb::blocked_range<int64_t>& r) {
-                          float* work =
-                              slots + Slot(ctx) * SlotFloats() + input_floats_;
-                          PixelGemm(w_, prepared, source, output_, P, r.begin(),
-                                    r.end(), epi, output, work, isa_);
-                        });
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tiles, 1),
+          [&](const tbb::blocked_range<int64_t>& r) {
+            float* work = slots + Slot(ctx) * SlotFloats() + input_floats_;
+            PixelGemm(w_, prepared, source, output_, P, r.begin(), r.end(), epi,
+                      output, work, isa_, 0, -1, residual);
+          });
       return;
     }
     // Several samples: one task per sample, each with its thread's slot.
@@ -281,7 +287,8 @@ class Conv2dOp : public Operator {
           for (int64_t n = r.begin(); n < r.end(); ++n) {
             const PixelSource source = Prepare(inputs[0] + n * sample_in, slot);
             PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi,
-                      output + n * sample_out, slot + input_floats_, isa_);
+                      output + n * sample_out, slot + input_floats_, isa_, 0,
+                      -1, residual ? residual + n * sample_out : nullptr);
           }
         });
   }
@@ -296,6 +303,7 @@ class Conv2dOp : public Operator {
                     absl::Span<const float> shift, bool relu) override {
     return epilogue_.Fuse(scale, shift, relu);
   }
+  bool FuseResidualAdd() override { return epilogue_.FuseResidual(); }
   const LayerWeights* weights() const override { return &w_; }
   int64_t MacsPerSample() const override {
     return w_.out_features * w_.in_features * out_[1] * out_[2];
@@ -330,8 +338,8 @@ class Conv2dOp : public Operator {
 
   // Int8 activations: each sample quantised into the C4 layout (int8_conv.h),
   // then the int8 pixel GEMM; a sample holding Inf/NaN runs the FP32 path.
-  void RunInt8(const float* input, int64_t batch, float* output,
-               const RunContext& ctx) const {
+  void RunInt8(const float* input, const float* residual, int64_t batch,
+               float* output, const RunContext& ctx) const {
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
     const PreparedWeights prepared = PrepareWeights(
@@ -344,13 +352,13 @@ class Conv2dOp : public Operator {
     const int64_t tiles = output_.tiles(lanes_);
     float* slots = SlotsBase(ctx);
     // Quantises sample x into `slot`; on Inf/NaN runs it in FP32 instead.
-    auto prepare = [&](const float* x, float* y, float* slot, Int8Source* src,
-                       Int8Activations* q) {
+    auto prepare = [&](const float* x, const float* res, float* y, float* slot,
+                       Int8Source* src, Int8Activations* q) {
       uint32_t* padded = reinterpret_cast<uint32_t*>(slot);
       if (!QuantizeToC4(plan_, x, padded, int8_tail_words_, q, isa_)) {
         const PixelSource source = Prepare(x, slot);
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, y,
-                  slot + input_floats_, isa_);
+                  slot + input_floats_, isa_, 0, -1, res);
         return false;
       }
       src->row_offsets = int8_offsets_.empty() ? nullptr : int8_offsets_.data();
@@ -368,20 +376,21 @@ class Conv2dOp : public Operator {
     if (batch == 1) {
       Int8Source src;
       Int8Activations q;
-      if (!prepare(input, output, slots, &src, &q)) return;
+      if (!prepare(input, residual, output, slots, &src, &q)) return;
       if (ctx.threads == 1 || tiles == 1 ||
           MacsPerSample() < kMinParallelMacs) {
         Int8PixelGemm(weights, w_.out_features, q, src, output_, P, 0, tiles,
-                      epi, output, slots + int8_input_floats_, isa_);
+                      epi, output, slots + int8_input_floats_, isa_, residual);
         return;
       }
-      tbb::parallel_for(
-          tbb::blocked_range<int64_t>(0, tiles, 1),
-          [&](const tbb::blocked_range<int64_t>& r) {
-            float* work = slots + Slot(ctx) * SlotFloats() + int8_input_floats_;
-            Int8PixelGemm(weights, w_.out_features, q, src, output_, P,
-                          r.begin(), r.end(), epi, output, work, isa_);
-          });
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1),
+                        [&](const tbb::blocked_range<int64_t>& r) {
+                          float* work = slots + Slot(ctx) * SlotFloats() +
+                                        int8_input_floats_;
+                          Int8PixelGemm(weights, w_.out_features, q, src,
+                                        output_, P, r.begin(), r.end(), epi,
+                                        output, work, isa_, residual);
+                        });
       return;
     }
     tbb::parallel_for(
@@ -392,9 +401,12 @@ class Conv2dOp : public Operator {
             Int8Source src;
             Int8Activations q;
             float* y = output + n * sample_out;
-            if (!prepare(input + n * sample_in, y, slot, &src, &q)) continue;
+            const float* res = residual ? residual + n * sample_out : nullptr;
+            if (!prepare(input + n * sample_in, res, y, slot, &src, &q)) {
+              continue;
+            }
             Int8PixelGemm(weights, w_.out_features, q, src, output_, P, 0,
-                          tiles, epi, y, slot + int8_input_floats_, isa_);
+                          tiles, epi, y, slot + int8_input_floats_, isa_, res);
           }
         });
   }

@@ -416,6 +416,99 @@ TEST(ElementwiseTest, ResidualAdd) {
   RunAndCompare(*model, x, 2, want);
 }
 
+// A residual Add after a convolution is fused into its store (ResNet
+// blocks) when the order allows it: conv -> add -> relu becomes one step in
+// either operand order; a ReLU before the Add, or a BatchNorm after it, stays
+// a separate step. Every variant matches the unfused arithmetic, FP32 and
+// int8 (whose error here is well under 0.1).
+TEST(ConvFusionTest, ResidualAddFusedIntoConvolution) {
+  const int C = 6, H = 5, W = 21, K = C * 9;  // rows of whole vectors + tails
+  enum Variant { kAddRelu, kSwappedAdd, kReluThenAdd, kAddThenBatchNorm };
+  const std::vector<std::string> want_steps = {"conv+add+relu", "conv+add",
+                                               "conv+relu", "conv+add"};
+  for (int v = kAddRelu; v <= kAddThenBatchNorm; ++v) {
+    std::mt19937_64 rng(20 + v);
+    ModelWriter w("fusion");
+    w.AddInput("x", {C, H, W}, false);
+    mv1::Conv2dOp* cv = w.AddNode("conv", {"x"}, "c")->mutable_conv2d();
+    cv->set_in_channels(C);
+    cv->set_out_channels(C);
+    cv->set_kernel_h(3);
+    cv->set_kernel_w(3);
+    cv->set_pad_h(1);
+    cv->set_pad_w(1);
+    const std::vector<float> bias = RandomVector(C, rng);
+    cv->set_bias(w.AddFloat("conv.bias", {C}, bias));
+    const std::vector<float> dense = AddWeights(
+        w, cv->mutable_weights(), "conv", C, K, "flexor1_16_20_2", rng);
+    const std::vector<float> bn_scale = RandomVector(C, rng, 0.5f, 1.5f);
+    const std::vector<float> bn_shift = RandomVector(C, rng);
+    std::string last;
+    if (v == kAddRelu) {
+      w.AddNode("add", {"c", "x"}, "a")->mutable_add();
+      w.AddNode("relu", {"a"}, "y")->mutable_relu();
+    } else if (v == kSwappedAdd) {
+      w.AddNode("add", {"x", "c"}, "y")->mutable_add();
+    } else if (v == kReluThenAdd) {
+      w.AddNode("relu", {"c"}, "r")->mutable_relu();
+      w.AddNode("add", {"r", "x"}, "y")->mutable_add();
+    } else {
+      w.AddNode("add", {"c", "x"}, "a")->mutable_add();
+      mv1::Node* bn = w.AddNode("bn", {"a"}, "y");
+      bn->mutable_batch_norm()->set_scale(w.AddFloat("s", {C}, bn_scale));
+      bn->mutable_batch_norm()->set_shift(w.AddFloat("b", {C}, bn_shift));
+    }
+    w.AddOutput("y", {C, H, W});
+    std::shared_ptr<const Model> model = Compile(w);
+    ASSERT_NE(model, nullptr);
+    const int batch = 3;
+    const std::vector<float> x = RandomVector(batch * C * H * W, rng);
+    std::vector<double> want(x.size());
+    for (int n = 0; n < batch; ++n) {
+      for (int o = 0; o < C; ++o) {
+        for (int oy = 0; oy < H; ++oy) {
+          for (int ox = 0; ox < W; ++ox) {
+            double acc = bias[o];
+            for (int c = 0; c < C; ++c) {
+              for (int ky = 0; ky < 3; ++ky) {
+                for (int kx = 0; kx < 3; ++kx) {
+                  const int iy = oy + ky - 1, ix = ox + kx - 1;
+                  if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                  acc += double{dense[o * K + (c * 3 + ky) * 3 + kx]} *
+                         x[((n * C + c) * H + iy) * W + ix];
+                }
+              }
+            }
+            const size_t i = ((n * C + o) * H + oy) * W + ox;
+            if (v == kAddRelu) {
+              acc = std::max(acc + x[i], 0.0);
+            } else if (v == kSwappedAdd) {
+              acc += x[i];
+            } else if (v == kReluThenAdd) {
+              acc = std::max(acc, 0.0) + x[i];
+            } else {
+              acc = (acc + x[i]) * bn_scale[o] + bn_shift[o];
+            }
+            want[i] = acc;
+          }
+        }
+      }
+    }
+    RunAndCompare(*model, x, batch, want);
+    RunOptions int8;
+    int8.matmul.activations = ActivationPrecision::kInt8;
+    std::vector<float> y(want.size());
+    ASSERT_TRUE(model->Run(x.data(), batch, y.data(), int8).ok());
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], want[i], 0.1) << "variant " << v << " at " << i;
+    }
+    std::vector<Model::StepProfile> steps;
+    ASSERT_TRUE(model->RunProfiled(x.data(), 1, y.data(), &steps).ok());
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps[0].name, want_steps[v]) << "variant " << v;
+  }
+}
+
 TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {
   std::mt19937_64 rng(8);
   for (auto [O, K, batch] : {std::tuple{7, 130, 3}, {1, 1, 1}, {5, 64, 2}}) {

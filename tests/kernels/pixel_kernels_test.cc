@@ -197,13 +197,15 @@ TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
         const bool affine = variant != 0, from_i32 = variant == 2;
         const int64_t ldy = lanes + 7;
         std::vector<float> y(rows * ldy, 99.0f);
+        // The int32 store also adds a residual (a fused Add).
+        const std::vector<float> res = RandomVector(rows * ldy, 6);
         if (from_i32) {
           pt().store_tile_i32(acc_i32.data(), lanes, rows, n, scale.data(),
-                              shift.data(), relu, y.data(), ldy);
+                              shift.data(), relu, y.data(), ldy, res.data());
         } else {
-          pt().store_tile(acc.data(), lanes, rows, n,
-                          affine ? scale.data() : nullptr,
-                          affine ? shift.data() : nullptr, relu, y.data(), ldy);
+          pt().store_tile(
+              acc.data(), lanes, rows, n, affine ? scale.data() : nullptr,
+              affine ? shift.data() : nullptr, relu, y.data(), ldy, nullptr);
         }
         for (int64_t o = 0; o < rows; ++o) {
           for (int64_t i = 0; i < ldy; ++i) {
@@ -212,8 +214,9 @@ TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
               const float a = from_i32
                                   ? static_cast<float>(acc_i32[o * lanes + i])
                                   : acc[o * lanes + i];
-              want =
-                  a * (affine ? scale[o] : 1.0f) + (affine ? shift[o] : 0.0f);
+              want = a * (affine ? scale[o] : 1.0f) +
+                     (affine ? shift[o] : 0.0f) +
+                     (from_i32 ? res[o * ldy + i] : 0.0f);
               if (relu) want = std::max(want, 0.0f);
             }
             ASSERT_NEAR(y[o * ldy + i], want, 1e-6f * (1 + std::abs(want)))
