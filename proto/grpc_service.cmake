@@ -35,3 +35,5 @@ endfunction()
 flexor_grpc_library(flexor_grpc_proto grpc_service model_config)
 # Client side of grpc.health.v1 (the server uses gRPC's built-in service).
 flexor_grpc_library(flexor_health_proto health)
+# grpc.reflection.v1 (gRPC 1.51 serves only v1alpha).
+flexor_grpc_library(flexor_reflection_v1_proto reflection_v1)

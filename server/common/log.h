@@ -43,11 +43,11 @@ class LogMessage {
 #define FLEXOR_LOG_LEVEL_WARNING ::flexor::server::LogLevel::kWarning
 #define FLEXOR_LOG_LEVEL_ERROR ::flexor::server::LogLevel::kError
 
-#define FLEXOR_LOG(severity)                                              \
-  if (!::flexor::server::LogLevelEnabled(FLEXOR_LOG_LEVEL_##severity)) {  \
-  } else                                                                  \
-    ::flexor::server::LogMessage(FLEXOR_LOG_LEVEL_##severity, __FILE__, \
-                                 __LINE__)                              \
+#define FLEXOR_LOG(severity)                                             \
+  if (!::flexor::server::LogLevelEnabled(FLEXOR_LOG_LEVEL_##severity)) { \
+  } else                                                                 \
+    ::flexor::server::LogMessage(FLEXOR_LOG_LEVEL_##severity, __FILE__,  \
+                                 __LINE__)                               \
         .stream()
 
 #endif  // FLEXOR_SERVER_COMMON_LOG_H_

@@ -249,14 +249,14 @@ absl::StatusOr<ModelConfig> ParseModelConfigText(
   absl::StatusOr<TranslatedConfig> triton =
       TranslateTritonConfig(text, json, model_name, source);
   if (!triton.ok()) {
-    if (json || !absl::StrContains(triton.status().message(),
-                                   "invalid model config")) {
+    if (json ||
+        !absl::StrContains(triton.status().message(), "invalid model config")) {
       return triton.status();
     }
     // Neither form: the project's error first, Triton's beside it.
-    return absl::InvalidArgumentError(
-        absl::StrCat(own_error.message(), " (as Triton's config.pbtxt: ",
-                     triton.status().message(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        own_error.message(),
+        " (as Triton's config.pbtxt: ", triton.status().message(), ")"));
   }
   absl::StatusOr<ModelConfig> config =
       ConfigFromProto(triton->project, defaults, source);

@@ -64,9 +64,11 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
             google::protobuf::StringPiece(text.data(), text.size()), &in,
             options);
     if (!status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": invalid model config (JSON of Triton's "
-          "inference.ModelConfig): ", status.message().as_string()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source,
+                       ": invalid model config (JSON of Triton's "
+                       "inference.ModelConfig): ",
+                       status.message().as_string()));
     }
   } else {
     google::protobuf::TextFormat::Parser parser;
@@ -83,8 +85,8 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
   };
   if (!in.name().empty() && in.name() != model_name) {
     return refuse(absl::StrCat("name '", in.name(),
-                               "' differs from the model's name '",
-                               model_name, "'"));
+                               "' differs from the model's name '", model_name,
+                               "'"));
   }
   for (const std::string* field : {&in.platform(), &in.backend()}) {
     if (!field->empty() && *field != kBackend) {
@@ -95,8 +97,8 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
   }
   if (!in.default_model_filename().empty() &&
       in.default_model_filename() != kModelFileName) {
-    return refuse(absl::StrCat("default_model_filename must be '",
-                               kModelFileName, "'"));
+    return refuse(
+        absl::StrCat("default_model_filename must be '", kModelFileName, "'"));
   }
   if (in.model_transaction_policy().decoupled()) {
     return refuse("decoupled models are not supported");
@@ -149,8 +151,7 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
   }
   for (const auto& [key, value] : in.parameters()) {
     if (key != kActivationPrecisionParameter) {
-      return refuse(absl::StrCat("unknown parameter '", key,
-                                 "'; supported: '",
+      return refuse(absl::StrCat("unknown parameter '", key, "'; supported: '",
                                  kActivationPrecisionParameter, "'"));
     }
     if (value.string_value() == "fp32") {
@@ -222,8 +223,8 @@ inference::ModelConfig ToTritonConfig(const std::string& name,
   for (int64_t d : model.output().shape()) output->add_dims(d);
   if (config.dynamic_batching) {
     inference::ModelDynamicBatching* db = out.mutable_dynamic_batching();
-    db->set_max_queue_delay_microseconds(
-        static_cast<uint64_t>(absl::ToInt64Microseconds(config.max_queue_delay)));
+    db->set_max_queue_delay_microseconds(static_cast<uint64_t>(
+        absl::ToInt64Microseconds(config.max_queue_delay)));
     db->mutable_default_queue_policy()->set_max_queue_size(
         static_cast<uint32_t>(config.max_queue_size));
   }

@@ -99,16 +99,20 @@ void InferCall::Done(const absl::Status& status) {
   Finish(ToGrpcStatus(status));
 }
 
+// The messages of one stream request; a base of Item so that they exist
+// before InferTask (constructed next) is given pointers into them.
+struct StreamMessages {
+  inference::ModelInferRequest request;
+  inference::ModelStreamInferResponse response;
+};
+
 // One request of a stream with its response.
-class StreamInferCall::Item final : public InferTask {
+class StreamInferCall::Item final : public StreamMessages, public InferTask {
  public:
   Item(InferenceService* service, StreamInferCall* stream, absl::Time deadline)
       : InferTask(service, &request, response.mutable_infer_response(),
                   deadline),
         stream_(stream) {}
-
-  inference::ModelInferRequest request;
-  inference::ModelStreamInferResponse response;
 
  private:
   void Done(const absl::Status& status) override {

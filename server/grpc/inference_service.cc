@@ -42,10 +42,9 @@ void FillDuration(const ServableStats::Duration& from,
 grpc::ServerUnaryReactor* NotImplemented(grpc::CallbackServerContext* context,
                                          absl::string_view method,
                                          absl::string_view instead) {
-  return Reply(context,
-               absl::UnimplementedError(absl::StrCat(
-                   "inference.GRPCInferenceService/", method,
-                   " is not implemented by this server; ", instead)));
+  return Reply(context, absl::UnimplementedError(absl::StrCat(
+                            "inference.GRPCInferenceService/", method,
+                            " is not implemented by this server; ", instead)));
 }
 
 constexpr char kNoSharedMemory[] =
@@ -339,10 +338,10 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
   admin_->Schedule([this, reactor, name = request->model_name(),
                     config = std::move(config),
                     files = std::move(files)]() mutable {
-    absl::Status status =
-        files.empty() ? manager_->Load(name, std::move(config))
-                      : manager_->LoadWithFiles(name, std::move(config),
-                                                std::move(files));
+    absl::Status status = files.empty()
+                              ? manager_->Load(name, std::move(config))
+                              : manager_->LoadWithFiles(name, std::move(config),
+                                                        std::move(files));
     reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
@@ -416,11 +415,12 @@ grpc::ServerUnaryReactor* InferenceService::LogSettings(
                          "' is not supported; only \"default\"")));
       }
     } else {
-      return Reply(context,
-                   absl::InvalidArgumentError(absl::StrCat(
-                       "unknown log setting '", absl::CEscape(key.substr(0, 60)),
-                       "'; supported: log_info, log_warning, log_error, "
-                       "log_verbose_level, log_format, log_file")));
+      return Reply(
+          context,
+          absl::InvalidArgumentError(absl::StrCat(
+              "unknown log setting '", absl::CEscape(key.substr(0, 60)),
+              "'; supported: log_info, log_warning, log_error, "
+              "log_verbose_level, log_format, log_file")));
     }
   }
   for (const auto& [key, value] : request->settings()) {
@@ -460,8 +460,7 @@ grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryRegister(
     grpc::CallbackServerContext* context,
     const inference::SystemSharedMemoryRegisterRequest*,
     inference::SystemSharedMemoryRegisterResponse*) {
-  return NotImplemented(context, "SystemSharedMemoryRegister",
-                        kNoSharedMemory);
+  return NotImplemented(context, "SystemSharedMemoryRegister", kNoSharedMemory);
 }
 
 grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
@@ -490,8 +489,7 @@ grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryUnregister(
     grpc::CallbackServerContext* context,
     const inference::CudaSharedMemoryUnregisterRequest*,
     inference::CudaSharedMemoryUnregisterResponse*) {
-  return NotImplemented(context, "CudaSharedMemoryUnregister",
-                        kNoSharedMemory);
+  return NotImplemented(context, "CudaSharedMemoryUnregister", kNoSharedMemory);
 }
 
 grpc::ServerUnaryReactor* InferenceService::TraceSetting(

@@ -51,14 +51,14 @@ absl::StatusOr<int64_t> ClassCount(
         "parameter 'class_count' of requested output must be an int64_param");
   }
   if (count < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "class_count ", count, " of output '", out.name(),
-        "' must be at least 1 (leave it out for the raw scores)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("class_count ", count, " of output '", out.name(),
+                     "' must be at least 1 (leave it out for the raw scores)"));
   }
   if (model.output().shape_size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "output '", out.name(), "' of model '", model_name,
-        "' has shape [N, ", absl::StrJoin(model.output().shape(), ", "),
+        "output '", out.name(), "' of model '", model_name, "' has shape [N, ",
+        absl::StrJoin(model.output().shape(), ", "),
         "]; classification (class_count) needs one score per class, [N, C]"));
   }
   // As in Triton, more classes than the output has means all of them.
@@ -67,11 +67,10 @@ absl::StatusOr<int64_t> ClassCount(
 
 // Triton's classification: per sample, the top `k` scores, highest first,
 // as "score:index" plus ":label" where the model names its classes.
-void EncodeClassification(const Model& model, const float* output,
-                          int64_t batch, int64_t k, bool raw,
-                          inference::ModelInferResponse::InferOutputTensor*
-                              tensor,
-                          std::string* raw_out) {
+void EncodeClassification(
+    const Model& model, const float* output, int64_t batch, int64_t k, bool raw,
+    inference::ModelInferResponse::InferOutputTensor* tensor,
+    std::string* raw_out) {
   const auto& labels = model.file().header().metadata().labels();
   const int64_t classes = model.output().shape(0);
   tensor->set_datatype("BYTES");
@@ -262,10 +261,10 @@ void EncodeInferResponse(const inference::ModelInferRequest& request,
   auto* tensor = response->add_outputs();
   tensor->set_name(model.output().name());
   if (decoded.class_count > 0) {
-    std::string* raw = raw_output ? response->add_raw_output_contents()
-                                  : nullptr;
-    EncodeClassification(model, output, batch, decoded.class_count,
-                         raw_output, tensor, raw);
+    std::string* raw =
+        raw_output ? response->add_raw_output_contents() : nullptr;
+    EncodeClassification(model, output, batch, decoded.class_count, raw_output,
+                         tensor, raw);
     return;
   }
   tensor->set_datatype("FP32");

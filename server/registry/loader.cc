@@ -25,8 +25,7 @@ absl::Status CheckDeclared(const std::vector<TensorDecl>& declared,
                            const std::string& model_name, int64_t version) {
   if (declared.empty()) return absl::OkStatus();
   const TensorDecl& d = declared.front();
-  const std::vector<int64_t> dims(actual.shape().begin(),
-                                  actual.shape().end());
+  const std::vector<int64_t> dims(actual.shape().begin(), actual.shape().end());
   const bool type_ok =
       d.datatype == "FP32" || (accepts_uint8 && d.datatype == "UINT8");
   if (declared.size() != 1 || d.name != actual.name() || !type_ok ||
@@ -57,10 +56,9 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
         absl::StrCat("model '", model_name, "' version ", version,
                      " has an empty input or output"));
   }
-  if (absl::Status s =
-          CheckDeclared(config.inputs, model.input(),
-                        model.input().accepts_uint8(), "input", model_name,
-                        version);
+  if (absl::Status s = CheckDeclared(config.inputs, model.input(),
+                                     model.input().accepts_uint8(), "input",
+                                     model_name, version);
       !s.ok()) {
     return s;
   }
