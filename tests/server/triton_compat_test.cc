@@ -75,6 +75,22 @@ class TritonCompatTest : public ::testing::Test {
     WriteText(repo_->path() + "/slow/config.pbtxt",
               "dynamic_batching { max_queue_delay_microseconds: 2000000 }\n");
     WriteModel(repo_->path(), "override", 1, ModelBytes(35));
+    // Triton's own config.pbtxt form in the repository.
+    WriteModel(repo_->path(), "tritoncfg", 1, ModelBytes(36));
+    WriteText(repo_->path() + "/tritoncfg/config.pbtxt", R"(
+name: "tritoncfg"
+platform: "flexor"
+max_batch_size: 7
+version_policy: { all { } }
+input [ { name: "image" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] } ]
+output [ { name: "probabilities" data_type: TYPE_FP32 dims: [ 10 ] } ]
+dynamic_batching {
+  preferred_batch_size: [ 4 ]
+  max_queue_delay_microseconds: 300
+  default_queue_policy { max_queue_size: 64 }
+}
+instance_group [ { count: 1 kind: KIND_CPU } ]
+)");
     server_ = new ServerProcess(
         repo_->path(), {"--model-control-mode=explicit", "--load-model=*",
                         "--threads=2", "--dispatch-when-idle=false"});
@@ -181,6 +197,12 @@ TEST_F(TritonCompatTest, ModelConfigDescribesModelAndConfig) {
   EXPECT_EQ(c.parameters().at("activation_precision").string_value(), "fp32");
   // The server default where the model has no config.pbtxt.
   EXPECT_EQ(Config("lenet").max_batch_size(), 32);
+  // Triton's config.pbtxt fields that mean the same thing are read.
+  c = Config("tritoncfg");
+  EXPECT_EQ(c.max_batch_size(), 7);
+  EXPECT_TRUE(c.version_policy().has_all());
+  EXPECT_EQ(c.dynamic_batching().max_queue_delay_microseconds(), 300u);
+  EXPECT_EQ(c.dynamic_batching().default_queue_policy().max_queue_size(), 64u);
 
   inference::ModelConfigRequest request;
   inference::ModelConfigResponse response;
