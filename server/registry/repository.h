@@ -64,8 +64,9 @@ class ModelRepository {
   // The model's config.pbtxt, or "" if it has none.
   absl::StatusOr<std::string> ReadConfig(const std::string& model) const;
 
-  // Writes <root>/<model>/<version>/model.flexor (resp. config.pbtxt)
-  // atomically: temp file, fsync, rename, fsync directory.
+  // Writes <root>/<model>/<version>/model.flexor atomically: temp file,
+  // fsync, rename, fsync directory. (Configs sent with a load are overrides
+  // for that load, never written: Triton's semantics.)
   absl::Status PublishModelFile(const std::string& model, int64_t version,
                                 absl::string_view bytes) const;
   // Whether <model>/<version>/model.flexor holds exactly `bytes` (NOT_FOUND
@@ -79,9 +80,6 @@ class ModelRepository {
   // directories that are older than `min_age` (younger ones may belong to a
   // writer still running, e.g. the trainer). Returns how many it removed.
   int RemoveStaleTemporaries(absl::Duration min_age) const;
-
-  absl::Status PublishConfig(const std::string& model,
-                             absl::string_view text) const;
 
  private:
   std::string ModelDir(const std::string& model) const;

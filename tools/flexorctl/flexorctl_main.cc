@@ -49,7 +49,8 @@ ABSL_FLAG(bool, typed, false,
 ABSL_FLAG(bool, json, false, "Print JSON instead of text.");
 ABSL_FLAG(int64_t, version, 1, "load: version number of the published file.");
 ABSL_FLAG(std::string, config, "",
-          "load: config.pbtxt file to publish with the model.");
+          "load: model config for this load only (Triton's JSON or "
+          "config.pbtxt text); the repository's config is not changed.");
 ABSL_FLAG(std::string, concurrency, "1",
           "bench: requests in flight; a comma list runs one after another, "
           "e.g. 1,8,64.");
