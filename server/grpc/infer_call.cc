@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/common/grpc_status.h"
+#include "base/grpc_status.h"
 #include "server/grpc/inference_service.h"
 #include "server/grpc/model_version.h"
 

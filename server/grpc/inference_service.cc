@@ -9,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/common/grpc_status.h"
+#include "base/grpc_status.h"
 #include "server/common/log.h"
 #include "server/config/triton_config.h"
 #include "server/grpc/infer_call.h"

@@ -15,7 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "engine/format/model_writer.h"
+#include "base/atomic_file.h"
 
 namespace flexor::server {
 namespace fs = std::filesystem;

@@ -13,11 +13,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/repository_layout.h"
 
 namespace flexor::server {
-
-inline constexpr char kModelFileName[] = "model.flexor";
-inline constexpr char kModelConfigName[] = "config.pbtxt";
 
 // Identifies one file's contents cheaply: a changed file (rename over it,
 // rewrite) gets a different identity.
@@ -38,10 +36,6 @@ struct VersionFile {
   std::string path;
   FileIdentity identity;
 };
-
-// Versions are positive and at most 2^53 - 1, so that they survive JSON
-// clients (doubles) and "largest + 1" never overflows.
-inline constexpr int64_t kMaxModelVersion = (int64_t{1} << 53) - 1;
 
 class ModelRepository {
  public:

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "base/flag_names.h"
 #include "gtest/gtest.h"
 #include "server/batching/batch_scheduler.h"
-#include "server/common/flag_names.h"
 #include "server/config/model_config.h"
 #include "server/registry/repository.h"
 

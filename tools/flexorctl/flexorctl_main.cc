@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/common/flag_names.h"
+#include "base/flag_names.h"
 #include "tools/flexorctl/commands.h"
 
 ABSL_FLAG(std::string, server, "localhost:8001", "Server address host:port.");
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   std::vector<std::string> storage;
   std::vector<char*> normalized =
-      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+      flexor::NormalizeFlagNames(argc, argv, &storage);
   std::vector<char*> positional = absl::ParseCommandLine(
       static_cast<int>(normalized.size()) - 1, normalized.data());
   std::vector<std::string> args(positional.begin() + 1, positional.end());
