@@ -90,7 +90,8 @@ int64_t PreparedWeightsFloats(const LayerWeights& w) {
 
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
                                KernelIsa isa,
-                               std::atomic<int64_t>* decrypt_nanos) {
+                               std::atomic<int64_t>* decrypt_nanos,
+                               bool dense_copy) {
   const WeightCodecTraits& traits = CodecTraits(w.kind);
   PreparedWeights p;
   p.planes = traits.planes(w);
@@ -105,7 +106,7 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
   }
   p.bits = bits;
   p.alpha = alpha;
-  if (PrefersDequantized(w)) {
+  if (dense_copy && PrefersDequantized(w)) {
     // W[o, k] = sum_q alpha[q][o] * (1 - 2 * bit): few rows, so the FMA
     // kernel over a dense copy beats look-up tables built for few rows.
     const int64_t K = w.in_features;

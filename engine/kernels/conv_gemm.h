@@ -98,10 +98,13 @@ struct PreparedWeights {
 // Floats of scratch PrepareWeights needs (0 for float weights).
 int64_t PreparedWeightsFloats(const LayerWeights& w);
 // Decrypts every plane through the codec's traits (codec_traits.h); adds the
-// time to *decrypt_nanos when given (profiling).
+// time to *decrypt_nanos when given (profiling). Without `dense_copy` no
+// dense copy is made (callers that only read the bits; PixelGemm then uses
+// look-up tables for every layer).
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
                                KernelIsa isa = SelectedIsa(),
-                               std::atomic<int64_t>* decrypt_nanos = nullptr);
+                               std::atomic<int64_t>* decrypt_nanos = nullptr,
+                               bool dense_copy = true);
 
 // Floats of per-thread scratch PixelGemm needs.
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);

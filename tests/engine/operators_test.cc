@@ -157,6 +157,13 @@ struct ConvCase {
   std::string method;
 };
 
+void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
+                           int64_t batch, int64_t sample_in,
+                           const std::vector<float>& dense, int64_t K,
+                           const std::vector<float>& bias,
+                           const std::vector<double>& want,
+                           const std::string& method);
+
 class ConvTest : public testing::TestWithParam<ConvCase> {};
 
 TEST_P(ConvTest, MatchesDirectConvolution) {
@@ -184,8 +191,10 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
   w.AddOutput("y", {c.O, Ho, Wo});
   std::shared_ptr<const Model> model = Compile(w);
   ASSERT_NE(model, nullptr);
-  for (const int batch : {1, 3}) {
-    const std::vector<float> x = RandomVector(batch * c.C * c.H * c.W, rng);
+  for (const int batch : {1, 3, 2}) {
+    // The last batch is non-negative (as after a ReLU): int8 uses 255 levels.
+    const std::vector<float> x =
+        RandomVector(batch * c.C * c.H * c.W, rng, batch == 2 ? 0.0f : -1.0f);
     std::vector<double> want(batch * c.O * Ho * Wo);
     const int cg = c.C / c.groups, og = c.O / c.groups;
     for (int n = 0; n < batch; ++n) {
@@ -211,7 +220,51 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
       }
     }
     RunAndCompare(*model, x, batch, want);
+    ExpectInt8WithinBound(*model, x, batch, c.C * c.H * c.W, dense, K, bias,
+                          want, c.method);
   }
+}
+
+// Int8 activations (int8_conv.h): each sample is quantised per tensor with
+// step s = max|x| / 127 (max / 255 without negative inputs), so an output
+// is off by at most s / 2 * sum_k |W[o, k]| (plus float rounding). Layers
+// with one binary plane must really take that path: their outputs differ
+// from the exact ones somewhere.
+void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
+                           int64_t batch, int64_t sample_in,
+                           const std::vector<float>& dense, int64_t K,
+                           const std::vector<float>& bias,
+                           const std::vector<double>& want,
+                           const std::string& method) {
+  const int64_t O = static_cast<int64_t>(bias.size());
+  const int64_t P = static_cast<int64_t>(want.size()) / (batch * O);
+  RunOptions options;
+  options.matmul.activations = ActivationPrecision::kInt8;
+  std::vector<float> y(want.size());
+  ASSERT_TRUE(model.Run(x.data(), batch, y.data(), options).ok());
+  bool differs = false;
+  for (int64_t n = 0; n < batch; ++n) {
+    float amax = 0.0f;
+    bool negative = false;
+    for (int64_t i = 0; i < sample_in; ++i) {
+      amax = std::max(amax, std::abs(x[n * sample_in + i]));
+      negative |= x[n * sample_in + i] < 0.0f;
+    }
+    const double step = amax / (negative ? 127.0 : 255.0);
+    for (int64_t o = 0; o < O; ++o) {
+      double l1 = 0.0;
+      for (int64_t k = 0; k < K; ++k) l1 += std::abs(dense[o * K + k]);
+      const double bound = step / 2 * l1 * (1 + 1e-5);
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t i = (n * O + o) * P + p;
+        ASSERT_NEAR(y[i], want[i], bound + 1e-4 * (1.0 + std::abs(want[i])))
+            << method << " sample " << n << " channel " << o << " pixel " << p;
+        differs |= std::abs(y[i] - want[i]) > 1e-4 * (1.0 + std::abs(want[i]));
+      }
+    }
+  }
+  const bool one_plane = method == "plain1" || method.rfind("flexor1", 0) == 0;
+  if (one_plane) EXPECT_TRUE(differs) << method << ": int8 path not taken";
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -233,7 +286,13 @@ INSTANTIATE_TEST_SUITE_P(
                     ConvCase{3, 30, 31, 9, 4, 3, 3, 1, "fp32"},
                     // Big enough (> 16 M multiply-adds) that batch 1
                     // spreads its tiles over the threads.
-                    ConvCase{64, 32, 32, 64, 3, 1, 1, 1, "flexor1_16_20_2"}));
+                    ConvCase{64, 32, 32, 64, 3, 1, 1, 1, "flexor1_16_20_2"},
+                    // Channel counts that are not a multiple of 4 (the int8
+                    // path's C4 groups), one-plane codecs, odd geometry.
+                    ConvCase{5, 13, 11, 7, 3, 1, 2, 1, "plain1"},
+                    ConvCase{7, 9, 10, 20, 3, 2, 1, 1, "flexor1_8_20_2"},
+                    ConvCase{6, 17, 5, 33, 1, 1, 0, 1, "flexor1_20_20_1"},
+                    ConvCase{2, 12, 12, 16, 5, 1, 0, 1, "plain1"}));
 
 // Builds x -> op -> y with one node configured by `setup`.
 template <typename Setup>
