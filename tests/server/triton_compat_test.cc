@@ -399,6 +399,31 @@ TEST_F(TritonCompatTest, StreamWithNoRequestsEndsOk) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A client that goes away mid-stream: the queued request is cancelled and
+// the server goes on serving.
+TEST_F(TritonCompatTest, StreamCancelledWithRequestsInFlight) {
+  {
+    grpc::ClientContext context;
+    auto stream = server_->stub().ModelStreamInfer(&context);
+    for (int i = 0; i < 3; ++i) {
+      inference::ModelInferRequest r =
+          MakeInferRequest("slow", RandomImages(1, 70 + i), 1);
+      r.set_id(absl::StrCat(i));
+      ASSERT_TRUE(stream->Write(r));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    context.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), StatusCode::CANCELLED);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  inference::ModelInferResponse response;
+  EXPECT_TRUE(Infer(server_->stub(),
+                    MakeInferRequest("lenet", RandomImages(1, 80), 1),
+                    &response)
+                  .ok());
+  EXPECT_TRUE(Stats("slow").inference_stats().fail().count() >= 3);
+}
+
 TEST_F(TritonCompatTest, LogSettingsChangeTheLogLevelAtRunTime) {
   using Setting = inference::LogSettingsRequest::SettingValue;
   auto set = [](const std::string& key, const Setting& value) {
