@@ -93,8 +93,8 @@ bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
 
 int64_t Int8PixelGemmScratchFloats(int64_t out_rows, KernelIsa isa) {
   const int64_t lanes = PixelLanes(isa);
-  // int32 and float accumulators, then the combined scale and shift.
-  return 2 * out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
+  // int32 accumulators, then the combined scale and shift.
+  return out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
 }
 
 void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
@@ -105,8 +105,7 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
   const int64_t O = out_rows, lanes = PixelLanes(isa);
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
   int32_t* acc = reinterpret_cast<int32_t*>(work);
-  float* accf = work + O * lanes;
-  float* scale = accf + O * lanes;
+  float* scale = work + O * lanes;
   float* shift = scale + (O + 15) / 16 * 16;
   // y = epilogue(scale_q * alpha[o] * (acc - zero * rowsum[o])).
   for (int64_t o = 0; o < O; ++o) {
@@ -121,9 +120,6 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
     pt.int8_kn(w.w, w.stride, O, w.groups,
                source.base + tile * source.tile_step, source.row_offsets, lanes,
                acc);
-    for (int64_t i = 0; i < O * lanes; ++i) {
-      accf[i] = static_cast<float>(acc[i]);
-    }
     const bool dense = output.runs.empty();
     const int32_t r0 = dense ? 0 : output.run_begin[tile];
     const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
@@ -134,8 +130,8 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
                                std::min(lanes, output.pixels - tile * lanes)),
                            tile * lanes}
                 : output.runs[r];
-      pt.store_tile(accf + run.lane, lanes, O, run.len, scale, shift,
-                    epilogue.relu, y + run.dst, P);
+      pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
+                        epilogue.relu, y + run.dst, P);
     }
   }
 }

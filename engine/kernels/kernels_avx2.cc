@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -431,7 +432,9 @@ const PixelKernelTable& Avx2PixelKernelTable() {
                                          avx2_kernels::Int8Range,
                                          avx2_kernels::Int8QuantizeC4,
                                          avx2_kernels::Int8Im2col,
-                                         avx2_kernels::Int8PackWeights};
+                                         avx2_kernels::Int8PackWeights,
+                                         avx2_kernels::MaxPool2x2,
+                                         avx2_kernels::StoreTileI32};
   return table;
 }
 

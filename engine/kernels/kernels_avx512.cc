@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -225,7 +226,9 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       avx512_kernels::Int8Range,
       avx512_kernels::Int8QuantizeC4,
       avx512_kernels::Int8Im2col,
-      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512};
+      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512,
+      avx512_kernels::MaxPool2x2,
+      avx512_kernels::StoreTileI32};
   return table;
 }
 

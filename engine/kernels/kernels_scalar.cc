@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -181,7 +182,9 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          scalar_kernels::Int8Range,
                                          scalar_kernels::Int8QuantizeC4,
                                          scalar_kernels::Int8Im2col,
-                                         scalar_kernels::Int8PackWeights};
+                                         scalar_kernels::Int8PackWeights,
+                                         scalar_kernels::MaxPool2x2,
+                                         scalar_kernels::StoreTileI32};
   return table;
 }
 

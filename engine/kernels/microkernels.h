@@ -170,6 +170,13 @@ using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
                              int64_t n, const float* scale, const float* shift,
                              bool relu, float* y, int64_t ldy);
 
+// The same from int32 sums (the int8 kernels), converted to float first;
+// scale and shift are required.
+using StoreTileI32Fn = void (*)(const int32_t* acc, int64_t lanes, int64_t rows,
+                                int64_t n, const float* scale,
+                                const float* shift, bool relu, float* y,
+                                int64_t ldy);
+
 // y[i * ldy + o] = f(acc[o * lanes + i]): the same, stored pixel-major.
 using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
                                        int64_t rows, int64_t n,
@@ -217,6 +224,11 @@ using Int8PackWeightsFn = void (*)(const uint64_t* bits, int64_t kw,
                                    int64_t rows, int64_t channels, int64_t taps,
                                    int8_t* w8, int64_t ws);
 
+// 2x2 max pooling, stride 2, no padding, of `planes` planes of h x w into
+// (h / 2) x (w / 2) (odd last rows / columns dropped, as in PyTorch).
+using MaxPool2x2Fn = void (*)(const float* x, int64_t planes, int64_t h,
+                              int64_t w, float* y);
+
 struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -233,6 +245,8 @@ struct PixelKernelTable {
   Int8QuantizeC4Fn int8_quantize_c4;
   Int8Im2colFn int8_im2col;
   Int8PackWeightsFn int8_pack_weights;
+  MaxPool2x2Fn max_pool_2x2;
+  StoreTileI32Fn store_tile_i32;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();

@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels/conv_gemm.h"
@@ -180,26 +181,44 @@ TEST_P(PixelKernelTest, PadInputPutsAZeroBorderAroundTheInput) {
 TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
   const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes, rows = 5;
   const std::vector<float> acc = RandomVector(rows * lanes, 3);
+  std::vector<int32_t> acc_i32(rows * lanes);
+  for (int64_t i = 0; i < rows * lanes; ++i) {
+    acc_i32[i] = static_cast<int32_t>(acc[i] * 5000.0f);
+  }
   const std::vector<float> scale = RandomVector(rows, 4);
   const std::vector<float> shift = RandomVector(rows, 5);
-  for (int64_t n : {int64_t{1}, lanes / 2 + 1, lanes}) {
+  // Tails of every length around the vector width (masked on AVX2/AVX-512).
+  for (int64_t n : {int64_t{1}, int64_t{3}, lanes / 2 - 1, lanes / 2 + 1,
+                    lanes - 1, lanes}) {
     for (bool relu : {false, true}) {
-      for (bool affine : {false, true}) {
+      // The FP32 store without and with an affine epilogue, then the int32
+      // one (which always has one).
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool affine = variant != 0, from_i32 = variant == 2;
         const int64_t ldy = lanes + 7;
         std::vector<float> y(rows * ldy, 99.0f);
-        pt().store_tile(acc.data(), lanes, rows, n,
-                        affine ? scale.data() : nullptr,
-                        affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        if (from_i32) {
+          pt().store_tile_i32(acc_i32.data(), lanes, rows, n, scale.data(),
+                              shift.data(), relu, y.data(), ldy);
+        } else {
+          pt().store_tile(acc.data(), lanes, rows, n,
+                          affine ? scale.data() : nullptr,
+                          affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        }
         for (int64_t o = 0; o < rows; ++o) {
           for (int64_t i = 0; i < ldy; ++i) {
             float want = 99.0f;
             if (i < n) {
-              want = acc[o * lanes + i] * (affine ? scale[o] : 1.0f) +
-                     (affine ? shift[o] : 0.0f);
+              const float a = from_i32
+                                  ? static_cast<float>(acc_i32[o * lanes + i])
+                                  : acc[o * lanes + i];
+              want =
+                  a * (affine ? scale[o] : 1.0f) + (affine ? shift[o] : 0.0f);
               if (relu) want = std::max(want, 0.0f);
             }
             ASSERT_NEAR(y[o * ldy + i], want, 1e-6f * (1 + std::abs(want)))
-                << "n " << n << " o " << o << " i " << i;
+                << "variant " << variant << " n " << n << " o " << o << " i "
+                << i;
           }
         }
       }
@@ -247,7 +266,9 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
   const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes;
   for (const Geometry& g :
        {Geometry{5, 13, 11, 3, 1, 2}, Geometry{16, 28, 28, 3, 2, 1},
-        Geometry{7, 9, 10, 1, 2, 0}, Geometry{4, 12, 12, 5, 1, 0}}) {
+        Geometry{7, 9, 10, 1, 2, 0}, Geometry{4, 12, 12, 5, 1, 0},
+        // Rows longer than a vector: whole and masked stride-2 copies.
+        Geometry{3, 9, 70, 3, 2, 1}, Geometry{2, 5, 77, 2, 1, 0}}) {
     const int64_t Ho = (g.H + 2 * g.pad - g.k) / g.stride + 1;
     const int64_t Wo = (g.W + 2 * g.pad - g.k) / g.stride + 1;
     const int64_t P = Ho * Wo, hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
@@ -337,6 +358,31 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
         }
       }
     }
+  }
+}
+
+// 2x2/2 max pooling against direct indexing: widths around the 8- and
+// 16-output vector steps, odd heights and widths (last row/column dropped).
+TEST_P(PixelKernelTest, MaxPool2x2MatchesDirectIndexing) {
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{
+           {24, 24}, {8, 8}, {5, 7}, {2, 66}, {3, 33}, {28, 28}, {1, 9}}) {
+    const int64_t planes = 3, ho = h / 2, wo = w / 2;
+    const std::vector<float> x = RandomVector(planes * h * w, h * 100 + w);
+    std::vector<float> y(planes * ho * wo + 1, -7.0f);
+    pt().max_pool_2x2(x.data(), planes, h, w, y.data());
+    for (int64_t p = 0; p < planes; ++p) {
+      for (int64_t oy = 0; oy < ho; ++oy) {
+        for (int64_t ox = 0; ox < wo; ++ox) {
+          const float* a = x.data() + (p * h + 2 * oy) * w + 2 * ox;
+          const float want =
+              std::max(std::max(a[0], a[1]), std::max(a[w], a[w + 1]));
+          ASSERT_EQ(y[(p * ho + oy) * wo + ox], want)
+              << h << "x" << w << " plane " << p << " (" << oy << "," << ox
+              << ")";
+        }
+      }
+    }
+    EXPECT_EQ(y.back(), -7.0f) << "wrote past the output";
   }
 }
 
