@@ -120,20 +120,11 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
     pt.int8_kn(w.w, w.stride, O, w.groups,
                source.base + tile * source.tile_step, source.row_offsets, lanes,
                acc);
-    const bool dense = output.runs.empty();
-    const int32_t r0 = dense ? 0 : output.run_begin[tile];
-    const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
-    for (int32_t r = r0; r < r1; ++r) {
-      const PixelRun run =
-          dense ? PixelRun{0,
-                           static_cast<int32_t>(
-                               std::min(lanes, output.pixels - tile * lanes)),
-                           tile * lanes}
-                : output.runs[r];
+    output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
                         epilogue.relu, y + run.dst, P,
                         residual ? residual + run.dst : nullptr);
-    }
+    });
   }
 }
 
