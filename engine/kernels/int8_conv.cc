@@ -84,7 +84,16 @@ bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
   const int64_t words = (plan.channels + 3) / 4 * hp * wp;
   const uint32_t z = static_cast<uint32_t>(q->zero) * 0x01010101u;
   if (plan.pad_h != 0 || plan.pad_w != 0) {
-    std::fill(padded, padded + words, z);
+    // Only the border: the quantiser writes every interior word.
+    for (int64_t c4 = 0; c4 < (plan.channels + 3) / 4; ++c4) {
+      uint32_t* plane = padded + c4 * hp * wp;
+      std::fill(plane, plane + plan.pad_h * wp, z);
+      for (int64_t y = plan.pad_h; y < hp - plan.pad_h; ++y) {
+        std::fill(plane + y * wp, plane + y * wp + plan.pad_w, z);
+        std::fill(plane + y * wp + wp - plan.pad_w, plane + (y + 1) * wp, z);
+      }
+      std::fill(plane + (hp - plan.pad_h) * wp, plane + hp * wp, z);
+    }
   }
   std::fill(padded + words, padded + words + tail_words, z);
   pt.int8_quantize_c4(plan, x, inv, q->zero, padded);
