@@ -43,18 +43,7 @@ Int8Weights PrepareInt8Weights(const LayerWeights& w,
   int32_t* rowsum =
       reinterpret_cast<int32_t*>(scratch + Floats(O * out.stride + 64));
   GetPixelKernelTable(isa).int8_pack_weights(prepared.bits, kw, O, channels,
-                                             taps, w8, out.stride);
-  // Sum of a row's signs: +1 per clear bit, -1 per set bit of its K bits.
-  const int64_t K = channels * taps;
-  for (int64_t o = 0; o < O; ++o) {
-    const uint64_t* b = prepared.bits + o * kw;
-    int64_t set = 0;
-    for (int64_t m = 0; m < K / 64; ++m) set += __builtin_popcountll(b[m]);
-    if (K % 64 != 0) {
-      set += __builtin_popcountll(b[K / 64] & ((uint64_t{1} << (K % 64)) - 1));
-    }
-    rowsum[o] = static_cast<int32_t>(K - 2 * set);
-  }
+                                             taps, w8, out.stride, rowsum);
   out.w = w8;
   out.alpha = prepared.alpha;
   out.rowsum = rowsum;

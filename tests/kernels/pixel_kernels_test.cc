@@ -344,8 +344,10 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
       packs.push_back(Int8PackWeightsAvx512);
     for (const Int8PackWeightsFn pack : packs) {
       std::vector<int8_t> w8(rows * ws + 64, 99);  // whole-vector writes
-      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws);
+      std::vector<int32_t> sums(rows, -12345);
+      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws, sums.data());
       for (int64_t o = 0; o < rows; ++o) {
+        int32_t sum = 0;
         for (int64_t c = 0; c < 4 * c4n; ++c) {
           for (int64_t t = 0; t < taps; ++t) {
             const int64_t k = c * taps + t;
@@ -356,8 +358,10 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
                                   (bits[o * kw + k / 64] >> (k % 64)) & 1);
             ASSERT_EQ(w8[o * ws + ((c / 4) * taps + t) * 4 + c % 4], want)
                 << "row " << o << " channel " << c << " tap " << t;
+            sum += want;
           }
         }
+        ASSERT_EQ(sums[o], sum) << "row sum " << o;
       }
     }
   }
