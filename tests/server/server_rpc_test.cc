@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "engine/graph/model.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
@@ -351,6 +352,41 @@ TEST_F(ServerRpcTest, StatisticsAndIndex) {
     names.push_back(m.name() + ":" + m.state());
   EXPECT_NE(std::find(names.begin(), names.end(), "lenet:READY"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "mlp:READY"), names.end());
+}
+
+// RepositoryIndex lists the repository from a listing at most a second old
+// (no directory scan per call): a model directory created while the server
+// runs shows up as not loaded within a few seconds, and `ready` lists loaded
+// versions only.
+TEST(RepositoryIndexTest, SeesNewDirectoriesAndFiltersReady) {
+  TempDir repo;
+  WriteModel(repo.path(), "first", 1, ModelBytes(21));
+  ServerProcess server(repo.path(), {"--model-control-mode=explicit",
+                                     "--load-model=first", "--threads=1"});
+  ASSERT_TRUE(server.started());
+  auto index = [&](bool ready) {
+    grpc::ClientContext ctx;
+    inference::RepositoryIndexRequest request;
+    request.set_ready(ready);
+    inference::RepositoryIndexResponse response;
+    EXPECT_TRUE(server.stub().RepositoryIndex(&ctx, request, &response).ok());
+    std::vector<std::string> names;
+    for (const auto& m : response.models()) {
+      names.push_back(m.name() + ":" + m.state());
+    }
+    return names;
+  };
+  EXPECT_EQ(index(false), std::vector<std::string>{"first:READY"});
+  WriteModel(repo.path(), "second", 1, ModelBytes(22));
+  std::vector<std::string> all;
+  for (int i = 0; i < 40; ++i) {
+    all = index(false);
+    if (all.size() == 2) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(all,
+            (std::vector<std::string>{"first:READY", "second:UNAVAILABLE"}));
+  EXPECT_EQ(index(true), std::vector<std::string>{"first:READY"});
 }
 
 // `flexorctl health` is the container HEALTHCHECK: its exit code must
