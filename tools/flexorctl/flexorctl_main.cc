@@ -59,8 +59,8 @@ ABSL_FLAG(int64_t, requests, 0,
           "bench: stop after this many requests (0: only --duration-s).");
 ABSL_FLAG(double, warmup_s, 1, "bench: seconds of warm-up per run.");
 ABSL_FLAG(std::string, rpc, "infer",
-          "bench: infer (ModelInfer) or live (ServerLive, the empty-RPC "
-          "baseline).");
+          "bench: infer (ModelInfer), live (ServerLive, the empty-RPC "
+          "baseline) or index (RepositoryIndex).");
 
 namespace {
 
