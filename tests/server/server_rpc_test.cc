@@ -20,19 +20,6 @@ namespace {
 
 using ::grpc::StatusCode;
 
-// Expected output of `model_bytes` on `input` from the engine itself.
-std::vector<float> Reference(const std::string& model_bytes,
-                             const std::vector<float>& input, int64_t batch) {
-  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
-      ModelFile::FromBytes(model_bytes, "reference");
-  EXPECT_TRUE(file.ok()) << file.status();
-  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
-  EXPECT_TRUE(model.ok()) << model.status();
-  std::vector<float> out(static_cast<size_t>(batch * (*model)->output_size()));
-  EXPECT_TRUE((*model)->Run(input.data(), batch, out.data()).ok());
-  return out;
-}
-
 void ExpectNear(const std::vector<float>& actual,
                 const std::vector<float>& expected) {
   ASSERT_EQ(actual.size(), expected.size());
