@@ -12,6 +12,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "server/config/model_config.pb.h"
+#include "server/config/text_format_errors.h"
 #include "server/config/triton_config.h"
 
 namespace flexor::server {
@@ -20,20 +21,6 @@ namespace {
 constexpr int kMaxBatchSizeLimit = 4096;
 constexpr int kMaxQueueSizeLimit = 1 << 20;
 constexpr uint64_t kMaxQueueDelayUsLimit = 10'000'000;  // 10 s
-
-// Collects text-format parse errors into one message.
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!error_.empty()) error_ += "; ";
-    absl::StrAppend(&error_, "line ", line + 1, " column ", column + 1, ": ",
-                    message);
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string error_;
-};
 
 }  // namespace
 
@@ -222,7 +209,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
     absl::string_view source) {
   config::ModelConfig proto;
   google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
+  TextFormatErrors errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(text), &proto)) {
     return absl::InvalidArgumentError(

@@ -8,6 +8,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/config/text_format_errors.h"
 #include "server/registry/repository.h"
 
 namespace flexor::server {
@@ -15,19 +16,6 @@ namespace {
 
 constexpr char kBackend[] = "flexor";
 constexpr char kActivationPrecisionParameter[] = "activation_precision";
-
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!error_.empty()) error_ += "; ";
-    absl::StrAppend(&error_, "line ", line + 1, " column ", column + 1, ": ",
-                    message);
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string error_;
-};
 
 // "TYPE_FP32" -> "FP32": the protocol's datatype names.
 std::string DatatypeOf(inference::DataType type) {
@@ -72,7 +60,7 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
     }
   } else {
     google::protobuf::TextFormat::Parser parser;
-    ErrorCollector errors;
+    TextFormatErrors errors;
     parser.RecordErrorsTo(&errors);
     if (!parser.ParseFromString(std::string(text), &in)) {
       return absl::InvalidArgumentError(
