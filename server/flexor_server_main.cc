@@ -90,6 +90,38 @@ ABSL_FLAG(int, shutdown_grace_secs, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to "
           "finish before they are cancelled.");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "TLS for gRPC: the server's certificate chain (PEM). With "
+          "--tls-key-file; re-read every --tls-reload-secs, so a renewed "
+          "certificate needs no restart. Unset: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "TLS: the private key of --tls-cert-file (PEM, unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "Mutual TLS: CA bundle that client certificates must chain to. A "
+          "client certificate that does not verify fails the handshake.");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "Mutual TLS: refuse connections without a client certificate "
+          "(otherwise one is requested but optional, for open inference or "
+          "bearer tokens).");
+ABSL_FLAG(int, tls_reload_secs, 60,
+          "How often the TLS files are re-read, in seconds.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Admin bearer tokens, one per line (re-read on change): admin RPCs "
+          "(RepositoryModelLoad/Unload, uploads) need 'authorization: Bearer "
+          "<token>' metadata with one of them (or an identity of "
+          "--auth-admin-identities). Unset, with no identities: admin RPCs "
+          "are open.");
+ABSL_FLAG(std::vector<std::string>, auth_admin_identities, {},
+          "Client-certificate identities (SAN, or CN without SANs) allowed "
+          "to call admin RPCs, comma separated; needs --tls-client-ca-file.");
+ABSL_FLAG(std::string, auth_inference, "open",
+          "open: inference RPCs (ModelInfer, metadata, readiness, "
+          "statistics, index) need no credential; authenticated: they need an "
+          "admin credential, a token of --auth-inference-token-file or a "
+          "verified client certificate.");
+ABSL_FLAG(std::string, auth_inference_token_file, "",
+          "Bearer tokens that allow inference RPCs only (with "
+          "--auth-inference=authenticated).");
 
 namespace {
 
@@ -166,6 +198,24 @@ int main(int argc, char** argv) {
     return Fail("--max-activation-bytes must be positive");
   }
   options.dispatch_when_idle = absl::GetFlag(FLAGS_dispatch_when_idle);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls.require_client_cert =
+      absl::GetFlag(FLAGS_tls_require_client_cert);
+  options.tls.reload_secs = absl::GetFlag(FLAGS_tls_reload_secs);
+  options.auth.admin_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.auth.inference_token_file =
+      absl::GetFlag(FLAGS_auth_inference_token_file);
+  for (const std::string& id : absl::GetFlag(FLAGS_auth_admin_identities)) {
+    if (!id.empty()) options.auth.admin_identities.push_back(id);
+  }
+  const std::string inference_auth = absl::GetFlag(FLAGS_auth_inference);
+  if (inference_auth != "open" && inference_auth != "authenticated") {
+    return Fail(absl::StrCat("--auth-inference='", inference_auth,
+                             "' is not one of open, authenticated"));
+  }
+  options.auth.inference_open = inference_auth == "open";
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<flexor::ActivationPrecision> precision =

@@ -13,6 +13,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/authorizer.h"
+#include "server/auth/tls.h"
 #include "server/batching/batch_scheduler.h"
 #include "server/config/model_config.h"
 #include "server/grpc/inference_service.h"
@@ -43,6 +45,10 @@ struct ServerOptions {
   // Fraction of executions profiled for the decryption-time metric.
   double decrypt_sample_rate = 0.01;
   ModelConfigDefaults model_defaults;
+  // Transport security of the gRPC port (plaintext when no cert file).
+  ServerTlsOptions tls;
+  // Who may call admin and inference RPCs (docs/security.md).
+  AuthOptions auth;
 };
 
 class Server {
@@ -63,6 +69,7 @@ class Server {
   explicit Server(ServerOptions options);
   absl::Status Init();
   void PollLoop();
+  void LogSecurity() const;
 
   const ServerOptions options_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -71,6 +78,7 @@ class Server {
   std::unique_ptr<ModelLoader> loader_;
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<AdminExecutor> admin_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;

@@ -123,6 +123,8 @@ InferenceService::InferenceService(ModelManager* manager,
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
     inference::ServerLiveResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerLive"))
+    return denied;
   response->set_live(true);
   return Reply(context, absl::OkStatus());
 }
@@ -130,6 +132,8 @@ grpc::ServerUnaryReactor* InferenceService::ServerLive(
 grpc::ServerUnaryReactor* InferenceService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerReady"))
+    return denied;
   response->set_ready(ready_.load());
   return Reply(context, absl::OkStatus());
 }
@@ -138,6 +142,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
     grpc::CallbackServerContext* context,
     const inference::ModelReadyRequest* request,
     inference::ModelReadyResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelReady"))
+    return denied;
   absl::StatusOr<ServablePtr> servable =
       manager_->Get(request->name(), request->version());
   if (!servable.ok() &&
@@ -152,6 +158,8 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     grpc::CallbackServerContext* context,
     const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerMetadata"))
+    return denied;
   response->set_name(kServerName);
   response->set_version(kServerVersion);
   response->add_extensions("model_repository");
@@ -163,6 +171,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* context,
     const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelMetadata"))
+    return denied;
   absl::StatusOr<ServablePtr> servable =
       manager_->Get(request->name(), request->version());
   if (!servable.ok()) return Reply(context, servable.status());
@@ -189,6 +199,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelInfer"))
+    return denied;
   auto* call = new InferCall(this, context, request, response);
   call->Start();
   return call;
@@ -198,6 +210,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* context,
     const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelStatistics"))
+    return denied;
   std::vector<std::string> names;
   if (request->name().empty()) {
     names = manager_->ServingModels();
@@ -223,6 +237,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* context,
     const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "RepositoryIndex"))
+    return denied;
   for (const ModelManager::IndexEntry& e : manager_->Index(request->ready())) {
     auto* m = response->add_models();
     m->set_name(e.name);
@@ -231,6 +247,17 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     m->set_reason(e.reason);
   }
   return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::Deny(
+    grpc::CallbackServerContext* context, Access access,
+    const char* method) const {
+  if (auth_ == nullptr) return nullptr;
+  grpc::Status status = auth_->Check(*context, access, method);
+  if (status.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
 }
 
 absl::Status InferenceService::CheckRepositoryControl(
@@ -246,6 +273,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse*) {
+  if (auto* denied = Deny(context, Access::kAdmin, "RepositoryModelLoad"))
+    return denied;
   if (absl::Status s = CheckRepositoryControl("RepositoryModelLoad"); !s.ok()) {
     return Reply(context, s);
   }
@@ -301,6 +330,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse*) {
+  if (auto* denied = Deny(context, Access::kAdmin, "RepositoryModelUnload"))
+    return denied;
   if (absl::Status s = CheckRepositoryControl("RepositoryModelUnload");
       !s.ok()) {
     return Reply(context, s);

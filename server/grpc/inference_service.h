@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/batching/batch_scheduler.h"
 #include "server/metrics/server_metrics.h"
 #include "server/registry/model_manager.h"
@@ -45,6 +46,9 @@ class InferenceService final
 
   // Readiness as reported by ServerReady (false once shutdown starts).
   void SetReady(bool ready) { ready_.store(ready); }
+  // Checks every RPC against `auth` (null: everything open). Set before the
+  // service is registered; not owned.
+  void SetAuthorizer(const Authorizer* auth) { auth_ = auth; }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -90,6 +94,11 @@ class InferenceService final
  private:
   friend class InferCall;
   absl::Status CheckRepositoryControl(const std::string& op) const;
+  // A finished reactor (UNAUTHENTICATED / PERMISSION_DENIED) when the
+  // caller may not make this call; null when it may. Every handler starts
+  // with it, so a new RPC must say whether it is inference or admin.
+  grpc::ServerUnaryReactor* Deny(grpc::CallbackServerContext* context,
+                                 Access access, const char* method) const;
 
   ModelManager* manager_;
   BatchScheduler* scheduler_;
@@ -97,6 +106,7 @@ class InferenceService final
   const ModelControlMode mode_;
   AdminExecutor* admin_;
   std::atomic<bool> ready_{false};
+  const Authorizer* auth_ = nullptr;
 };
 
 }  // namespace flexor::server
