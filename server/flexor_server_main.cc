@@ -119,6 +119,28 @@ ABSL_FLAG(std::string, auth_inference, "open",
           "statistics, index) need no credential; authenticated: they need an "
           "admin credential, a token of --auth-inference-token-file or a "
           "verified client certificate.");
+ABSL_FLAG(std::vector<std::string>, model_trusted_keys, {},
+          "Ed25519 public keys (PEM files, comma separated) whose model "
+          "signatures (<version>/model.flexor.sig) are trusted. A version "
+          "that has a signature must verify against one of them.");
+ABSL_FLAG(bool, require_signed_models, false,
+          "Refuse every model version (repository or upload) without a valid "
+          "signature from --model-trusted-keys; the version already serving "
+          "keeps serving.");
+ABSL_FLAG(int64_t, max_upload_bytes, int64_t{64} << 20,
+          "Largest RepositoryModelLoad (model files + signatures + config) "
+          "in bytes; larger ones get RESOURCE_EXHAUSTED. Also bounded by "
+          "--grpc-max-message-bytes.");
+ABSL_FLAG(int64_t, max_inflight_upload_bytes, int64_t{256} << 20,
+          "Bytes that queued and running uploads may hold together; an "
+          "upload beyond it gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_pending_admin_rpcs, 8,
+          "Admin RPCs (loads, unloads, uploads) queued or running at once; "
+          "more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, grpc_memory_quota_bytes, 0,
+          "If > 0, a grpc::ResourceQuota of this many bytes for gRPC's own "
+          "buffers (requests being received); gRPC shrinks its flow-control "
+          "windows under pressure. 0: gRPC's default.");
 ABSL_FLAG(std::string, auth_inference_token_file, "",
           "Bearer tokens that allow inference RPCs only (with "
           "--auth-inference=authenticated).");
@@ -216,6 +238,43 @@ int main(int argc, char** argv) {
                              "' is not one of open, authenticated"));
   }
   options.auth.inference_open = inference_auth == "open";
+  for (const std::string& key : absl::GetFlag(FLAGS_model_trusted_keys)) {
+    if (!key.empty()) options.trusted_key_files.push_back(key);
+  }
+  options.require_signed_models = absl::GetFlag(FLAGS_require_signed_models);
+  options.admin_limits.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
+  options.admin_limits.max_inflight_upload_bytes =
+      absl::GetFlag(FLAGS_max_inflight_upload_bytes);
+  options.admin_limits.max_pending =
+      absl::GetFlag(FLAGS_max_pending_admin_rpcs);
+  options.grpc_memory_quota_bytes =
+      absl::GetFlag(FLAGS_grpc_memory_quota_bytes);
+  if (options.admin_limits.max_upload_bytes < 1 ||
+      options.admin_limits.max_inflight_upload_bytes < 1 ||
+      options.admin_limits.max_pending < 1) {
+    return Fail(
+        "--max-upload-bytes, --max-inflight-upload-bytes and "
+        "--max-pending-admin-rpcs must be positive");
+  }
+  if (options.admin_limits.max_inflight_upload_bytes <
+      options.admin_limits.max_upload_bytes) {
+    return Fail(
+        "--max-inflight-upload-bytes must be at least --max-upload-bytes");
+  }
+  if (options.grpc_memory_quota_bytes < 0) {
+    return Fail("--grpc-memory-quota-bytes must be >= 0");
+  }
+  if (options.threads < 0 || options.max_concurrent_batches < 0 ||
+      absl::GetFlag(FLAGS_shutdown_grace_secs) < 0) {
+    return Fail(
+        "--threads, --max-concurrent-batches and --shutdown-grace-secs must "
+        "be >= 0");
+  }
+  if (options.grpc_port < 0 || options.grpc_port > 65535 ||
+      options.metrics_port < -1 || options.metrics_port > 65535) {
+    return Fail(
+        "--grpc-port must be in [0, 65535] and --metrics-port in [-1, 65535]");
+  }
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<flexor::ActivationPrecision> precision =

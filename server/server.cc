@@ -59,10 +59,35 @@ absl::Status Server::Init() {
   loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
                                           options_.max_activation_bytes,
                                           decrypt_period);
+  if (options_.require_signed_models && options_.trusted_key_files.empty()) {
+    return absl::InvalidArgumentError(
+        "--require-signed-models needs --model-trusted-keys");
+  }
+  if (!options_.trusted_key_files.empty()) {
+    absl::StatusOr<ModelVerifier> verifier =
+        ModelVerifier::FromPublicKeyFiles(options_.trusted_key_files);
+    if (!verifier.ok()) {
+      return absl::Status(
+          verifier.status().code(),
+          absl::StrCat("--model-trusted-keys: ", verifier.status().message()));
+    }
+    FLEXOR_LOG(INFO) << "model signatures: trusted key(s) "
+                     << absl::StrJoin(verifier->key_ids(), ", ") << "; "
+                     << (options_.require_signed_models
+                             ? "unsigned models are REFUSED"
+                             : "unsigned models are accepted, signed ones "
+                               "must verify");
+    loader_->SetSignaturePolicy(
+        std::make_shared<const ModelVerifier>(*std::move(verifier)),
+        options_.require_signed_models);
+  } else {
+    FLEXOR_LOG(INFO) << "model signatures: not checked (no "
+                        "--model-trusted-keys)";
+  }
   manager_ =
       std::make_unique<ModelManager>(repository_.get(), loader_.get(),
                                      metrics_.get(), options_.model_defaults);
-  admin_ = std::make_unique<AdminExecutor>();
+  admin_ = std::make_unique<AdminExecutor>(options_.admin_limits);
   service_ = std::make_unique<InferenceService>(
       manager_.get(), scheduler_.get(), metrics_.get(), options_.control_mode,
       admin_.get());
@@ -114,6 +139,11 @@ absl::Status Server::Init() {
       absl::StrCat(options_.address, ":", options_.grpc_port), *credentials,
       &grpc_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  if (options_.grpc_memory_quota_bytes > 0) {
+    grpc::ResourceQuota quota("flexor_grpc");
+    quota.Resize(static_cast<size_t>(options_.grpc_memory_quota_bytes));
+    builder.SetResourceQuota(quota);
+  }
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
   grpc_server_ = builder.BuildAndStart();

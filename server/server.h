@@ -49,6 +49,16 @@ struct ServerOptions {
   ServerTlsOptions tls;
   // Who may call admin and inference RPCs (docs/security.md).
   AuthOptions auth;
+  // Signed models: trusted Ed25519 public keys (PEM files). With keys, a
+  // version with a signature must verify; with require_signed_models, one
+  // without is refused too.
+  std::vector<std::string> trusted_key_files;
+  // Admin RPC bounds (uploads, queue).
+  AdminLimits admin_limits;
+  // Memory gRPC itself may use (buffers of requests being received), as a
+  // grpc::ResourceQuota; 0: gRPC's default (unbounded).
+  int64_t grpc_memory_quota_bytes = 0;
+  bool require_signed_models = false;
 };
 
 class Server {

@@ -1,5 +1,6 @@
 #include "server/grpc/inference_service.h"
 
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/format/model_signature.h"
 #include "server/common/grpc_status.h"
 #include "server/common/log.h"
 #include "server/grpc/infer_call.h"
@@ -59,28 +61,37 @@ void FillStatistics(const ServableVersion& s, inference::ModelStatistics* out) {
   memory->set_byte_size(static_cast<uint64_t>(s.model().stats().file_bytes));
 }
 
-// Parses Triton's "file:<version>/<name>" parameter key.
-absl::StatusOr<int64_t> ParseFileKey(const std::string& model,
+// Parses Triton's "file:<version>/<name>" parameter key: the model file or
+// its detached signature (model.flexor.sig).
+struct FileKey {
+  int64_t version = 0;
+  bool signature = false;
+};
+absl::StatusOr<FileKey> ParseFileKey(const std::string& model,
                                      const std::string& key) {
   const std::string path = key.substr(5);
   std::vector<std::string> parts = absl::StrSplit(path, '/');
-  int64_t version = 0;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &version) ||
-      version < 1 || version > kMaxModelVersion || parts[1] != kModelFileName) {
+  const std::string sig_name = absl::StrCat(kModelFileName, kSignatureSuffix);
+  FileKey parsed;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &parsed.version) ||
+      parsed.version < 1 || parsed.version > kMaxModelVersion ||
+      (parts[1] != kModelFileName && parts[1] != sig_name)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RepositoryModelLoad parameter '", absl::CEscape(key.substr(0, 100)),
         "' for model '", model, "' must be 'file:<version>/", kModelFileName,
-        "' with an integer version in [1, ", kMaxModelVersion, "]"));
+        "' (or '", sig_name, "') with an integer version in [1, ",
+        kMaxModelVersion, "]"));
   }
-  return version;
+  parsed.signature = parts[1] == sig_name;
+  return parsed;
 }
 
 }  // namespace
 
-AdminExecutor::AdminExecutor() {
+AdminExecutor::AdminExecutor(AdminLimits limits) : limits_(limits) {
   thread_ = std::thread([this] {
     while (true) {
-      std::function<void()> fn;
+      Task task;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -89,10 +100,14 @@ AdminExecutor::AdminExecutor() {
             },
             this));
         if (queue_.empty()) return;
-        fn = std::move(queue_.front());
+        task = std::move(queue_.front());
         queue_.pop_front();
       }
-      fn();
+      task.fn();
+      task.fn = nullptr;  // frees the upload's bytes before they are released
+      absl::MutexLock lock(&mu_);
+      --pending_;
+      inflight_bytes_ -= task.bytes;
     }
   });
 }
@@ -105,9 +120,26 @@ AdminExecutor::~AdminExecutor() {
   thread_.join();
 }
 
-void AdminExecutor::Schedule(std::function<void()> fn) {
+absl::Status AdminExecutor::Schedule(std::function<void()> fn,
+                                     int64_t upload_bytes) {
   absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(fn));
+  if (pending_ >= limits_.max_pending) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(pending_,
+                     " admin RPCs are already queued or running (the limit, "
+                     "--max-pending-admin-rpcs); retry later"));
+  }
+  if (upload_bytes > limits_.max_inflight_upload_bytes - inflight_bytes_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("uploads in flight already hold ", inflight_bytes_,
+                     " bytes; this one's ", upload_bytes,
+                     " would pass --max-inflight-upload-bytes=",
+                     limits_.max_inflight_upload_bytes, "; retry later"));
+  }
+  ++pending_;
+  inflight_bytes_ += upload_bytes;
+  queue_.push_back(Task{std::move(fn), upload_bytes});
+  return absl::OkStatus();
 }
 
 InferenceService::InferenceService(ModelManager* manager,
@@ -283,8 +315,24 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
       !s.ok()) {
     return Reply(context, s);
   }
+  // The request is already in memory (gRPC caps it at
+  // --grpc-max-message-bytes); bound what the admin queue may hold on to.
+  int64_t upload_bytes = 0;
+  for (const auto& [key, value] : request->parameters()) {
+    upload_bytes += static_cast<int64_t>(
+        key.size() + value.bytes_param().size() + value.string_param().size());
+  }
+  if (upload_bytes > admin_->limits().max_upload_bytes) {
+    return Reply(context,
+                 absl::ResourceExhaustedError(absl::StrCat(
+                     "RepositoryModelLoad of model '", request->model_name(),
+                     "' carries ", upload_bytes,
+                     " bytes, more than this server's --max-upload-bytes=",
+                     admin_->limits().max_upload_bytes)));
+  }
   std::optional<std::string> config;
   std::vector<ModelManager::UploadedFile> files;
+  std::map<int64_t, std::string> signatures;
   for (const auto& [key, value] : request->parameters()) {
     if (key == "config") {
       if (value.parameter_choice_case() !=
@@ -295,16 +343,24 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
       }
       config = value.string_param();
     } else if (absl::StartsWith(key, "file:")) {
-      absl::StatusOr<int64_t> version =
-          ParseFileKey(request->model_name(), key);
-      if (!version.ok()) return Reply(context, version.status());
+      absl::StatusOr<FileKey> file = ParseFileKey(request->model_name(), key);
+      if (!file.ok()) return Reply(context, file.status());
       if (value.parameter_choice_case() !=
           inference::ModelRepositoryParameter::kBytesParam) {
         return Reply(context, absl::InvalidArgumentError(absl::StrCat(
                                   "parameter '", key,
                                   "' must be a bytes_param with the file")));
       }
-      files.push_back({*version, value.bytes_param()});
+      if (file->signature) {
+        if (value.bytes_param().size() > kMaxSignatureFileBytes) {
+          return Reply(context, absl::InvalidArgumentError(absl::StrCat(
+                                    "parameter '", key, "' is larger than ",
+                                    kMaxSignatureFileBytes, " bytes")));
+        }
+        signatures[file->version] = value.bytes_param();
+      } else {
+        files.push_back({file->version, value.bytes_param(), ""});
+      }
     } else {
       return Reply(context, absl::InvalidArgumentError(absl::StrCat(
                                 "unknown RepositoryModelLoad parameter '",
@@ -313,16 +369,33 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
                                 kModelFileName, "'")));
     }
   }
+  for (ModelManager::UploadedFile& file : files) {
+    if (auto it = signatures.find(file.version); it != signatures.end()) {
+      file.signature = std::move(it->second);
+      signatures.erase(it);
+    }
+  }
+  if (!signatures.empty()) {
+    return Reply(context,
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "a signature for version ", signatures.begin()->first,
+                     " of model '", request->model_name(),
+                     "' came without its model file; send 'file:<version>/",
+                     kModelFileName, "' in the same request")));
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  admin_->Schedule([this, reactor, name = request->model_name(),
-                    config = std::move(config),
-                    files = std::move(files)]() mutable {
-    absl::Status status = files.empty() && !config.has_value()
-                              ? manager_->Load(name)
-                              : manager_->LoadWithFiles(name, std::move(config),
-                                                        std::move(files));
-    reactor->Finish(ToGrpcStatus(status));
-  });
+  absl::Status queued = admin_->Schedule(
+      [this, reactor, name = request->model_name(), config = std::move(config),
+       files = std::move(files)]() mutable {
+        absl::Status status =
+            files.empty() && !config.has_value()
+                ? manager_->Load(name)
+                : manager_->LoadWithFiles(name, std::move(config),
+                                          std::move(files));
+        reactor->Finish(ToGrpcStatus(status));
+      },
+      upload_bytes);
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
 
@@ -344,9 +417,11 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
                                        absl::Now() + absl::Seconds(60));
-  admin_->Schedule([this, reactor, name = request->model_name(), deadline] {
-    reactor->Finish(ToGrpcStatus(manager_->Unload(name, deadline)));
-  });
+  absl::Status queued =
+      admin_->Schedule([this, reactor, name = request->model_name(), deadline] {
+        reactor->Finish(ToGrpcStatus(manager_->Unload(name, deadline)));
+      });
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
 

@@ -23,16 +23,36 @@ namespace flexor::server {
 
 enum class ModelControlMode { kNone, kPoll, kExplicit };
 
+// Bounds on admin RPCs: a queue of loads is memory (each upload holds its
+// bytes until it runs) and time (one load at a time), so both are capped.
+struct AdminLimits {
+  int max_pending = 8;                           // admin RPCs queued or running
+  int64_t max_upload_bytes = int64_t{64} << 20;  // per request
+  int64_t max_inflight_upload_bytes = int64_t{256} << 20;  // all queued
+};
+
 // Runs closures one at a time on its own thread (model loads and unloads).
 class AdminExecutor {
  public:
-  AdminExecutor();
+  explicit AdminExecutor(AdminLimits limits = {});
   ~AdminExecutor();  // Runs what is queued, then joins.
-  void Schedule(std::function<void()> fn);
+  // Queues `fn`, which holds `upload_bytes` until it returns. Refuses with
+  // RESOURCE_EXHAUSTED (nothing queued) when max_pending admin RPCs are
+  // already queued or running, or when the bytes would take the in-flight
+  // upload total over its limit.
+  absl::Status Schedule(std::function<void()> fn, int64_t upload_bytes = 0);
+  const AdminLimits& limits() const { return limits_; }
 
  private:
+  struct Task {
+    std::function<void()> fn;
+    int64_t bytes = 0;
+  };
+  const AdminLimits limits_;
   absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
