@@ -56,7 +56,8 @@ struct ServerOptions {
   // Admin RPC bounds (uploads, queue).
   AdminLimits admin_limits;
   // Memory gRPC itself may use (buffers of requests being received), as a
-  // grpc::ResourceQuota; 0: gRPC's default (unbounded).
+  // grpc::ResourceQuota; 0: gRPC's default (unbounded). flexor_server's
+  // flag defaults to 4 x max_message_bytes.
   int64_t grpc_memory_quota_bytes = 0;
   bool require_signed_models = false;
 };

@@ -103,11 +103,14 @@ AdminExecutor::AdminExecutor(AdminLimits limits) : limits_(limits) {
         task = std::move(queue_.front());
         queue_.pop_front();
       }
-      task.fn();
-      task.fn = nullptr;  // frees the upload's bytes before they are released
-      absl::MutexLock lock(&mu_);
-      --pending_;
-      inflight_bytes_ -= task.bytes;
+      const absl::Status status = task.work();
+      task.work = nullptr;  // frees the upload's bytes before releasing them
+      {
+        absl::MutexLock lock(&mu_);
+        --pending_;
+        inflight_bytes_ -= task.bytes;
+      }
+      task.reactor->Finish(ToGrpcStatus(status));
     }
   });
 }
@@ -120,7 +123,8 @@ AdminExecutor::~AdminExecutor() {
   thread_.join();
 }
 
-absl::Status AdminExecutor::Schedule(std::function<void()> fn,
+absl::Status AdminExecutor::Schedule(std::function<absl::Status()> work,
+                                     grpc::ServerUnaryReactor* reactor,
                                      int64_t upload_bytes) {
   absl::MutexLock lock(&mu_);
   if (pending_ >= limits_.max_pending) {
@@ -138,7 +142,7 @@ absl::Status AdminExecutor::Schedule(std::function<void()> fn,
   }
   ++pending_;
   inflight_bytes_ += upload_bytes;
-  queue_.push_back(Task{std::move(fn), upload_bytes});
+  queue_.push_back(Task{std::move(work), reactor, upload_bytes});
   return absl::OkStatus();
 }
 
@@ -385,16 +389,14 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status queued = admin_->Schedule(
-      [this, reactor, name = request->model_name(), config = std::move(config),
+      [this, name = request->model_name(), config = std::move(config),
        files = std::move(files)]() mutable {
-        absl::Status status =
-            files.empty() && !config.has_value()
-                ? manager_->Load(name)
-                : manager_->LoadWithFiles(name, std::move(config),
-                                          std::move(files));
-        reactor->Finish(ToGrpcStatus(status));
+        return files.empty() && !config.has_value()
+                   ? manager_->Load(name)
+                   : manager_->LoadWithFiles(name, std::move(config),
+                                             std::move(files));
       },
-      upload_bytes);
+      reactor, upload_bytes);
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
@@ -418,9 +420,9 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
   const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
                                        absl::Now() + absl::Seconds(60));
   absl::Status queued =
-      admin_->Schedule([this, reactor, name = request->model_name(), deadline] {
-        reactor->Finish(ToGrpcStatus(manager_->Unload(name, deadline)));
-      });
+      admin_->Schedule([this, name = request->model_name(),
+                        deadline] { return manager_->Unload(name, deadline); },
+                       reactor);
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }

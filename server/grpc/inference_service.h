@@ -36,16 +36,21 @@ class AdminExecutor {
  public:
   explicit AdminExecutor(AdminLimits limits = {});
   ~AdminExecutor();  // Runs what is queued, then joins.
-  // Queues `fn`, which holds `upload_bytes` until it returns. Refuses with
-  // RESOURCE_EXHAUSTED (nothing queued) when max_pending admin RPCs are
-  // already queued or running, or when the bytes would take the in-flight
-  // upload total over its limit.
-  absl::Status Schedule(std::function<void()> fn, int64_t upload_bytes = 0);
+  // Queues `work`, which holds `upload_bytes` until it returns; then the
+  // bytes and the queue slot are released and `reactor` is finished with
+  // work's status (in that order, so a client that has its answer can
+  // queue the next call at once). Refuses with RESOURCE_EXHAUSTED (nothing
+  // queued) when max_pending admin RPCs are already queued or running, or
+  // when the bytes would take the in-flight upload total over its limit.
+  absl::Status Schedule(std::function<absl::Status()> work,
+                        grpc::ServerUnaryReactor* reactor,
+                        int64_t upload_bytes = 0);
   const AdminLimits& limits() const { return limits_; }
 
  private:
   struct Task {
-    std::function<void()> fn;
+    std::function<absl::Status()> work;
+    grpc::ServerUnaryReactor* reactor = nullptr;
     int64_t bytes = 0;
   };
   const AdminLimits limits_;
