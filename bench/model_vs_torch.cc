@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, models, "lenet,mlp,resnet", "Models to compare.");
 ABSL_FLAG(std::string, batches, "1,8,32,128", "Batch sizes.");
 ABSL_FLAG(std::string, threads, "", "Thread counts (default 1 and all).");
 ABSL_FLAG(double, min_time_s, 0.5, "Seconds per measurement.");
+ABSL_FLAG(std::string, activations, "fp32,int8",
+          "Engine activation precisions to compare (fp32, int8: the "
+          "per-model activation_precision choice).");
 ABSL_FLAG(std::string, save_models, "",
           "Directory to write the compared model files to (for flexorctl "
           "model bench --profile).");
@@ -105,9 +108,20 @@ int Main() {
   const std::vector<int> batches = ParseList(absl::GetFlag(FLAGS_batches));
   std::printf("load average at start: %s; engine kernels: %s; libtorch %s\n",
               LoadAverage().c_str(), SelectedKernelIsaName(), TORCH_VERSION);
-  std::printf("%-7s %3s %5s %12s %12s %12s %8s %8s %7s\n", "model", "thr",
-              "batch", "torch us/s", "engine us/s", "torch spread", "speedup",
-              "top1 agr", "max|d|");
+  std::vector<ActivationPrecision> precisions;
+  for (absl::string_view a :
+       absl::StrSplit(absl::GetFlag(FLAGS_activations), ',')) {
+    if (a != "fp32" && a != "int8") {
+      std::fprintf(stderr, "--activations: fp32 or int8, not %s\n",
+                   std::string(a).c_str());
+      return 2;
+    }
+    precisions.push_back(a == "int8" ? ActivationPrecision::kInt8
+                                     : ActivationPrecision::kFloat32);
+  }
+  std::printf("%-7s %4s %3s %5s %12s %12s %12s %8s %8s %7s\n", "model", "act",
+              "thr", "batch", "torch us/s", "engine us/s", "torch spread",
+              "speedup", "top1 agr", "max|d|");
   for (absl::string_view name :
        absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     absl::StatusOr<std::string> bytes;
@@ -148,41 +162,49 @@ int Main() {
     for (int t : threads) {
       tbb::task_arena arena(t);
       for (int batch : batches) {
-        torch::manual_seed(batch);
-        torch::Tensor input =
-            torch::rand({batch, engine.input_size()}) * 255.0f;
-        std::vector<float> out(
-            static_cast<size_t>(batch * engine.output_size()));
-        torch::Tensor torch_out;
-        at::set_num_threads(t);
-        auto run_torch = [&] { torch_out = net->Forward(input); };
-        auto run_engine = [&] {
-          arena.execute([&] {
-            (void)engine.Run(input.data_ptr<float>(), batch, out.data());
-          });
-        };
-        const double torch_before = Median(run_torch, min_time);
-        const double ours = Median(run_engine, min_time);
-        const double torch_after = Median(run_torch, min_time);
-        const double torch_time = 0.5 * (torch_before + torch_after);
-        const double spread = std::abs(torch_before - torch_after) /
-                              std::min(torch_before, torch_after);
-        // Agreement of the two outputs (same weights, FP32 both).
-        torch::Tensor ours_t =
-            torch::from_blob(out.data(), torch_out.sizes(), torch::kFloat32);
-        const double max_diff = (ours_t - torch_out).abs().max().item<double>();
-        const double agree = ours_t.view({batch, -1})
-                                 .argmax(1)
-                                 .eq(torch_out.view({batch, -1}).argmax(1))
-                                 .to(torch::kFloat32)
-                                 .mean()
-                                 .item<double>();
-        std::printf(
-            "%-7s %3d %5d %12.1f %12.1f %11.1f%% %7.2fx %7.1f%% %7.1e\n",
-            std::string(name).c_str(), t, batch, torch_time * 1e6 / batch,
-            ours * 1e6 / batch, 100 * spread, torch_time / ours, 100 * agree,
-            max_diff);
-        std::fflush(stdout);
+        for (ActivationPrecision precision : precisions) {
+          torch::manual_seed(batch);
+          torch::Tensor input =
+              torch::rand({batch, engine.input_size()}) * 255.0f;
+          std::vector<float> out(
+              static_cast<size_t>(batch * engine.output_size()));
+          torch::Tensor torch_out;
+          at::set_num_threads(t);
+          auto run_torch = [&] { torch_out = net->Forward(input); };
+          RunOptions options;
+          options.matmul.activations = precision;
+          auto run_engine = [&] {
+            arena.execute([&] {
+              (void)engine.Run(input.data_ptr<float>(), batch, out.data(),
+                               options);
+            });
+          };
+          const double torch_before = Median(run_torch, min_time);
+          const double ours = Median(run_engine, min_time);
+          const double torch_after = Median(run_torch, min_time);
+          const double torch_time = 0.5 * (torch_before + torch_after);
+          const double spread = std::abs(torch_before - torch_after) /
+                                std::min(torch_before, torch_after);
+          // Agreement of the two outputs (same weights; int8 rows carry the
+          // activation quantisation error).
+          torch::Tensor ours_t =
+              torch::from_blob(out.data(), torch_out.sizes(), torch::kFloat32);
+          const double max_diff =
+              (ours_t - torch_out).abs().max().item<double>();
+          const double agree = ours_t.view({batch, -1})
+                                   .argmax(1)
+                                   .eq(torch_out.view({batch, -1}).argmax(1))
+                                   .to(torch::kFloat32)
+                                   .mean()
+                                   .item<double>();
+          std::printf(
+              "%-7s %4s %3d %5d %12.1f %12.1f %11.1f%% %7.2fx %7.1f%% %7.1e\n",
+              std::string(name).c_str(),
+              precision == ActivationPrecision::kInt8 ? "int8" : "fp32", t,
+              batch, torch_time * 1e6 / batch, ours * 1e6 / batch, 100 * spread,
+              torch_time / ours, 100 * agree, max_diff);
+          std::fflush(stdout);
+        }
       }
     }
   }

@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "engine/format/model_writer.h"
-#include "server/common/flag_names.h"
+#include "base/atomic_file.h"
+#include "base/flag_names.h"
 #include "server/common/log.h"
 #include "server/server.h"
 
@@ -169,8 +169,7 @@ int main(int argc, char** argv) {
       "[--metrics-port=8002] [--model-control-mode=none|poll|explicit]\n\n"
       "Flags may be spelled with dashes or underscores. See docs/server.md.");
   std::vector<std::string> storage;
-  std::vector<char*> args =
-      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> args = flexor::NormalizeFlagNames(argc, argv, &storage);
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()) - 1, args.data());
   if (positional.size() > 1) {

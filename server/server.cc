@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "proto/health.grpc.pb.h"
 #include "server/common/log.h"
 
 namespace flexor::server {
@@ -134,6 +135,15 @@ absl::Status Server::Init() {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // gRPC's health service has no protobuf descriptors; referencing ours
+  // links them in, so that reflection can describe grpc.health.v1.Health.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  reflection_v1_ =
+      std::make_unique<ReflectionV1Service>(std::vector<std::string>{
+          inference::GRPCInferenceService::service_full_name(),
+          grpc::health::v1::Health::service_full_name(),
+          "grpc.reflection.v1alpha.ServerReflection",
+          grpc::reflection::v1::ServerReflection::service_full_name()});
   grpc::ServerBuilder builder;
   builder.AddListeningPort(
       absl::StrCat(options_.address, ":", options_.grpc_port), *credentials,
@@ -146,6 +156,7 @@ absl::Status Server::Init() {
   }
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
+  builder.RegisterService(reflection_v1_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(

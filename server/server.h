@@ -18,6 +18,7 @@
 #include "server/batching/batch_scheduler.h"
 #include "server/config/model_config.h"
 #include "server/grpc/inference_service.h"
+#include "server/grpc/reflection_v1.h"
 #include "server/metrics/server_metrics.h"
 #include "server/registry/loader.h"
 #include "server/registry/model_manager.h"
@@ -91,6 +92,7 @@ class Server {
   std::unique_ptr<AdminExecutor> admin_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
   absl::Notification stop_polling_;

@@ -8,9 +8,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "engine/format/model_writer.h"
+#include "base/atomic_file.h"
+#include "base/flag_names.h"
 #include "engine/testing/random_model.h"
-#include "server/common/flag_names.h"
 
 ABSL_FLAG(std::string, out, "", "Output file (written atomically).");
 ABSL_FLAG(std::string, name, "random", "Model name in the file's metadata.");
@@ -30,8 +30,7 @@ int main(int argc, char** argv) {
       "  flexor_make_model --out=repo/demo/1/model.flexor [--arch=lenet] "
       "[--method=flexor]");
   std::vector<std::string> storage;
-  std::vector<char*> args =
-      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> args = flexor::NormalizeFlagNames(argc, argv, &storage);
   absl::ParseCommandLine(static_cast<int>(args.size()) - 1, args.data());
   flexor::RandomModelSpec spec;
   spec.name = absl::GetFlag(FLAGS_name);

@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/flag_names.h"
 #include "engine/format/model_writer.h"
 #include "trainer/fashion_mnist.h"
 #include "trainer/models.h"
@@ -149,24 +150,6 @@ int Fail(ExitCode code, const absl::Status& status) {
   return code;
 }
 
-// absl flags use underscores; accept --publish-dir style too.
-std::vector<char*> NormalizeFlagNames(int argc, char** argv,
-                                      std::vector<std::string>& storage) {
-  storage.assign(argv, argv + argc);
-  for (int i = 1; i < argc; ++i) {
-    std::string& arg = storage[i];
-    if (arg == "--") break;
-    if (arg.rfind("--", 0) != 0) continue;
-    const size_t end = std::min(arg.find('='), arg.size());
-    for (size_t c = 2; c < end; ++c) {
-      if (arg[c] == '-') arg[c] = '_';
-    }
-  }
-  std::vector<char*> pointers;
-  for (std::string& arg : storage) pointers.push_back(arg.data());
-  return pointers;
-}
-
 ImageSet Limit(const ImageSet& set, int64_t limit) {
   if (limit <= 0 || limit >= set.size()) return set;
   return ImageSet{set.pixels.narrow(0, 0, limit),
@@ -206,7 +189,7 @@ std::string JsonEscape(const std::string& s) {
 
 int Run(int argc, char** argv) {
   std::vector<std::string> arg_storage;
-  std::vector<char*> normalized = NormalizeFlagNames(argc, argv, arg_storage);
+  std::vector<char*> normalized = NormalizeFlagNames(argc, argv, &arg_storage);
   absl::SetProgramUsageMessage(
       "Trains a FleXOR (fractional bits per weight) or baseline classifier on "
       "Fashion-MNIST with libtorch, exports it in the engine's model format, "
@@ -218,7 +201,7 @@ int Run(int argc, char** argv) {
       "Exit codes: 0 ok, 2 bad flags, 3 data, 4 training, 5 export, "
       "6 contract check, 7 publish, 8 below --min-publish-accuracy.");
   const std::vector<char*> positional = absl::ParseCommandLine(
-      static_cast<int>(normalized.size()), normalized.data());
+      static_cast<int>(normalized.size()) - 1, normalized.data());
   if (positional.size() > 1) {
     return Fail(kExitBadFlags,
                 absl::InvalidArgumentError(

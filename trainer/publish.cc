@@ -13,10 +13,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
+#include "base/grpc_status.h"
+#include "base/repository_layout.h"
 #include "engine/format/model_signature.h"
 #include "engine/format/model_writer.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "server/registry/repository.h"
 #include "unistd.h"
 
 namespace flexor::trainer {
@@ -48,7 +50,7 @@ int64_t LargestVersion(const fs::path& model_dir) {
     int64_t version = 0;
     if (entry.is_directory() &&
         absl::SimpleAtoi(entry.path().filename().string(), &version) &&
-        version <= server::kMaxModelVersion) {
+        version <= kMaxModelVersion) {
       largest = std::max(largest, version);
     }
   }
@@ -59,18 +61,12 @@ int64_t LargestVersion(const fs::path& model_dir) {
 // holds the largest version the server accepts.
 absl::StatusOr<int64_t> NextVersion(int64_t largest,
                                     const std::string& model_name) {
-  if (largest >= server::kMaxModelVersion) {
+  if (largest >= kMaxModelVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat("model '", model_name, "' already has version ", largest,
-                     ", the largest allowed (", server::kMaxModelVersion, ")"));
+                     ", the largest allowed (", kMaxModelVersion, ")"));
   }
   return largest + 1;
-}
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
 }
 
 }  // namespace
@@ -151,7 +147,7 @@ absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
   inference::RepositoryIndexResponse index_response;
   grpc::ClientContext index_context;
   index_context.set_deadline(deadline());
-  absl::Status status = FromGrpc(
+  absl::Status status = ToAbslStatus(
       stub->RepositoryIndex(&index_context, index_request, &index_response),
       absl::StrCat("RepositoryIndex on ", address));
   if (!status.ok()) return status;
@@ -181,7 +177,7 @@ absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
   inference::RepositoryModelLoadResponse load_response;
   grpc::ClientContext load_context;
   load_context.set_deadline(deadline());
-  status = FromGrpc(
+  status = ToAbslStatus(
       stub->RepositoryModelLoad(&load_context, load_request, &load_response),
       absl::StrCat("RepositoryModelLoad of ", model_name, " version ", version,
                    " on ", address));

@@ -74,10 +74,6 @@ class ModelWriter {
   std::vector<PendingTensor> payloads_;  // parallel to header_.tensors()
 };
 
-// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir).
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::string_view bytes);
-
 }  // namespace flexor
 
 #endif  // FLEXOR_ENGINE_FORMAT_MODEL_WRITER_H_

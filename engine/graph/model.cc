@@ -144,6 +144,26 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
                                ternary_output};
       continue;
     }
+    // A residual Add of the previous step's output (seen by nobody else) and
+    // an earlier value: the producer adds the other operand as it stores
+    // (ResNet blocks), reading it as its second input.
+    if (node.op_case() == mv1::Node::kAdd && in_storages.size() == 2 &&
+        !model->steps_.empty() && in_shapes[0] == in_shapes[1]) {
+      const int last = model->steps_.back().output;
+      const int mine = node.inputs(0) == head_of_last_step ? 0 : 1;
+      const std::string& head = node.inputs(mine);
+      const int other = in_storages[1 - mine];
+      if (head == head_of_last_step && in_storages[mine] == last &&
+          other != last && readers[head] == 1 && head != output_name &&
+          model->steps_.back().op->FuseResidualAdd()) {
+        Step& producer = model->steps_.back();
+        producer.inputs.push_back(other);
+        absl::StrAppend(&producer.name, "+", node.name());
+        head_of_last_step = node.output();
+        values[node.output()] = {last, op->output_shape, false};
+        continue;
+      }
+    }
     Step step;
     step.name = node.name();
     step.inputs = in_storages;

@@ -90,7 +90,8 @@ int64_t PreparedWeightsFloats(const LayerWeights& w) {
 
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
                                KernelIsa isa,
-                               std::atomic<int64_t>* decrypt_nanos) {
+                               std::atomic<int64_t>* decrypt_nanos,
+                               bool dense_copy) {
   const WeightCodecTraits& traits = CodecTraits(w.kind);
   PreparedWeights p;
   p.planes = traits.planes(w);
@@ -105,7 +106,7 @@ PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
   }
   p.bits = bits;
   p.alpha = alpha;
-  if (PrefersDequantized(w)) {
+  if (dense_copy && PrefersDequantized(w)) {
     // W[o, k] = sum_q alpha[q][o] * (1 - 2 * bit): few rows, so the FMA
     // kernel over a dense copy beats look-up tables built for few rows.
     const int64_t K = w.in_features;
@@ -139,7 +140,8 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                const PixelSource& source, const PixelOutput& output, int64_t P,
                int64_t tile_begin, int64_t tile_end,
                const ChannelEpilogue& epilogue, float* y, float* work,
-               KernelIsa isa, int64_t row_begin, int64_t row_end) {
+               KernelIsa isa, int64_t row_begin, int64_t row_end,
+               const float* residual) {
   const int64_t O = w.out_features, K = w.in_features;
   const int64_t o0 = row_begin, o1 = row_end < 0 ? O : row_end, n = o1 - o0;
   const int64_t lanes = PixelLanes(isa);
@@ -187,7 +189,8 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                                  shift, epilogue.relu, y + run.dst * P + o0, P);
       } else {
         pt.store_tile(acc + run.lane, lanes, n, run.len, scale, shift,
-                      epilogue.relu, y + run.dst + o0 * P, P);
+                      epilogue.relu, y + run.dst + o0 * P, P,
+                      residual ? residual + run.dst + o0 * P : nullptr);
       }
     }
   }

@@ -98,24 +98,28 @@ struct PreparedWeights {
 // Floats of scratch PrepareWeights needs (0 for float weights).
 int64_t PreparedWeightsFloats(const LayerWeights& w);
 // Decrypts every plane through the codec's traits (codec_traits.h); adds the
-// time to *decrypt_nanos when given (profiling).
+// time to *decrypt_nanos when given (profiling). Without `dense_copy` no
+// dense copy is made (callers that only read the bits; PixelGemm then uses
+// look-up tables for every layer).
 PreparedWeights PrepareWeights(const LayerWeights& w, float* scratch,
                                KernelIsa isa = SelectedIsa(),
-                               std::atomic<int64_t>* decrypt_nanos = nullptr);
+                               std::atomic<int64_t>* decrypt_nanos = nullptr,
+                               bool dense_copy = true);
 
 // Floats of per-thread scratch PixelGemm needs.
 int64_t PixelGemmScratchFloats(const LayerWeights& w, KernelIsa isa);
 
 // Tiles [tile_begin, tile_end) of one sample, output rows [row_begin,
-// row_end) (-1: all), into y. Sequential (the caller parallelises over
-// tiles, row blocks or samples). `work`: PixelGemmScratchFloats floats of
-// this thread.
+// row_end) (-1: all), into y; with `residual` (laid out as y, NCHW only),
+// y = relu?(epilogue without relu + residual). Sequential (the caller
+// parallelises over tiles, row blocks or samples). `work`:
+// PixelGemmScratchFloats floats of this thread.
 void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                const PixelSource& source, const PixelOutput& output, int64_t P,
                int64_t tile_begin, int64_t tile_end,
                const ChannelEpilogue& epilogue, float* y, float* work,
                KernelIsa isa = SelectedIsa(), int64_t row_begin = 0,
-               int64_t row_end = -1);
+               int64_t row_end = -1, const float* residual = nullptr);
 
 }  // namespace flexor
 

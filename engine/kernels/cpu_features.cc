@@ -71,6 +71,19 @@ bool HasAvx512Vnni() {
 #endif
 }
 
+bool HasAvx512Vbmi() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return IsaSupported(KernelIsa::kAvx512) &&
+           __builtin_cpu_supports("avx512vbmi");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 const char* IsaName(KernelIsa isa) {
   switch (isa) {
     case KernelIsa::kScalar:

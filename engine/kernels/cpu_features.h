@@ -27,6 +27,10 @@ bool HasAvx512Vpopcntdq();
 // of the int8 activation path).
 bool HasAvx512Vnni();
 
+// True if the AVX-512 VBMI extension is present (byte permutes that expand
+// weight signs for the int8 convolutions).
+bool HasAvx512Vbmi();
+
 const char* IsaName(KernelIsa isa);
 
 }  // namespace flexor

@@ -10,6 +10,7 @@ set(FLEXOR_KERNEL_SOURCES
   kernels/decrypt.cc
   kernels/fused_gemm.cc
   kernels/conv_gemm.cc
+  kernels/int8_conv.cc
   kernels/microkernels.cc
   kernels/kernels_scalar.cc
 )
@@ -17,7 +18,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   list(APPEND FLEXOR_KERNEL_SOURCES
     kernels/kernels_avx2.cc
     kernels/kernels_avx512.cc
-    kernels/kernels_avx512_vnni.cc)
+    kernels/kernels_avx512_vnni.cc
+    kernels/kernels_avx512_vbmi.cc)
   # Only these files get wider ISAs; they run after a CPUID check
   # (cpu_features.cc), so the library still runs on any x86-64.
   set_source_files_properties(
@@ -31,6 +33,10 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512_vnni.cc
     PROPERTIES COMPILE_OPTIONS
     "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni;-mavx2;-mfma;-mbmi2;-mpopcnt")
+  set_source_files_properties(
+    ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512_vbmi.cc
+    PROPERTIES COMPILE_OPTIONS
+    "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vbmi;-mavx2;-mfma;-mbmi2;-mpopcnt")
 else()
   # Other architectures: the portable kernels only.
   list(APPEND FLEXOR_KERNEL_SOURCES kernels/microkernels_stubs.cc)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -80,6 +81,7 @@ constexpr int kSignBatch = 2;
 
 // Rows per register block of the pixel-tiled kernels.
 constexpr int kPixelRows = 6;
+#include "engine/kernels/int8_pixel_impl.inc"
 #include "engine/kernels/pixel_microkernels_impl.inc"
 // ------------------------------------------------------------ int8 sign path
 
@@ -301,7 +303,85 @@ void LutI8(const uint8_t* t32, int64_t kw, const uint8_t* tables,
   }
 }
 
+// Int8 pixel kernel: VPMADDUBSW multiplies the u8 activations by the
+// broadcast s8 weights of one (row, channel group) and adds pixel pairs into
+// 16 bits; with |w| <= 1 a pair is at most 510, so 64 groups sum in 16 bits
+// (32640) before VPMADDWD widens them. R rows x NV vectors of 8 pixels.
+template <int R, int NV>
+void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
+                 const uint32_t* base, const int64_t* offs, int64_t lanes,
+                 int32_t* acc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i sum32[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) sum32[r][v] = _mm256_setzero_si256();
+  for (int64_t g0 = 0; g0 < groups; g0 += 64) {
+    const int64_t g1 = std::min(groups, g0 + 64);
+    __m256i sum16[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) sum16[r][v] = _mm256_setzero_si256();
+    for (int64_t g = g0; g < g1; ++g) {
+      const uint32_t* row = offs ? base + offs[g] : base + g * lanes;
+      __m256i x[NV];
+      for (int v = 0; v < NV; ++v) {
+        x[v] =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 8 * v));
+      }
+      for (int r = 0; r < R; ++r) {
+        int32_t w4;
+        std::memcpy(&w4, w + r * ws + 4 * g, 4);
+        const __m256i wv = _mm256_set1_epi32(w4);
+        for (int v = 0; v < NV; ++v) {
+          sum16[r][v] =
+              _mm256_add_epi16(sum16[r][v], _mm256_maddubs_epi16(x[v], wv));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v)
+        sum32[r][v] =
+            _mm256_add_epi32(sum32[r][v], _mm256_madd_epi16(sum16[r][v], ones));
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * lanes + 8 * v),
+                          sum32[r][v]);
+}
+
+template <int R, int NV>
+void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
+                const uint32_t* base, const int64_t* offs, int64_t lanes,
+                int32_t* acc) {
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    Int8KnBlock<R, NV>(w + r * ws, ws, groups, base, offs, lanes,
+                       acc + r * lanes);
+  }
+  for (; r < rows; ++r) {
+    Int8KnBlock<1, NV>(w + r * ws, ws, groups, base, offs, lanes,
+                       acc + r * lanes);
+  }
+}
+
 }  // namespace avx2_kernels
+
+void Int8KnAvx2(const int8_t* w, int64_t w_stride, int64_t rows, int64_t groups,
+                const uint32_t* base, const int64_t* offs, int64_t lanes,
+                int32_t* acc) {
+  switch (lanes) {
+    case 8:
+      return avx2_kernels::Int8KnRows<8, 1>(w, w_stride, rows, groups, base,
+                                            offs, lanes, acc);
+    case 16:
+      return avx2_kernels::Int8KnRows<4, 2>(w, w_stride, rows, groups, base,
+                                            offs, lanes, acc);
+    case 32:
+      return avx2_kernels::Int8KnRows<2, 4>(w, w_stride, rows, groups, base,
+                                            offs, lanes, acc);
+    default:
+      return Int8KnPortable(w, w_stride, rows, groups, base, offs, lanes, acc);
+  }
+}
 
 void SignDotI8Avx2(const uint64_t* bits, int64_t bs, int64_t rows,
                    const int8_t* xq, int64_t xs, int64_t batch, int64_t kw,
@@ -346,7 +426,15 @@ const PixelKernelTable& Avx2PixelKernelTable() {
                                          avx2_kernels::PadInput,
                                          avx2_kernels::StoreTile,
                                          avx2_kernels::StoreTileTransposed,
-                                         avx2_kernels::TransposeToTiles};
+                                         avx2_kernels::TransposeToTiles,
+                                         Int8KnAvx2,
+                                         "avx2_maddubs",
+                                         avx2_kernels::Int8Range,
+                                         avx2_kernels::Int8QuantizeC4,
+                                         avx2_kernels::Int8Im2col,
+                                         avx2_kernels::Int8PackWeights,
+                                         avx2_kernels::MaxPool2x2,
+                                         avx2_kernels::StoreTileI32};
   return table;
 }
 

@@ -3,7 +3,10 @@
 // uses VPOPCNTQ where the CPU has it.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -52,6 +55,7 @@ constexpr int kSignBatch = 4;
 
 // Rows per register block of the pixel-tiled kernels.
 constexpr int kPixelRows = 8;
+#include "engine/kernels/int8_pixel_impl.inc"
 #include "engine/kernels/pixel_microkernels_impl.inc"
 
 // Row-LUT with VPERMPS: the 16 rows' words for one k word are split into
@@ -180,6 +184,12 @@ __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
 
 }  // namespace avx512_kernels
 
+void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
+                           int64_t channels, int64_t taps, int8_t* w8,
+                           int64_t ws) {
+  avx512_kernels::Int8PackWeights(bits, kw, rows, channels, taps, w8, ws);
+}
+
 const KernelTable& Avx512KernelTable() {
   static const KernelTable table = {
       KernelIsa::kAvx512,
@@ -201,15 +211,24 @@ const KernelTable& Avx512KernelTable() {
 }
 
 const PixelKernelTable& Avx512PixelKernelTable() {
-  static const PixelKernelTable table = {KernelIsa::kAvx512,
-                                         avx512_kernels::VF::kLanes,
-                                         avx512_kernels::DenseKn,
-                                         avx512_kernels::LutBuildRows,
-                                         avx512_kernels::Im2col,
-                                         avx512_kernels::PadInput,
-                                         avx512_kernels::StoreTile,
-                                         avx512_kernels::StoreTileTransposed,
-                                         avx512_kernels::TransposeToTiles};
+  static const PixelKernelTable table = {
+      KernelIsa::kAvx512,
+      avx512_kernels::VF::kLanes,
+      avx512_kernels::DenseKn,
+      avx512_kernels::LutBuildRows,
+      avx512_kernels::Im2col,
+      avx512_kernels::PadInput,
+      avx512_kernels::StoreTile,
+      avx512_kernels::StoreTileTransposed,
+      avx512_kernels::TransposeToTiles,
+      HasAvx512Vnni() ? Int8KnAvx512Vnni : Int8KnAvx2,
+      HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs",
+      avx512_kernels::Int8Range,
+      avx512_kernels::Int8QuantizeC4,
+      avx512_kernels::Int8Im2col,
+      HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512,
+      avx512_kernels::MaxPool2x2,
+      avx512_kernels::StoreTileI32};
   return table;
 }
 

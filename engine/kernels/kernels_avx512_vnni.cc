@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/microkernels.h"
 
@@ -80,7 +81,72 @@ void Rows(const uint64_t* bits, int64_t bs, const int8_t* x, int64_t xs,
   }
 }
 
+// Int8 pixel kernel: one VPDPBUSD per (row, vector of 16 pixels, channel
+// group): 16 x 4 u8 activations times the row's 4 broadcast s8 weights, summed
+// into 32 bits. R rows x NV vectors of accumulators stay in registers.
+template <int R, int NV>
+void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
+                 const uint32_t* base, const int64_t* offs, int64_t lanes,
+                 int32_t* acc) {
+  __m512i sum[R * NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < R * NV; ++i) sum[i] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint32_t* row = offs ? base + offs[g] : base + g * lanes;
+    __m512i x[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) x[v] = _mm512_loadu_si512(row + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      int32_t w4;
+      std::memcpy(&w4, w + r * ws + 4 * g, 4);
+      const __m512i wv = _mm512_set1_epi32(w4);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        sum[r * NV + v] = Dpbusd(sum[r * NV + v], x[v], wv);
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < R * NV; ++i) {
+    _mm512_storeu_si512(acc + (i / NV) * lanes + 16 * (i % NV), sum[i]);
+  }
+}
+
+template <int R, int NV>
+void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
+                const uint32_t* base, const int64_t* offs, int64_t lanes,
+                int32_t* acc) {
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    Int8KnBlock<R, NV>(w + r * ws, ws, groups, base, offs, lanes,
+                       acc + r * lanes);
+  }
+  for (; r + 4 <= rows; r += 4) {
+    Int8KnBlock<4, NV>(w + r * ws, ws, groups, base, offs, lanes,
+                       acc + r * lanes);
+  }
+  for (; r < rows; ++r) {
+    Int8KnBlock<1, NV>(w + r * ws, ws, groups, base, offs, lanes,
+                       acc + r * lanes);
+  }
+}
+
 }  // namespace avx512_vnni_kernels
+
+void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
+                      int64_t groups, const uint32_t* base, const int64_t* offs,
+                      int64_t lanes, int32_t* acc) {
+  switch (lanes) {
+    case 16:
+      return avx512_vnni_kernels::Int8KnRows<12, 1>(w, w_stride, rows, groups,
+                                                    base, offs, lanes, acc);
+    case 32:
+      return avx512_vnni_kernels::Int8KnRows<8, 2>(w, w_stride, rows, groups,
+                                                   base, offs, lanes, acc);
+    default:
+      return Int8KnAvx2(w, w_stride, rows, groups, base, offs, lanes, acc);
+  }
+}
 
 void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bs, int64_t rows,
                          const int8_t* xq, int64_t xs, int64_t batch,

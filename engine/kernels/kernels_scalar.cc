@@ -1,7 +1,10 @@
 // Portable build of the micro-kernels: plain C++ "vectors" of 4 floats that
 // any compiler can keep in registers (or auto-vectorize with the baseline
 // ISA). Always compiled, always tested; the fallback on CPUs without AVX2.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "engine/kernels/microkernels.h"
 
@@ -68,9 +71,29 @@ constexpr int kSignBatch = 2;
 
 // Rows per register block of the pixel-tiled kernels.
 constexpr int kPixelRows = 2;
+#include "engine/kernels/int8_pixel_impl.inc"
 #include "engine/kernels/pixel_microkernels_impl.inc"
 
 }  // namespace scalar_kernels
+
+void Int8KnPortable(const int8_t* w, int64_t w_stride, int64_t rows,
+                    int64_t groups, const uint32_t* base, const int64_t* offs,
+                    int64_t lanes, int32_t* acc) {
+  std::fill(acc, acc + rows * lanes, 0);
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint32_t* x = offs ? base + offs[g] : base + g * lanes;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int8_t* w4 = w + r * w_stride + 4 * g;
+      for (int64_t l = 0; l < lanes; ++l) {
+        int32_t sum = 0;
+        for (int i = 0; i < 4; ++i) {
+          sum += w4[i] * static_cast<int32_t>((x[l] >> (8 * i)) & 0xff);
+        }
+        acc[r * lanes + l] += sum;
+      }
+    }
+  }
+}
 
 void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                          int64_t k_words, uint64_t* out) {
@@ -153,7 +176,15 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          scalar_kernels::PadInput,
                                          scalar_kernels::StoreTile,
                                          scalar_kernels::StoreTileTransposed,
-                                         scalar_kernels::TransposeToTiles};
+                                         scalar_kernels::TransposeToTiles,
+                                         Int8KnPortable,
+                                         "portable",
+                                         scalar_kernels::Int8Range,
+                                         scalar_kernels::Int8QuantizeC4,
+                                         scalar_kernels::Int8Im2col,
+                                         scalar_kernels::Int8PackWeights,
+                                         scalar_kernels::MaxPool2x2,
+                                         scalar_kernels::StoreTileI32};
   return table;
 }
 

@@ -165,10 +165,18 @@ using Im2colFn = void (*)(const Im2colPlan& plan, const float* x, float* cols,
 using PadInputFn = void (*)(const Im2colPlan& plan, const float* x,
                             float* padded);
 // y[o * ldy + i] = f(acc[o * lanes + i]) for o < rows, i < n (n <= lanes),
-// f(v) = v * scale[o] + shift[o] (1 / 0 when null), then max(., 0) if relu.
+// f(v) = v * scale[o] + shift[o] (1 / 0 when null), plus res[o * ldy + i]
+// when res is not null (a fused residual Add), then max(., 0) if relu.
 using StoreTileFn = void (*)(const float* acc, int64_t lanes, int64_t rows,
                              int64_t n, const float* scale, const float* shift,
-                             bool relu, float* y, int64_t ldy);
+                             bool relu, float* y, int64_t ldy,
+                             const float* res);
+// The same from int32 sums (the int8 kernels), converted to float first;
+// scale and shift are required.
+using StoreTileI32Fn = void (*)(const int32_t* acc, int64_t lanes, int64_t rows,
+                                int64_t n, const float* scale,
+                                const float* shift, bool relu, float* y,
+                                int64_t ldy, const float* res);
 
 // y[i * ldy + o] = f(acc[o * lanes + i]): the same, stored pixel-major.
 using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
@@ -181,6 +189,47 @@ using StoreTileTransposedFn = void (*)(const float* acc, int64_t lanes,
 using TransposeToTilesFn = void (*)(const float* x, int64_t batch, int64_t k_in,
                                     int64_t rows, int64_t lanes, float* cols);
 
+// Int8 pixel kernels (convolutions with ActivationPrecision::kInt8, see
+// int8_conv.h). Activations are u8 in "C4" layout: the bytes of 4 channels
+// interleaved per pixel, so one 32-bit word holds (channel group, pixel);
+// weights are s8 in {-1, 0, 1} (one binary plane; its scale is applied
+// after the sum), 4 per (row, channel group) in the same channel order.
+//   acc[r * lanes + l] = sum_{g < groups} sum_{i < 4}
+//       w[r * w_stride + 4 g + i] * byte i of x_g[l]
+// x_g = base + offs[g] (32-bit words), or base + g * lanes when offs is
+// null (an int8 im2col tile). Exact integer sums: every ISA gives the same
+// result. |w| <= 1 is what lets the AVX2 kernel sum 64 groups in 16 bits.
+using Int8KnFn = void (*)(const int8_t* w, int64_t w_stride, int64_t rows,
+                          int64_t groups, const uint32_t* base,
+                          const int64_t* offs, int64_t lanes, int32_t* acc);
+// Scans n floats: *amax_bits = max |x| as bits, *negative = some x < 0
+// (-0 excluded). Inf/NaN show as *amax_bits >= 0x7f800000.
+using Int8RangeFn = void (*)(const float* x, int64_t n, uint32_t* amax_bits,
+                             bool* negative);
+// padded[c4][y + pad_h][x + pad_w] = the 4 bytes u(x[4 c4 + i][y][x]),
+// u(v) = clamp(round_to_nearest_even(v * inv) + zero, 0, 255), channels
+// >= C as `zero`; every other word (border) is left as it is. Planes are
+// hp x wp words.
+using Int8QuantizeC4Fn = void (*)(const Im2colPlan& plan, const float* x,
+                                  float inv, int32_t zero, uint32_t* padded);
+// cols[tile][g][lane] = padded[c4][oy * sh + ky][ox * sw + kx] for g = (c4 *
+// kh + ky) * kw + kx and every piece of plan (int8 explicit im2col over the
+// already padded C4 input, planes (height + 2 pad_h) x (width + 2 pad_w)).
+// plan.k_rows is the number of groups per tile.
+using Int8Im2colFn = void (*)(const Im2colPlan& plan, const uint32_t* padded,
+                              uint32_t* cols);
+// w8[o * ws + (c4 * taps + t) * 4 + i] = 1 - 2 * bit k of row o, k = (4 c4 +
+// i) * taps + t, and 0 for channels 4 c4 + i >= channels; bits are rows of
+// kw 64-bit words.
+using Int8PackWeightsFn = void (*)(const uint64_t* bits, int64_t kw,
+                                   int64_t rows, int64_t channels, int64_t taps,
+                                   int8_t* w8, int64_t ws);
+
+// 2x2 max pooling, stride 2, no padding, of `planes` planes of h x w into
+// (h / 2) x (w / 2) (odd last rows / columns dropped, as in PyTorch).
+using MaxPool2x2Fn = void (*)(const float* x, int64_t planes, int64_t h,
+                              int64_t w, float* y);
+
 struct PixelKernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -191,6 +240,14 @@ struct PixelKernelTable {
   StoreTileFn store_tile;
   StoreTileTransposedFn store_tile_transposed;
   TransposeToTilesFn transpose_to_tiles;
+  Int8KnFn int8_kn;
+  const char* int8_kn_name;  // which implementation (logs, benchmark)
+  Int8RangeFn int8_range;
+  Int8QuantizeC4Fn int8_quantize_c4;
+  Int8Im2colFn int8_im2col;
+  Int8PackWeightsFn int8_pack_weights;
+  MaxPool2x2Fn max_pool_2x2;
+  StoreTileI32Fn store_tile_i32;
 };
 const PixelKernelTable& GetPixelKernelTable(KernelIsa isa);
 const PixelKernelTable& ScalarPixelKernelTable();
@@ -220,6 +277,28 @@ void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
 void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                    const int8_t* xq, int64_t x_stride, int64_t batch,
                    int64_t k_words, int32_t* neg, int64_t neg_stride);
+// The int8 pixel kernel: portable reference (kernels_scalar.cc), AVX2
+// (VPMADDUBSW, 16-bit sums flushed every 64 groups; also used by AVX-512
+// CPUs without VNNI) and AVX-512 VNNI (VPDPBUSD).
+void Int8KnPortable(const int8_t* w, int64_t w_stride, int64_t rows,
+                    int64_t groups, const uint32_t* base, const int64_t* offs,
+                    int64_t lanes, int32_t* acc);
+void Int8KnAvx2(const int8_t* w, int64_t w_stride, int64_t rows, int64_t groups,
+                const uint32_t* base, const int64_t* offs, int64_t lanes,
+                int32_t* acc);
+void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
+                      int64_t groups, const uint32_t* base, const int64_t* offs,
+                      int64_t lanes, int32_t* acc);
+// Int8PackWeightsFn of the AVX-512 build, and the VBMI one
+// (kernels_avx512_vbmi.cc, only called when the CPU has AVX512_VBMI), which
+// expands a channel group's signs with two byte permutes for up to 32 taps
+// and leaves larger kernels to the former.
+void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
+                           int64_t channels, int64_t taps, int8_t* w8,
+                           int64_t ws);
+void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
+                               int64_t channels, int64_t taps, int8_t* w8,
+                               int64_t ws);
 // AVX-512 VNNI version (kernels_avx512_vnni.cc); only called when the CPU
 // has AVX512_VNNI.
 void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bit_stride, int64_t rows,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/kernels/conv_gemm.h"
+#include "engine/kernels/int8_conv.h"
 #include "engine/kernels/microkernels.h"
 #include "engine/kernels/ternary_gxnor.h"
 #include "engine/ops/operator.h"
@@ -40,6 +41,8 @@ class LayerEpilogue {
     Rebuild();
     return true;
   }
+  // A following residual Add (Epilogue::residual).
+  bool FuseResidual() { return post_.ComposeResidual(); }
   const Epilogue& post() const { return post_; }
   ChannelEpilogue combined() const {
     return {combined_scale_.empty() ? nullptr : combined_scale_.data(),
@@ -51,6 +54,7 @@ class LayerEpilogue {
     if (!post_.scale.empty() || !post_.shift.empty()) {
       absl::StrAppend(&out, ", + per-channel affine");
     }
+    if (post_.residual) absl::StrAppend(&out, ", + residual");
     if (post_.relu) absl::StrAppend(&out, ", + ReLU");
     return out;
   }
@@ -159,11 +163,11 @@ class DenseOp : public Operator {
     return !gxnor_ && w_.out_features >= 16 &&
            w_.out_features * w_.in_features <= kDensePixelMaxWeights;
   }
+  // Also with int8 activations: over a batch of at least one tile the exact
+  // pixel path beats the int8 sign kernel on these (small) layers (MLP
+  // batch 32: 5.9 against 7.0 us per sample).
   bool UsePixelPath(int64_t batch, const RunContext& ctx) const {
-    return ctx.path == KernelPath::kAuto && batch >= lanes_ &&
-           PixelPathFits() &&
-           (w_.kind == WeightCodecKind::kFloat32 ||
-            ctx.matmul.activations == ActivationPrecision::kFloat32);
+    return ctx.path == KernelPath::kAuto && batch >= lanes_ && PixelPathFits();
   }
   int64_t PixelScratchFloats(int64_t batch, int threads) const {
     const int64_t tiles = (batch + lanes_ - 1) / lanes_;
@@ -237,14 +241,21 @@ class Conv2dOp : public Operator {
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext& ctx) const override {
+    // A fused residual Add's other operand, laid out as the output.
+    const float* residual = epilogue_.post().residual ? inputs[1] : nullptr;
     if (ctx.path == KernelPath::kReference || cfg_.groups() != 1) {
       RunIm2colMatmul(inputs[0], batch, output, ctx.path);
-      epilogue_.post().Apply(output, batch, out_[0], out_[1] * out_[2]);
+      epilogue_.post().Apply(output, batch, out_[0], out_[1] * out_[2],
+                             residual);
+      return;
+    }
+    if (int8_ && ctx.matmul.activations == ActivationPrecision::kInt8) {
+      RunInt8(inputs[0], residual, batch, output, ctx);
       return;
     }
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
-    float* slots = ctx.scratch + Aligned(PreparedWeightsFloats(w_));
+    float* slots = SlotsBase(ctx);
     const PreparedWeights prepared =
         PrepareWeights(w_, ctx.scratch, isa_, ctx.matmul.decrypt_nanos);
     const ChannelEpilogue epi = epilogue_.combined();
@@ -256,16 +267,16 @@ class Conv2dOp : public Operator {
       if (ctx.threads == 1 || tiles == 1 ||
           MacsPerSample() < kMinParallelMacs) {
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, output,
-                  slots + input_floats_, isa_);
+                  slots + input_floats_, isa_, 0, -1, residual);
         return;
       }
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1),
-                        [&](const tbb::blocked_range<int64_t>& r) {
-                          float* work =
-                              slots + Slot(ctx) * SlotFloats() + input_floats_;
-                          PixelGemm(w_, prepared, source, output_, P, r.begin(),
-                                    r.end(), epi, output, work, isa_);
-                        });
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tiles, 1),
+          [&](const tbb::blocked_range<int64_t>& r) {
+            float* work = slots + Slot(ctx) * SlotFloats() + input_floats_;
+            PixelGemm(w_, prepared, source, output_, P, r.begin(), r.end(), epi,
+                      output, work, isa_, 0, -1, residual);
+          });
       return;
     }
     // Several samples: one task per sample, each with its thread's slot.
@@ -276,7 +287,8 @@ class Conv2dOp : public Operator {
           for (int64_t n = r.begin(); n < r.end(); ++n) {
             const PixelSource source = Prepare(inputs[0] + n * sample_in, slot);
             PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi,
-                      output + n * sample_out, slot + input_floats_, isa_);
+                      output + n * sample_out, slot + input_floats_, isa_, 0,
+                      -1, residual ? residual + n * sample_out : nullptr);
           }
         });
   }
@@ -284,13 +296,14 @@ class Conv2dOp : public Operator {
   int64_t ScratchFloats(int64_t batch, int threads) const override {
     (void)batch;
     if (cfg_.groups() != 1) return 0;  // grouped: reference-style path
-    return Aligned(PreparedWeightsFloats(w_)) +
+    return Aligned(PreparedWeightsFloats(w_)) + Aligned(int8_weights_floats_) +
            std::max(threads, 1) * SlotFloats();
   }
   bool FuseEpilogue(absl::Span<const float> scale,
                     absl::Span<const float> shift, bool relu) override {
     return epilogue_.Fuse(scale, shift, relu);
   }
+  bool FuseResidualAdd() override { return epilogue_.FuseResidual(); }
   const LayerWeights* weights() const override { return &w_; }
   int64_t MacsPerSample() const override {
     return w_.out_features * w_.in_features * out_[1] * out_[2];
@@ -307,9 +320,127 @@ class Conv2dOp : public Operator {
 
  private:
   // One thread's scratch: the GEMM's input (padded input or im2col columns,
-  // input_floats_), then its tables and accumulators.
+  // input_floats_), then its tables and accumulators; with int8 activations
+  // the quantised input (int8_input_floats_), then the int32 accumulators.
   int64_t SlotFloats() const {
-    return input_floats_ + Aligned(PixelGemmScratchFloats(w_, isa_));
+    const int64_t fp32 =
+        input_floats_ + Aligned(PixelGemmScratchFloats(w_, isa_));
+    if (!int8_) return fp32;
+    return std::max(
+        fp32, int8_input_floats_ +
+                  Aligned(Int8PixelGemmScratchFloats(w_.out_features, isa_)));
+  }
+  // After the decrypted weights and their int8 expansion.
+  float* SlotsBase(const RunContext& ctx) const {
+    return ctx.scratch + Aligned(PreparedWeightsFloats(w_)) +
+           Aligned(int8_weights_floats_);
+  }
+
+  // Int8 activations: each sample quantised into the C4 layout (int8_conv.h),
+  // then the int8 pixel GEMM; a sample holding Inf/NaN runs the FP32 path.
+  void RunInt8(const float* input, const float* residual, int64_t batch,
+               float* output, const RunContext& ctx) const {
+    const int64_t sample_in = in_[0] * in_[1] * in_[2];
+    const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
+    const PreparedWeights prepared = PrepareWeights(
+        w_, ctx.scratch, isa_, ctx.matmul.decrypt_nanos, /*dense_copy=*/false);
+    const Int8Weights weights = PrepareInt8Weights(
+        w_, prepared, in_[0], cfg_.kernel_h() * cfg_.kernel_w(),
+        ctx.scratch + Aligned(PreparedWeightsFloats(w_)), isa_,
+        ctx.matmul.decrypt_nanos);
+    const ChannelEpilogue epi = epilogue_.combined();
+    const int64_t tiles = output_.tiles(lanes_);
+    float* slots = SlotsBase(ctx);
+    // Quantises sample x into `slot`; on Inf/NaN runs it in FP32 instead.
+    auto prepare = [&](const float* x, const float* res, float* y, float* slot,
+                       Int8Source* src, Int8Activations* q) {
+      uint32_t* padded = reinterpret_cast<uint32_t*>(slot);
+      if (!QuantizeToC4(plan_, x, padded, int8_tail_words_, q, isa_)) {
+        const PixelSource source = Prepare(x, slot);
+        PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, y,
+                  slot + input_floats_, isa_, 0, -1, res);
+        return false;
+      }
+      src->row_offsets = int8_offsets_.empty() ? nullptr : int8_offsets_.data();
+      if (implicit_) {
+        src->base = padded;
+        src->tile_step = lanes_;
+      } else {
+        uint32_t* cols = padded + int8_padded_words_;
+        GetPixelKernelTable(isa_).int8_im2col(int8_plan_, padded, cols);
+        src->base = cols;
+        src->tile_step = int8_plan_.k_rows * lanes_;
+      }
+      return true;
+    };
+    if (batch == 1) {
+      Int8Source src;
+      Int8Activations q;
+      if (!prepare(input, residual, output, slots, &src, &q)) return;
+      if (ctx.threads == 1 || tiles == 1 ||
+          MacsPerSample() < kMinParallelMacs) {
+        Int8PixelGemm(weights, w_.out_features, q, src, output_, P, 0, tiles,
+                      epi, output, slots + int8_input_floats_, isa_, residual);
+        return;
+      }
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1),
+                        [&](const tbb::blocked_range<int64_t>& r) {
+                          float* work = slots + Slot(ctx) * SlotFloats() +
+                                        int8_input_floats_;
+                          Int8PixelGemm(weights, w_.out_features, q, src,
+                                        output_, P, r.begin(), r.end(), epi,
+                                        output, work, isa_, residual);
+                        });
+      return;
+    }
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, batch, 1),
+        [&](const tbb::blocked_range<int64_t>& r) {
+          float* slot = slots + Slot(ctx) * SlotFloats();
+          for (int64_t n = r.begin(); n < r.end(); ++n) {
+            Int8Source src;
+            Int8Activations q;
+            float* y = output + n * sample_out;
+            const float* res = residual ? residual + n * sample_out : nullptr;
+            if (!prepare(input + n * sample_in, res, y, slot, &src, &q)) {
+              continue;
+            }
+            Int8PixelGemm(weights, w_.out_features, q, src, output_, P, 0,
+                          tiles, epi, y, slot + int8_input_floats_, isa_, res);
+          }
+        });
+  }
+
+  // The int8 layout of the same plan: the C4 input, its row offsets (implicit
+  // GEMM) or its im2col tiles (explicit).
+  void PlanInt8() {
+    int8_ = cfg_.groups() == 1 && Int8ConvSupported(w_);
+    if (!int8_) return;
+    const int64_t kh = cfg_.kernel_h(), kw = cfg_.kernel_w();
+    const int64_t hp = in_[1] + 2 * cfg_.pad_h(),
+                  wp = in_[2] + 2 * cfg_.pad_w();
+    const int64_t c4n = (in_[0] + 3) / 4, groups = Int8Groups(in_[0], kh * kw);
+    const int64_t tiles = output_.tiles(lanes_);
+    int8_weights_floats_ = Int8WeightsFloats(w_, in_[0], kh * kw);
+    int8_padded_words_ = c4n * hp * wp;
+    int64_t words = int8_padded_words_;
+    if (implicit_) {
+      int8_offsets_.resize(groups);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t c4 = g / (kh * kw), ky = (g / kw) % kh, kx = g % kw;
+        int8_offsets_[g] = c4 * hp * wp + ky * wp + kx;
+      }
+      // The last tile reads `lanes` words from its last row's offset.
+      int8_tail_words_ = std::max<int64_t>(
+          0, int8_offsets_.back() + tiles * lanes_ - int8_padded_words_);
+      words += int8_tail_words_;
+    } else {
+      int8_plan_ = plan_;
+      int8_plan_.k_rows = groups;
+      int8_plan_.tiles = tiles;
+      words += tiles * groups * lanes_;
+    }
+    int8_input_floats_ = Aligned(words);
   }
 
   // Chooses implicit GEMM (stride 1, at most a quarter of the wide pixels
@@ -351,6 +482,7 @@ class Conv2dOp : public Operator {
       for (int64_t k = K; k < read; ++k) row_offsets_[k] = padded + pad_slack_;
       input_floats_ =
           Aligned(padded + pad_slack_ + (read > K ? tiles * lanes_ : 0));
+      PlanInt8();
       return;
     }
     output_ = DenseOutputRuns(Ho * Wo, lanes_);
@@ -362,6 +494,7 @@ class Conv2dOp : public Operator {
     cols_floats_ =
         Aligned(plan_.tiles * plan_.k_rows * lanes_ + kPixelColsSlack);
     input_floats_ = cols_floats_ + Aligned(Im2colWorkFloats(plan_));
+    PlanInt8();
   }
 
   // Writes what the GEMM reads for one sample into `slot` (the padded input,
@@ -444,6 +577,14 @@ class Conv2dOp : public Operator {
   int64_t cols_floats_ = 0;   // explicit: the columns
   int64_t pad_slack_ = 0;     // implicit: zeros after the padded input
   int64_t input_floats_ = 0;  // the GEMM's input in a slot
+  // Int8 activations (int8_conv.h), when the weights allow them.
+  bool int8_ = false;
+  Im2colPlan int8_plan_;               // explicit: k_rows = channel groups
+  std::vector<int64_t> int8_offsets_;  // implicit: per channel group, words
+  int64_t int8_weights_floats_ = 0;
+  int64_t int8_padded_words_ = 0;  // the C4 input
+  int64_t int8_tail_words_ = 0;    // implicit: zero-point words after it
+  int64_t int8_input_floats_ = 0;  // the int8 GEMM's input in a slot
 };
 
 }  // namespace

@@ -20,9 +20,25 @@ int64_t NumElements(const Shape& shape) {
   return n;
 }
 
-void Epilogue::Apply(float* y, int64_t batch, int64_t channels,
-                     int64_t inner) const {
+void Epilogue::Apply(float* y, int64_t batch, int64_t channels, int64_t inner,
+                     const float* res) const {
   if (empty()) return;
+  if (residual) {
+    // Reference and grouped paths only (the kernels fuse it into the store).
+    const float* a = scale.empty() ? nullptr : scale.data();
+    const float* t = shift.empty() ? nullptr : shift.data();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const float ac = a ? a[c] : 1.0f, tc = t ? t[c] : 0.0f;
+        const int64_t base = (b * channels + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          const float v = y[base + i] * ac + tc + res[base + i];
+          y[base + i] = relu ? std::max(v, 0.0f) : v;
+        }
+      }
+    }
+    return;
+  }
   const float* a = scale.empty() ? nullptr : scale.data();
   const float* t = shift.empty() ? nullptr : shift.data();
   if (inner == 1) {
@@ -60,7 +76,8 @@ bool Epilogue::Compose(absl::Span<const float> then_scale,
                        absl::Span<const float> then_shift, bool then_relu,
                        int64_t channels) {
   const bool affine = !then_scale.empty() || !then_shift.empty();
-  if (affine && relu) return false;  // max() does not commute with scale
+  // max() does not commute with scale; the store adds the residual last.
+  if (affine && (relu || residual)) return false;
   auto at = [](absl::Span<const float> v, int64_t c, float def) {
     return v.empty() ? def : v[v.size() == 1 ? 0 : c];
   };
@@ -76,6 +93,12 @@ bool Epilogue::Compose(absl::Span<const float> then_scale,
     shift = std::move(new_shift);
   }
   relu = relu || then_relu;
+  return true;
+}
+
+bool Epilogue::ComposeResidual() {
+  if (relu || residual) return false;
+  residual = true;
   return true;
 }
 

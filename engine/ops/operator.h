@@ -49,16 +49,26 @@ struct RunContext {
 struct Epilogue {
   std::vector<float> scale;  // empty: 1
   std::vector<float> shift;  // empty: 0
+  // A residual Add folded in: y += the op's second input (same layout as
+  // y), after scale/shift and before the ReLU.
+  bool residual = false;
   bool relu = false;
-  bool empty() const { return scale.empty() && shift.empty() && !relu; }
+  bool empty() const {
+    return scale.empty() && shift.empty() && !residual && !relu;
+  }
   // Appends "then y * then_scale + then_shift, then ReLU if then_relu"
   // (scale/shift: empty, one value or `channels` values). False when it
-  // cannot be expressed (an affine step after a ReLU).
+  // cannot be expressed (an affine step after a ReLU or a residual Add).
   bool Compose(absl::Span<const float> then_scale,
                absl::Span<const float> then_shift, bool then_relu,
                int64_t channels);
-  // Applies to y[b * batch_stride + o * channel_stride + i], i < inner.
-  void Apply(float* y, int64_t batch, int64_t channels, int64_t inner) const;
+  // Appends "then + residual": false after a ReLU (max() first, then the
+  // sum, is not what the fused store computes).
+  bool ComposeResidual();
+  // Applies to y[(b * channels + o) * inner + i], i < inner; `residual`
+  // (laid out as y) is required when the epilogue has one.
+  void Apply(float* y, int64_t batch, int64_t channels, int64_t inner,
+             const float* residual = nullptr) const;
 };
 
 class Operator {
@@ -84,6 +94,10 @@ class Operator {
     (void)relu;
     return false;
   }
+  // Conv2d: takes over the residual Add that follows it; the Add's other
+  // operand then comes as inputs[1] (see Epilogue::residual). False when it
+  // cannot (other ops, or a ReLU already fused).
+  virtual bool FuseResidualAdd() { return false; }
   // BatchNorm and ReLU: fold this op into `producer`, which computed its
   // only input. True when folded (the step then disappears).
   virtual bool FoldInto(Operator& producer) const {

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/microkernels.h"
 #include "engine/ops/operator.h"
 
 namespace flexor {
@@ -26,22 +28,10 @@ class Pool2dOp : public Operator {
     const float area = static_cast<float>(cfg_.kernel_h() * cfg_.kernel_w());
     if (is_max && cfg_.pad_h() == 0 && cfg_.pad_w() == 0 &&
         cfg_.kernel_h() == 2 && cfg_.kernel_w() == 2 && cfg_.stride_h() == 2 &&
-        cfg_.stride_w() == 2 && Wo <= 1024) {
-      // The usual 2x2/2 pooling: max of the two rows (a plain vector loop),
-      // then of neighbouring columns.
-      float rows[2048];
-      for (int64_t nc = 0; nc < batch * C; ++nc) {
-        const float* x = inputs[0] + nc * H * W;
-        float* y = output + nc * Ho * Wo;
-        for (int64_t oy = 0; oy < Ho; ++oy) {
-          const float* r0 = x + 2 * oy * W;
-          const float* r1 = r0 + W;
-          for (int64_t i = 0; i < 2 * Wo; ++i) rows[i] = std::max(r0[i], r1[i]);
-          for (int64_t ox = 0; ox < Wo; ++ox) {
-            y[oy * Wo + ox] = std::max(rows[2 * ox], rows[2 * ox + 1]);
-          }
-        }
-      }
+        cfg_.stride_w() == 2) {
+      // The usual 2x2/2 pooling: a per-ISA kernel (microkernels.h).
+      GetPixelKernelTable(SelectedIsa())
+          .max_pool_2x2(inputs[0], batch * C, H, W, output);
       return;
     }
     if (is_max && cfg_.pad_h() == 0 && cfg_.pad_w() == 0) {

@@ -153,6 +153,9 @@ class Builder {
     w_.metadata().set_description("random weights (tests, demos, benchmarks)");
     (*w_.metadata().mutable_provenance())["generator"] = "BuildRandomModel";
     (*w_.metadata().mutable_provenance())["seed"] = absl::StrCat(spec_.seed);
+    for (const std::string& label : spec_.labels) {
+      w_.metadata().add_labels(label);
+    }
     w_.AddInput("image", {1, 28, 28}, /*accepts_uint8=*/true);
     mv1::InputScaleOp* scale =
         w_.AddNode("normalize", {"image"}, "normalize")->mutable_input_scale();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -24,6 +25,8 @@ struct RandomModelSpec {
   // Width multiplier for the hidden layers (MLP hidden = 64 * width).
   int width = 1;
   uint64_t seed = 1;
+  // Class names written to the metadata (classification tests).
+  std::vector<std::string> labels;
 };
 
 // Serialized model file bytes. The model takes [1, 28, 28] images (pixels

@@ -136,11 +136,12 @@ std::string Authorizer::Describe() const {
     admin.push_back("client certificate identity in [" +
                     absl::StrJoin(options_.admin_identities, ", ") + "]");
   }
-  std::string out =
-      admin.empty() ? "admin RPCs (RepositoryModelLoad/Unload, uploads): OPEN "
-                      "to any client"
-                    : "admin RPCs (RepositoryModelLoad/Unload, uploads) need " +
-                          absl::StrJoin(admin, " or ");
+  std::string out = admin.empty() ? "admin RPCs (RepositoryModelLoad/Unload, "
+                                    "uploads, LogSettings): OPEN "
+                                    "to any client"
+                                  : "admin RPCs (RepositoryModelLoad/Unload, "
+                                    "uploads, LogSettings) need " +
+                                        absl::StrJoin(admin, " or ");
   if (options_.inference_open) {
     absl::StrAppend(&out, "; inference RPCs: open");
   } else {

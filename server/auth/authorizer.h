@@ -1,7 +1,8 @@
 // Who may call what: every RPC of inference.GRPCInferenceService is either
 // an inference RPC (ModelInfer, metadata, readiness, statistics, index) or
-// an admin RPC (anything that changes what is served: RepositoryModelLoad,
-// including uploads, RepositoryModelUnload). An admin RPC needs a bearer
+// an admin RPC (anything that changes what is served or how the server
+// runs: RepositoryModelLoad, including uploads, RepositoryModelUnload,
+// LogSettings). An admin RPC needs a bearer
 // token from --auth-token-file ("authorization: Bearer <token>" metadata) or
 // a verified client certificate whose identity is in --auth-admin-identities.
 // Inference RPCs are open unless --auth-inference=authenticated, in which

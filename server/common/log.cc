@@ -13,7 +13,11 @@
 namespace flexor::server {
 namespace {
 
-std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
+// Bit i set: level i enabled.
+std::atomic<unsigned> g_enabled{0b111};
+std::atomic<int> g_verbose_level{0};
+
+unsigned Bit(LogLevel level) { return 1u << static_cast<int>(level); }
 
 char LevelChar(LogLevel level) {
   switch (level) {
@@ -35,11 +39,28 @@ const char* Basename(const char* path) {
 }  // namespace
 
 void SetMinLogLevel(LogLevel level) {
-  g_min_level.store(static_cast<int>(level), std::memory_order_relaxed);
+  // Bits of `level` and above.
+  g_enabled.store(0b111u & ~(Bit(level) - 1), std::memory_order_relaxed);
 }
 
-LogLevel MinLogLevel() {
-  return static_cast<LogLevel>(g_min_level.load(std::memory_order_relaxed));
+void SetLogLevelEnabled(LogLevel level, bool enabled) {
+  if (enabled) {
+    g_enabled.fetch_or(Bit(level), std::memory_order_relaxed);
+  } else {
+    g_enabled.fetch_and(~Bit(level), std::memory_order_relaxed);
+  }
+}
+
+bool LogLevelEnabled(LogLevel level) {
+  return (g_enabled.load(std::memory_order_relaxed) & Bit(level)) != 0;
+}
+
+void SetLogVerboseLevel(int level) {
+  g_verbose_level.store(level, std::memory_order_relaxed);
+}
+
+int LogVerboseLevel() {
+  return g_verbose_level.load(std::memory_order_relaxed);
 }
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line) {

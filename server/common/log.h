@@ -12,9 +12,17 @@ namespace flexor::server {
 
 enum class LogLevel { kInfo = 0, kWarning = 1, kError = 2 };
 
-// Messages below this level are dropped (default kInfo).
+// Messages below this level are dropped (default kInfo): enables `level`
+// and the levels above it, disables those below.
 void SetMinLogLevel(LogLevel level);
-LogLevel MinLogLevel();
+// Each level can be turned on and off on its own at run time (Triton's
+// log_info / log_warning / log_error, the LogSettings RPC).
+void SetLogLevelEnabled(LogLevel level, bool enabled);
+bool LogLevelEnabled(LogLevel level);
+// Triton's log_verbose_level: kept and reported; the server writes no
+// verbose messages, so it changes no output.
+void SetLogVerboseLevel(int level);
+int LogVerboseLevel();
 
 class LogMessage {
  public:
@@ -35,11 +43,11 @@ class LogMessage {
 #define FLEXOR_LOG_LEVEL_WARNING ::flexor::server::LogLevel::kWarning
 #define FLEXOR_LOG_LEVEL_ERROR ::flexor::server::LogLevel::kError
 
-#define FLEXOR_LOG(severity)                                            \
-  if (FLEXOR_LOG_LEVEL_##severity < ::flexor::server::MinLogLevel()) {  \
-  } else                                                                \
-    ::flexor::server::LogMessage(FLEXOR_LOG_LEVEL_##severity, __FILE__, \
-                                 __LINE__)                              \
+#define FLEXOR_LOG(severity)                                             \
+  if (!::flexor::server::LogLevelEnabled(FLEXOR_LOG_LEVEL_##severity)) { \
+  } else                                                                 \
+    ::flexor::server::LogMessage(FLEXOR_LOG_LEVEL_##severity, __FILE__,  \
+                                 __LINE__)                               \
         .stream()
 
 #endif  // FLEXOR_SERVER_COMMON_LOG_H_

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -11,6 +12,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "server/config/model_config.pb.h"
+#include "server/config/triton_config.h"
 
 namespace flexor::server {
 namespace {
@@ -117,7 +119,8 @@ std::string ModelConfig::DebugString() const {
       " max_queue_delay_us=", absl::ToInt64Microseconds(max_queue_delay),
       " max_queue_size=", max_queue_size,
       " version_policy=", version_policy.ToString(),
-      " activation_precision=", ActivationPrecisionName(activations));
+      " activation_precision=", ActivationPrecisionName(activations),
+      inputs.empty() && outputs.empty() ? "" : " io=declared");
 }
 
 absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
@@ -132,17 +135,12 @@ const char* ActivationPrecisionName(ActivationPrecision precision) {
   return precision == ActivationPrecision::kInt8 ? "int8" : "fp32";
 }
 
-absl::StatusOr<ModelConfig> ParseModelConfig(
-    absl::string_view text, const ModelConfigDefaults& defaults,
-    absl::string_view source) {
-  config::ModelConfig proto;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(std::string(text), &proto)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": invalid model config: ", errors.error()));
-  }
+namespace {
+
+// The checks and defaults every config form goes through.
+absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
+                                            const ModelConfigDefaults& defaults,
+                                            absl::string_view source) {
   ModelConfig config = defaults;
 
   if (proto.max_batch_size() != 0) {
@@ -214,6 +212,57 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
               // rejects them)
       break;
   }
+  return config;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(
+    absl::string_view text, const ModelConfigDefaults& defaults,
+    absl::string_view source) {
+  config::ModelConfig proto;
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &proto)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": invalid model config: ", errors.error()));
+  }
+  return ConfigFromProto(proto, defaults, source);
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfigText(
+    absl::string_view text, const ModelConfigDefaults& defaults,
+    absl::string_view model_name, absl::string_view source) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  const bool json = first != absl::string_view::npos && text[first] == '{';
+  absl::Status own_error;
+  if (!json) {
+    absl::StatusOr<ModelConfig> own = ParseModelConfig(text, defaults, source);
+    // A parse error may mean Triton's form; a value error is final.
+    if (own.ok() ||
+        !absl::StrContains(own.status().message(), "invalid model config")) {
+      return own;
+    }
+    own_error = own.status();
+  }
+  absl::StatusOr<TranslatedConfig> triton =
+      TranslateTritonConfig(text, json, model_name, source);
+  if (!triton.ok()) {
+    if (json ||
+        !absl::StrContains(triton.status().message(), "invalid model config")) {
+      return triton.status();
+    }
+    // Neither form: the project's error first, Triton's beside it.
+    return absl::InvalidArgumentError(absl::StrCat(
+        own_error.message(),
+        " (as Triton's config.pbtxt: ", triton.status().message(), ")"));
+  }
+  absl::StatusOr<ModelConfig> config =
+      ConfigFromProto(triton->project, defaults, source);
+  if (!config.ok()) return config;
+  config->inputs = std::move(triton->inputs);
+  config->outputs = std::move(triton->outputs);
   return config;
 }
 

@@ -27,6 +27,17 @@ struct VersionPolicySpec {
   std::vector<int64_t> Select(std::vector<int64_t> available) const;
 };
 
+// An input or output as a Triton config declares it; checked against the
+// model file at load (the file is the truth, the config may only confirm it).
+struct TensorDecl {
+  std::string name;
+  std::string datatype;       // "FP32", "UINT8", ...
+  std::vector<int64_t> dims;  // without the batch dimension
+  bool operator==(const TensorDecl& o) const {
+    return name == o.name && datatype == o.datatype && dims == o.dims;
+  }
+};
+
 struct ModelConfig {
   int max_batch_size = 32;
   bool dynamic_batching = true;
@@ -35,6 +46,9 @@ struct ModelConfig {
   VersionPolicySpec version_policy;
   // Binary-coded / ternary layers: exact FP32 or int8 activations.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // From a Triton config's input/output sections (empty: not declared).
+  std::vector<TensorDecl> inputs;
+  std::vector<TensorDecl> outputs;
 
   std::string DebugString() const;
 };
@@ -47,11 +61,20 @@ absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
     absl::string_view text);
 const char* ActivationPrecisionName(ActivationPrecision precision);
 
-// Parses config.pbtxt text (empty text: all defaults). Errors name `source`
-// and the offending field.
+// Parses config.pbtxt text in the project's form (server/config/
+// model_config.proto; empty text: all defaults). Errors name `source` and
+// the offending field.
 absl::StatusOr<ModelConfig> ParseModelConfig(
     absl::string_view text, const ModelConfigDefaults& defaults,
     absl::string_view source);
+
+// Any config text a client or the repository may hold for model
+// `model_name`: Triton's JSON of inference.ModelConfig (text starting with
+// '{'), else config.pbtxt in the project's form, else Triton's
+// config.pbtxt (text format of inference.ModelConfig). See docs/server.md.
+absl::StatusOr<ModelConfig> ParseModelConfigText(
+    absl::string_view text, const ModelConfigDefaults& defaults,
+    absl::string_view model_name, absl::string_view source);
 
 }  // namespace flexor::server
 

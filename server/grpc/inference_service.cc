@@ -10,10 +10,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/grpc_status.h"
 #include "engine/format/model_signature.h"
-#include "server/common/grpc_status.h"
 #include "server/common/log.h"
+#include "server/config/triton_config.h"
 #include "server/grpc/infer_call.h"
+#include "server/grpc/model_version.h"
 #include "server/grpc/tensor_codec.h"
 #include "server/registry/repository.h"
 
@@ -22,6 +24,16 @@ namespace {
 
 constexpr char kServerName[] = "flexor";
 constexpr char kServerVersion[] = "0.1.0";
+
+// A ModelStreamInfer stream refused by the authorizer: finished at once
+// (gRPC holds the Finish until the reactor is bound).
+class DeniedStream final
+    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                     inference::ModelStreamInferResponse> {
+ public:
+  explicit DeniedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
                                 const absl::Status& status) {
@@ -36,10 +48,25 @@ void FillDuration(const ServableStats::Duration& from,
   to->set_ns(from.ns.load(std::memory_order_relaxed));
 }
 
+// Answers UNIMPLEMENTED for a method of Triton's protocol this server does
+// not have, saying which and what to do instead (gRPC's default answer has
+// an empty message).
+grpc::ServerUnaryReactor* NotImplemented(grpc::CallbackServerContext* context,
+                                         absl::string_view method,
+                                         absl::string_view instead) {
+  return Reply(context, absl::UnimplementedError(absl::StrCat(
+                            "inference.GRPCInferenceService/", method,
+                            " is not implemented by this server; ", instead)));
+}
+
+constexpr char kNoSharedMemory[] =
+    "send tensors in the request itself (raw_input_contents); there is no "
+    "shared-memory extension";
+
 void FillStatistics(const ServableVersion& s, inference::ModelStatistics* out) {
   const ServableStats& st = s.stats();
   out->set_name(s.name());
-  out->set_version(s.version_string());
+  out->set_version(absl::StrCat(s.version()));
   out->set_last_inference(st.last_inference_ms.load());
   out->set_inference_count(st.inference_count.load());
   out->set_execution_count(st.execution_count.load());
@@ -53,8 +80,13 @@ void FillStatistics(const ServableVersion& s, inference::ModelStatistics* out) {
   for (const auto& [size, entry] : st.BatchStats()) {
     auto* batch = out->add_batch_stats();
     batch->set_batch_size(static_cast<uint64_t>(size));
+    // Triton's layout: one count per execution in each of the three.
+    batch->mutable_compute_input()->set_count(entry.count);
+    batch->mutable_compute_input()->set_ns(entry.input_ns);
     batch->mutable_compute_infer()->set_count(entry.count);
     batch->mutable_compute_infer()->set_ns(entry.compute_ns);
+    batch->mutable_compute_output()->set_count(entry.count);
+    batch->mutable_compute_output()->set_ns(entry.output_ns);
   }
   auto* memory = out->add_memory_usage();
   memory->set_type("CPU");
@@ -180,13 +212,10 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
     inference::ModelReadyResponse* response) {
   if (auto* denied = Deny(context, Access::kInference, "ModelReady"))
     return denied;
-  absl::StatusOr<ServablePtr> servable =
-      manager_->Get(request->name(), request->version());
-  if (!servable.ok() &&
-      servable.status().code() == absl::StatusCode::kInvalidArgument) {
-    return Reply(context, servable.status());
-  }
-  response->set_ready(servable.ok());
+  absl::StatusOr<std::optional<int64_t>> version =
+      ParseModelVersion(request->version());
+  if (!version.ok()) return Reply(context, version.status());
+  response->set_ready(manager_->Get(request->name(), *version).ok());
   return Reply(context, absl::OkStatus());
 }
 
@@ -198,8 +227,11 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     return denied;
   response->set_name(kServerName);
   response->set_version(kServerVersion);
+  response->add_extensions("classification");
+  response->add_extensions("model_configuration");
   response->add_extensions("model_repository");
   response->add_extensions("statistics");
+  response->add_extensions("logging");
   return Reply(context, absl::OkStatus());
 }
 
@@ -209,14 +241,17 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     inference::ModelMetadataResponse* response) {
   if (auto* denied = Deny(context, Access::kInference, "ModelMetadata"))
     return denied;
+  absl::StatusOr<std::optional<int64_t>> version =
+      ParseModelVersion(request->version());
+  if (!version.ok()) return Reply(context, version.status());
   absl::StatusOr<ServablePtr> servable =
-      manager_->Get(request->name(), request->version());
+      manager_->Get(request->name(), *version);
   if (!servable.ok()) return Reply(context, servable.status());
   const Model& model = (*servable)->model();
   response->set_name(request->name());
   response->set_platform("flexor");
   for (const ServablePtr& s : manager_->ServingVersions(request->name())) {
-    response->add_versions(s->version_string());
+    response->add_versions(absl::StrCat(s->version()));
   }
   auto* input = response->add_inputs();
   input->set_name(model.input().name());
@@ -242,27 +277,56 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
   return call;
 }
 
+grpc::ServerBidiReactor<inference::ModelInferRequest,
+                        inference::ModelStreamInferResponse>*
+InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  if (auth_ != nullptr) {
+    grpc::Status status =
+        auth_->Check(*context, Access::kInference, "ModelStreamInfer");
+    if (!status.ok()) return new DeniedStream(std::move(status));
+  }
+  return new StreamInferCall(this, context);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(
+    grpc::CallbackServerContext* context,
+    const inference::ModelConfigRequest* request,
+    inference::ModelConfigResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelConfig"))
+    return denied;
+  absl::StatusOr<std::optional<int64_t>> version =
+      ParseModelVersion(request->version());
+  if (!version.ok()) return Reply(context, version.status());
+  absl::StatusOr<ServablePtr> servable =
+      manager_->Get(request->name(), *version);
+  if (!servable.ok()) return Reply(context, servable.status());
+  *response->mutable_config() =
+      ToTritonConfig((*servable)->name(), (*servable)->config(),
+                     (*servable)->model(), scheduler_->threads());
+  return Reply(context, absl::OkStatus());
+}
+
 grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* context,
     const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
   if (auto* denied = Deny(context, Access::kInference, "ModelStatistics"))
     return denied;
+  absl::StatusOr<std::optional<int64_t>> version =
+      ParseModelVersion(request->version());
+  if (!version.ok()) return Reply(context, version.status());
   std::vector<std::string> names;
   if (request->name().empty()) {
     names = manager_->ServingModels();
   } else {
     absl::StatusOr<ServablePtr> check =
-        manager_->Get(request->name(), request->version());
+        manager_->Get(request->name(), *version);
     if (!check.ok()) return Reply(context, check.status());
     names.push_back(request->name());
   }
   for (const std::string& name : names) {
     for (const ServablePtr& s : manager_->ServingVersions(name)) {
-      if (!request->version().empty() &&
-          s->version_string() != request->version()) {
-        continue;
-      }
+      if (version->has_value() && s->version() != **version) continue;
       FillStatistics(*s, response->add_model_stats());
     }
   }
@@ -278,8 +342,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
   for (const ModelManager::IndexEntry& e : manager_->Index(request->ready())) {
     auto* m = response->add_models();
     m->set_name(e.name);
-    m->set_version(e.version);
-    m->set_state(e.state);
+    if (e.version > 0) m->set_version(absl::StrCat(e.version));
+    m->set_state(ModelReadinessName(e.state));
     m->set_reason(e.reason);
   }
   return Reply(context, absl::OkStatus());
@@ -299,7 +363,8 @@ grpc::ServerUnaryReactor* InferenceService::Deny(
 absl::Status InferenceService::CheckRepositoryControl(
     const std::string& op) const {
   if (mode_ == ModelControlMode::kExplicit) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
+  // UNAVAILABLE, as Triton answers (KServe v2 names no code for this).
+  return absl::UnavailableError(absl::StrCat(
       op, " needs --model-control-mode=explicit; this server runs in ",
       mode_ == ModelControlMode::kPoll ? "poll" : "none",
       " mode, where the repository directory alone decides what is loaded"));
@@ -341,9 +406,11 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
     if (key == "config") {
       if (value.parameter_choice_case() !=
           inference::ModelRepositoryParameter::kStringParam) {
-        return Reply(context, absl::InvalidArgumentError(
-                                  "parameter 'config' must be a string_param "
-                                  "holding config.pbtxt text"));
+        return Reply(context,
+                     absl::InvalidArgumentError(
+                         "parameter 'config' must be a string_param holding "
+                         "Triton's JSON of inference.ModelConfig or "
+                         "config.pbtxt text"));
       }
       config = value.string_param();
     } else if (absl::StartsWith(key, "file:")) {
@@ -391,10 +458,9 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
   absl::Status queued = admin_->Schedule(
       [this, name = request->model_name(), config = std::move(config),
        files = std::move(files)]() mutable {
-        return files.empty() && !config.has_value()
-                   ? manager_->Load(name)
-                   : manager_->LoadWithFiles(name, std::move(config),
-                                             std::move(files));
+        return files.empty() ? manager_->Load(name, std::move(config))
+                             : manager_->LoadWithFiles(name, std::move(config),
+                                                       std::move(files));
       },
       reactor, upload_bytes);
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
@@ -425,6 +491,140 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
                        reactor);
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::LogSettings(
+    grpc::CallbackServerContext* context,
+    const inference::LogSettingsRequest* request,
+    inference::LogSettingsResponse* response) {
+  // Changes the server's state, like the repository RPCs.
+  if (auto* denied = Deny(context, Access::kAdmin, "LogSettings"))
+    return denied;
+  using Value = inference::LogSettingsRequest::SettingValue;
+  const std::pair<const char*, LogLevel> levels[] = {
+      {"log_info", LogLevel::kInfo},
+      {"log_warning", LogLevel::kWarning},
+      {"log_error", LogLevel::kError}};
+  // Check every setting before applying any: a bad request changes nothing.
+  for (const auto& [key, value] : request->settings()) {
+    auto type_error = [&key = key](const char* type) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log setting '", key, "' must be a ", type));
+    };
+    if (key == "log_info" || key == "log_warning" || key == "log_error") {
+      if (value.parameter_choice_case() != Value::kBoolParam) {
+        return Reply(context, type_error("bool_param"));
+      }
+    } else if (key == "log_verbose_level") {
+      if (value.parameter_choice_case() != Value::kUint32Param) {
+        return Reply(context, type_error("uint32_param"));
+      }
+    } else if (key == "log_file") {
+      if (value.parameter_choice_case() != Value::kStringParam) {
+        return Reply(context, type_error("string_param"));
+      }
+      // A client must not make the server write files of its choosing.
+      if (!value.string_param().empty()) {
+        return Reply(context, absl::InvalidArgumentError(
+                                  "log_file: this server logs to stderr "
+                                  "only (redirect it where it runs); only "
+                                  "\"\" is accepted"));
+      }
+    } else if (key == "log_format") {
+      if (value.parameter_choice_case() != Value::kStringParam) {
+        return Reply(context, type_error("string_param"));
+      }
+      if (value.string_param() != "default") {
+        return Reply(context,
+                     absl::InvalidArgumentError(absl::StrCat(
+                         "log_format '",
+                         absl::CEscape(value.string_param().substr(0, 40)),
+                         "' is not supported; only \"default\"")));
+      }
+    } else {
+      return Reply(
+          context,
+          absl::InvalidArgumentError(absl::StrCat(
+              "unknown log setting '", absl::CEscape(key.substr(0, 60)),
+              "'; supported: log_info, log_warning, log_error, "
+              "log_verbose_level, log_format, log_file")));
+    }
+  }
+  for (const auto& [key, value] : request->settings()) {
+    for (const auto& [name, level] : levels) {
+      if (key == name) SetLogLevelEnabled(level, value.bool_param());
+    }
+    if (key == "log_verbose_level") {
+      SetLogVerboseLevel(static_cast<int>(value.uint32_param()));
+    }
+  }
+  if (!request->settings().empty()) {
+    FLEXOR_LOG(WARNING) << "log settings changed: info="
+                        << LogLevelEnabled(LogLevel::kInfo)
+                        << " warning=" << LogLevelEnabled(LogLevel::kWarning)
+                        << " error=" << LogLevelEnabled(LogLevel::kError)
+                        << " verbose_level=" << LogVerboseLevel();
+  }
+  auto& out = *response->mutable_settings();
+  for (const auto& [name, level] : levels) {
+    out[name].set_bool_param(LogLevelEnabled(level));
+  }
+  out["log_verbose_level"].set_uint32_param(
+      static_cast<uint32_t>(LogVerboseLevel()));
+  out["log_format"].set_string_param("default");
+  out["log_file"].set_string_param("");
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryStatus(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryStatusRequest*,
+    inference::SystemSharedMemoryStatusResponse*) {
+  return NotImplemented(context, "SystemSharedMemoryStatus", kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryRegister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryRegisterRequest*,
+    inference::SystemSharedMemoryRegisterResponse*) {
+  return NotImplemented(context, "SystemSharedMemoryRegister", kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryUnregisterRequest*,
+    inference::SystemSharedMemoryUnregisterResponse*) {
+  return NotImplemented(context, "SystemSharedMemoryUnregister",
+                        kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryStatus(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryStatusRequest*,
+    inference::CudaSharedMemoryStatusResponse*) {
+  return NotImplemented(context, "CudaSharedMemoryStatus", kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryRegister(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryRegisterRequest*,
+    inference::CudaSharedMemoryRegisterResponse*) {
+  return NotImplemented(context, "CudaSharedMemoryRegister", kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryUnregister(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryUnregisterRequest*,
+    inference::CudaSharedMemoryUnregisterResponse*) {
+  return NotImplemented(context, "CudaSharedMemoryUnregister", kNoSharedMemory);
+}
+
+grpc::ServerUnaryReactor* InferenceService::TraceSetting(
+    grpc::CallbackServerContext* context, const inference::TraceSettingRequest*,
+    inference::TraceSettingResponse*) {
+  return NotImplemented(context, "TraceSetting",
+                        "there is no trace extension; per-stage timings are "
+                        "in ModelStatistics and the Prometheus metrics");
 }
 
 }  // namespace flexor::server

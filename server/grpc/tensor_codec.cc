@@ -1,6 +1,9 @@
 #include "server/grpc/tensor_codec.h"
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -25,6 +28,83 @@ bool WantsBinary(
   auto it = out.parameters().find("binary_data");
   if (it == out.parameters().end()) return fallback;
   return it->second.bool_param();
+}
+
+// The "class_count" parameter of a requested output (0: absent). Triton's
+// clients send it as int64_param; classification needs one score per class,
+// i.e. an output of rank 1 per sample.
+absl::StatusOr<int64_t> ClassCount(
+    const inference::ModelInferRequest::InferRequestedOutputTensor& out,
+    const Model& model, const std::string& model_name) {
+  auto it = out.parameters().find("class_count");
+  if (it == out.parameters().end()) return 0;
+  const inference::InferParameter& p = it->second;
+  int64_t count = 0;
+  if (p.parameter_choice_case() == inference::InferParameter::kInt64Param) {
+    count = p.int64_param();
+  } else if (p.parameter_choice_case() ==
+             inference::InferParameter::kUint64Param) {
+    count = static_cast<int64_t>(
+        std::min<uint64_t>(p.uint64_param(), uint64_t{1} << 62));
+  } else {
+    return absl::InvalidArgumentError(
+        "parameter 'class_count' of requested output must be an int64_param");
+  }
+  if (count < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("class_count ", count, " of output '", out.name(),
+                     "' must be at least 1 (leave it out for the raw scores)"));
+  }
+  if (model.output().shape_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output '", out.name(), "' of model '", model_name, "' has shape [N, ",
+        absl::StrJoin(model.output().shape(), ", "),
+        "]; classification (class_count) needs one score per class, [N, C]"));
+  }
+  // As in Triton, more classes than the output has means all of them.
+  return std::min<int64_t>(count, model.output().shape(0));
+}
+
+// Triton's classification: per sample, the top `k` scores, highest first,
+// as "score:index" plus ":label" where the model names its classes.
+void EncodeClassification(
+    const Model& model, const float* output, int64_t batch, int64_t k, bool raw,
+    inference::ModelInferResponse::InferOutputTensor* tensor,
+    std::string* raw_out) {
+  const auto& labels = model.file().header().metadata().labels();
+  const int64_t classes = model.output().shape(0);
+  tensor->set_datatype("BYTES");
+  tensor->add_shape(batch);
+  tensor->add_shape(k);
+  std::vector<int64_t> order(static_cast<size_t>(classes));
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* row = output + b * classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [row](int64_t x, int64_t y) {
+                        return row[x] > row[y] || (row[x] == row[y] && x < y);
+                      });
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t c = order[static_cast<size_t>(i)];
+      // std::to_string's "%f", as Triton formats the score.
+      std::string entry = absl::StrCat(std::to_string(row[c]), ":", c);
+      if (c < labels.size() && !labels[static_cast<int>(c)].empty()) {
+        absl::StrAppend(&entry, ":", labels[static_cast<int>(c)]);
+      }
+      if (raw) {
+        // BYTES in raw form: 4-byte little-endian length, then the bytes.
+        const uint32_t n = static_cast<uint32_t>(entry.size());
+        const char len[4] = {static_cast<char>(n & 0xff),
+                             static_cast<char>((n >> 8) & 0xff),
+                             static_cast<char>((n >> 16) & 0xff),
+                             static_cast<char>((n >> 24) & 0xff)};
+        raw_out->append(len, 4);
+        raw_out->append(entry);
+      } else {
+        tensor->mutable_contents()->add_bytes_contents(std::move(entry));
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -150,7 +230,8 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(
       out.input[i] = static_cast<float>(v);
     }
   }
-  // Requested outputs: names must exist; binary_data picks the encoding.
+  // Requested outputs: names must exist; binary_data picks the encoding,
+  // class_count asks for classification.
   for (const auto& requested : request.outputs()) {
     if (requested.name() != model.output().name()) {
       return absl::InvalidArgumentError(
@@ -159,6 +240,10 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(
                        model.output().name(), "'"));
     }
     out.raw_output = WantsBinary(requested, out.raw_output);
+    absl::StatusOr<int64_t> class_count =
+        ClassCount(requested, model, model_name);
+    if (!class_count.ok()) return class_count.status();
+    out.class_count = *class_count;
   }
   return out;
 }
@@ -166,13 +251,22 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(
 void EncodeInferResponse(const inference::ModelInferRequest& request,
                          const Model& model, const std::string& model_name,
                          const std::string& version, const float* output,
-                         int64_t batch, bool raw_output,
+                         const DecodedRequest& decoded,
                          inference::ModelInferResponse* response) {
+  const int64_t batch = decoded.batch;
+  const bool raw_output = decoded.raw_output;
   response->set_model_name(model_name);
   response->set_model_version(version);
   response->set_id(request.id());
   auto* tensor = response->add_outputs();
   tensor->set_name(model.output().name());
+  if (decoded.class_count > 0) {
+    std::string* raw =
+        raw_output ? response->add_raw_output_contents() : nullptr;
+    EncodeClassification(model, output, batch, decoded.class_count, raw_output,
+                         tensor, raw);
+    return;
+  }
   tensor->set_datatype("FP32");
   tensor->add_shape(batch);
   for (int64_t d : model.output().shape()) tensor->add_shape(d);

@@ -22,19 +22,25 @@ struct DecodedRequest {
   // Answer in raw_output_contents (the request used raw inputs, or asked
   // for binary_data); otherwise in typed contents.
   bool raw_output = false;
+  // Triton's classification extension: > 0 answers the top class_count
+  // classes of each sample as BYTES "score:index[:label]" instead of the
+  // scores.
+  int64_t class_count = 0;
 };
 
 // Validates `request` against `model` (one input; name, datatype, shape and
-// byte length; requested outputs) and converts the input to FP32.
+// byte length; requested outputs and their parameters) and converts the
+// input to FP32.
 absl::StatusOr<DecodedRequest> DecodeInferRequest(
     const inference::ModelInferRequest& request, const Model& model,
     int max_batch_size);
 
-// Fills `response` with the output rows [batch, output_size].
+// Fills `response` with the output rows [decoded.batch, output_size], or
+// their classification when decoded.class_count > 0.
 void EncodeInferResponse(const inference::ModelInferRequest& request,
                          const Model& model, const std::string& model_name,
                          const std::string& version, const float* output,
-                         int64_t batch, bool raw_output,
+                         const DecodedRequest& decoded,
                          inference::ModelInferResponse* response);
 
 }  // namespace flexor::server

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/format/model_file.h"
 
 namespace flexor::server {
@@ -17,6 +18,28 @@ absl::Status Annotate(const absl::Status& status, const std::string& model,
   return absl::Status(status.code(),
                       absl::StrCat("model '", model, "' version ", version,
                                    " failed validation: ", status.message()));
+}
+
+// A config's declared inputs (outputs) must be the model's: the model file
+// is the truth, a config may only confirm it.
+absl::Status CheckDeclared(const std::vector<TensorDecl>& declared,
+                           const model::v1::ValueInfo& actual,
+                           bool accepts_uint8, const char* what,
+                           const std::string& model_name, int64_t version) {
+  if (declared.empty()) return absl::OkStatus();
+  const TensorDecl& d = declared.front();
+  const std::vector<int64_t> dims(actual.shape().begin(), actual.shape().end());
+  const bool type_ok =
+      d.datatype == "FP32" || (accepts_uint8 && d.datatype == "UINT8");
+  if (declared.size() != 1 || d.name != actual.name() || !type_ok ||
+      d.dims != dims) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the config's ", what, " section does not match model '", model_name,
+        "' version ", version, ": it has one ", what, " '", actual.name(),
+        "' FP32 dims [", absl::StrJoin(dims, ", "),
+        "] (without the batch dimension)"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -35,6 +58,17 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
     return absl::InvalidArgumentError(
         absl::StrCat("model '", model_name, "' version ", version,
                      " has an empty input or output"));
+  }
+  if (absl::Status s = CheckDeclared(config.inputs, model.input(),
+                                     model.input().accepts_uint8(), "input",
+                                     model_name, version);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckDeclared(config.outputs, model.output(), false,
+                                     "output", model_name, version);
+      !s.ok()) {
+    return s;
   }
   // The memory one request may take is known before any request: refuse a
   // version whose largest batch would exceed the budget (a hostile or

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/log.h"
@@ -31,6 +30,16 @@ std::string Fingerprint(const std::string& config_text,
 
 }  // namespace
 
+const char* ModelReadinessName(ModelReadiness readiness) {
+  switch (readiness) {
+    case ModelReadiness::kReady:
+      return "READY";
+    case ModelReadiness::kUnavailable:
+      return "UNAVAILABLE";
+  }
+  return "UNAVAILABLE";
+}
+
 ModelManager::ModelManager(const ModelRepository* repository,
                            const ModelLoader* loader, ServerMetrics* metrics,
                            ModelConfigDefaults defaults)
@@ -43,16 +52,21 @@ void ModelManager::SetReadinessListener(ReadinessListener listener) {
   listener_ = std::move(listener);
 }
 
-absl::Status ModelManager::Load(const std::string& name) {
+absl::Status ModelManager::Load(const std::string& name,
+                                std::optional<std::string> config_override) {
   absl::MutexLock lock(&load_mu_);
-  return LoadLocked(name, /*from_poll=*/false);
+  return LoadLocked(name, /*from_poll=*/false,
+                    config_override ? &*config_override : nullptr);
 }
 
-absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll) {
+absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll,
+                                      const std::string* config_override) {
   if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
     return s;
   }
-  absl::StatusOr<std::string> config_text = repository_->ReadConfig(name);
+  absl::StatusOr<std::string> config_text =
+      config_override != nullptr ? absl::StatusOr<std::string>(*config_override)
+                                 : repository_->ReadConfig(name);
   absl::StatusOr<std::vector<VersionFile>> files =
       repository_->ListVersions(name);
   if (!files.ok()) {
@@ -74,9 +88,12 @@ absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll) {
     RecordFailure(name, config_text.status(), fingerprint, from_poll);
     return config_text.status();
   }
-  absl::StatusOr<ModelConfig> config = ParseModelConfig(
-      *config_text, defaults_,
-      absl::StrCat(repository_->root(), "/", name, "/", kModelConfigName));
+  absl::StatusOr<ModelConfig> config = ParseModelConfigText(
+      *config_text, defaults_, name,
+      config_override != nullptr
+          ? absl::StrCat("config override of model '", name, "'")
+          : absl::StrCat(repository_->root(), "/", name, "/",
+                         kModelConfigName));
   if (!config.ok()) {
     RecordFailure(name, config.status(), fingerprint, from_poll);
     return config.status();
@@ -141,7 +158,7 @@ absl::Status ModelManager::LoadLocked(const std::string& name, bool from_poll) {
                    << VersionList(*next) << "] (was [" << VersionList(*current)
                    << "])";
   metrics_->RecordLoad(name, true);
-  Publish(name, std::move(next), "READY", "");
+  Publish(name, std::move(next), ModelReadiness::kReady, "");
   return absl::OkStatus();
 }
 
@@ -168,7 +185,7 @@ void ModelManager::RecordFailure(const std::string& name,
 
 void ModelManager::Publish(const std::string& name,
                            std::shared_ptr<const VersionSet> set,
-                           std::string state, std::string reason) {
+                           ModelReadiness state, std::string reason) {
   std::shared_ptr<const VersionSet> old;
   const bool ready = !set->empty();
   {
@@ -176,7 +193,7 @@ void ModelManager::Publish(const std::string& name,
     ModelState& s = models_[name];
     old = std::move(s.serving);
     s.serving = std::move(set);
-    s.state = std::move(state);
+    s.state = state;
     s.reason = std::move(reason);
     s.failed_fingerprint.clear();
     UpdateGauges();
@@ -195,25 +212,26 @@ void ModelManager::UpdateGauges() {
   metrics_->SetModelsLoaded(models, versions);
 }
 
-absl::Status ModelManager::LoadWithFiles(const std::string& name,
-                                         std::optional<std::string> config_text,
-                                         std::vector<UploadedFile> files) {
+absl::Status ModelManager::LoadWithFiles(
+    const std::string& name, std::optional<std::string> config_override,
+    std::vector<UploadedFile> files) {
   absl::MutexLock lock(&load_mu_);
   if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
     return s;
   }
   // The files are checked against the config they will be served with: the
-  // uploaded one, else the repository's, else the defaults.
+  // override, else the repository's, else the defaults.
   std::string effective_text;
-  if (config_text.has_value()) {
-    effective_text = *config_text;
+  if (config_override.has_value()) {
+    effective_text = *config_override;
   } else if (absl::StatusOr<std::string> on_disk =
                  repository_->ReadConfig(name);
              on_disk.ok()) {
     effective_text = *on_disk;
   }
-  absl::StatusOr<ModelConfig> config = ParseModelConfig(
-      effective_text, defaults_, absl::StrCat("config of model '", name, "'"));
+  absl::StatusOr<ModelConfig> config =
+      ParseModelConfigText(effective_text, defaults_, name,
+                           absl::StrCat("config of model '", name, "'"));
   absl::Status status = config.status();
   for (const UploadedFile& file : files) {
     if (!status.ok()) break;
@@ -240,8 +258,8 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
           "publish a new version number"));
     }
   }
-  // Model files first, the config last: a write that fails (disk full)
-  // leaves the config as it was, so no later reload applies half an upload.
+  // The config is an override for this load (Triton's semantics): only the
+  // model files are published.
   for (const UploadedFile& file : files) {
     if (file.signature.empty() &&
         repository_->VersionHolds(name, file.version, file.bytes)
@@ -258,14 +276,8 @@ absl::Status ModelManager::LoadWithFiles(const std::string& name,
                      << file.version << " (" << file.bytes.size()
                      << " bytes) into " << repository_->root();
   }
-  if (config_text.has_value()) {
-    if (absl::Status s = repository_->PublishConfig(name, *config_text);
-        !s.ok()) {
-      metrics_->RecordLoad(MetricLabel(name), false);
-      return s;
-    }
-  }
-  return LoadLocked(name, /*from_poll=*/false);
+  return LoadLocked(name, /*from_poll=*/false,
+                    config_override ? &*config_override : nullptr);
 }
 
 absl::Status ModelManager::Unload(const std::string& name,
@@ -275,14 +287,16 @@ absl::Status ModelManager::Unload(const std::string& name,
     absl::MutexLock lock(&load_mu_);
     std::shared_ptr<const VersionSet> current = Snapshot(name);
     if (current->empty()) {
-      metrics_->RecordUnload(MetricLabel(name), false);
-      return absl::NotFoundError(
-          absl::StrCat("model '", name, "' is not loaded"));
+      // Triton answers success: the caller wants the model not loaded, and
+      // it is not (a retried unload must not fail).
+      FLEXOR_LOG(INFO) << "unload of model '" << name
+                       << "': not loaded, nothing to do";
+      return absl::OkStatus();
     }
     for (const ServablePtr& s : *current) draining.push_back(s);
     current.reset();
-    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
-            "unloaded");
+    Publish(name, std::make_shared<const VersionSet>(),
+            ModelReadiness::kUnavailable, "unloaded");
     metrics_->RecordUnload(name, true);
   }
   FLEXOR_LOG(INFO) << "model '" << name
@@ -325,8 +339,8 @@ void ModelManager::Poll() {
   }
   for (const std::string& name : gone) {
     FLEXOR_LOG(INFO) << "model '" << name << "' left the repository; unloading";
-    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
-            "removed from the repository");
+    Publish(name, std::make_shared<const VersionSet>(),
+            ModelReadiness::kUnavailable, "removed from the repository");
     metrics_->RecordUnload(name, true);
   }
 }
@@ -335,8 +349,8 @@ void ModelManager::UnloadAll() {
   absl::MutexLock lock(&load_mu_);
   std::vector<std::string> names = ServingModels();
   for (const std::string& name : names) {
-    Publish(name, std::make_shared<const VersionSet>(), "UNAVAILABLE",
-            "server shutting down");
+    Publish(name, std::make_shared<const VersionSet>(),
+            ModelReadiness::kUnavailable, "server shutting down");
   }
 }
 
@@ -356,7 +370,7 @@ std::shared_ptr<const ModelManager::VersionSet> ModelManager::Snapshot(
 }
 
 absl::StatusOr<ServablePtr> ModelManager::Get(
-    const std::string& name, const std::string& version) const {
+    const std::string& name, std::optional<int64_t> version) const {
   std::shared_ptr<const VersionSet> set;
   std::string reason;
   {
@@ -376,19 +390,12 @@ absl::StatusOr<ServablePtr> ModelManager::Get(
                      reason.empty() ? "" : absl::StrCat(" (", reason, ")"),
                      "; load it with RepositoryModelLoad (flexorctl load)"));
   }
-  if (version.empty()) return set->front();
-  int64_t v = 0;
-  if (!absl::SimpleAtoi(version, &v) || v < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model version '", absl::CEscape(version.substr(0, 40)),
-                     "' is not a positive integer (leave it empty for the "
-                     "latest version)"));
-  }
+  if (!version.has_value()) return set->front();
   for (const ServablePtr& s : *set) {
-    if (s->version() == v) return s;
+    if (s->version() == *version) return s;
   }
   return absl::NotFoundError(
-      absl::StrCat("model '", name, "' version ", v,
+      absl::StrCat("model '", name, "' version ", *version,
                    " is not loaded; serving versions: ", VersionList(*set)));
 }
 
@@ -427,12 +434,12 @@ std::vector<ModelManager::IndexEntry> ModelManager::Index(
     if (it == models_.end() || it->second.serving->empty()) {
       if (ready_only) continue;
       out.push_back(
-          IndexEntry{name, "", "UNAVAILABLE",
+          IndexEntry{name, 0, ModelReadiness::kUnavailable,
                      it == models_.end() ? "not loaded" : it->second.reason});
       continue;
     }
     for (const ServablePtr& s : *it->second.serving) {
-      out.push_back(IndexEntry{name, s->version_string(), "READY", ""});
+      out.push_back(IndexEntry{name, s->version(), ModelReadiness::kReady, ""});
     }
   }
   return out;

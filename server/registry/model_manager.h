@@ -31,12 +31,17 @@ namespace flexor::server {
 
 using ServablePtr = std::shared_ptr<const ServableVersion>;
 
+// A model's state as RepositoryIndex reports it (Triton's state names).
+enum class ModelReadiness { kUnavailable, kReady };
+// "UNAVAILABLE", "READY": the wire form, for the gRPC layer.
+const char* ModelReadinessName(ModelReadiness readiness);
+
 class ModelManager {
  public:
   struct IndexEntry {
     std::string name;
-    std::string version;
-    std::string state;  // READY, UNAVAILABLE
+    int64_t version = 0;  // 0: the model has no serving version
+    ModelReadiness state = ModelReadiness::kUnavailable;
     std::string reason;
   };
   // An uploaded version file (RepositoryModelLoad "file:<version>/...").
@@ -56,15 +61,21 @@ class ModelManager {
 
   // Loads (or reloads) `name` from the repository: versions chosen by the
   // model's version policy; versions whose file and config are unchanged
-  // are kept as they are.
-  absl::Status Load(const std::string& name);
-  // Validates the uploaded files and config first, publishes them into the
-  // repository atomically, then Load(name).
+  // are kept as they are. `config_override` (config.pbtxt text or Triton's
+  // JSON, see ParseModelConfigText) replaces the repository's config for
+  // this load only, as in Triton: it is not written anywhere, and the next
+  // load without one goes back to the repository's config.
+  absl::Status Load(const std::string& name,
+                    std::optional<std::string> config_override = std::nullopt);
+  // Validates the uploaded files (against the config they will be served
+  // with) first, publishes them into the repository atomically, then loads
+  // with `config_override` as Load does.
   absl::Status LoadWithFiles(const std::string& name,
-                             std::optional<std::string> config_text,
+                             std::optional<std::string> config_override,
                              std::vector<UploadedFile> files);
   // Stops serving `name`, then waits until requests still running on it
-  // finish (or `drain_deadline` passes).
+  // finish (or `drain_deadline` passes). A model that is not loaded is a
+  // successful no-op, as in Triton.
   absl::Status Unload(const std::string& name, absl::Time drain_deadline);
   // Poll mode: loads new or changed models, unloads removed ones. A file
   // that failed once is not retried until it changes.
@@ -72,9 +83,9 @@ class ModelManager {
   // Unloads everything (shutdown).
   void UnloadAll();
 
-  // The version to run: `version` empty means the highest serving version.
+  // The version to run: nullopt means the highest serving version.
   absl::StatusOr<ServablePtr> Get(const std::string& name,
-                                  const std::string& version) const;
+                                  std::optional<int64_t> version) const;
   // Serving versions of `name`, highest first (empty when none).
   std::vector<ServablePtr> ServingVersions(const std::string& name) const;
   // Every model with serving versions, by name.
@@ -87,16 +98,19 @@ class ModelManager {
   struct ModelState {
     std::shared_ptr<const VersionSet> serving =
         std::make_shared<const VersionSet>();
-    std::string state = "UNAVAILABLE";
+    ModelReadiness state = ModelReadiness::kUnavailable;
     std::string reason;
     // Fingerprint of the last failed load attempt (poll does not retry it).
     std::string failed_fingerprint;
   };
 
-  absl::Status LoadLocked(const std::string& name, bool from_poll)
+  // `config_override`: see Load; null: the repository's config.
+  absl::Status LoadLocked(const std::string& name, bool from_poll,
+                          const std::string* config_override = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
   void Publish(const std::string& name, std::shared_ptr<const VersionSet> set,
-               std::string state, std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
+               ModelReadiness state, std::string reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void RecordFailure(const std::string& name, const absl::Status& status,
                      const std::string& fingerprint, bool from_poll);
   std::shared_ptr<const VersionSet> Snapshot(const std::string& name) const;

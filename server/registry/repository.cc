@@ -15,8 +15,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "engine/format/model_signature.h"
-#include "engine/format/model_writer.h"
 
 namespace flexor::server {
 namespace fs = std::filesystem;
@@ -225,16 +225,6 @@ int ModelRepository::RemoveStaleTemporaries(absl::Duration min_age) const {
     }
   }
   return removed;
-}
-
-absl::Status ModelRepository::PublishConfig(const std::string& model,
-                                            absl::string_view text) const {
-  if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
-  const std::string dir = ModelDir(model);
-  const std::string path = absl::StrCat(dir, "/", kModelConfigName);
-  if (absl::Status s = RefuseSymlinks({dir, path}); !s.ok()) return s;
-  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
-  return WriteFileAtomically(path, text);
 }
 
 }  // namespace flexor::server

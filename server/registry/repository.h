@@ -13,11 +13,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/repository_layout.h"
 
 namespace flexor::server {
-
-inline constexpr char kModelFileName[] = "model.flexor";
-inline constexpr char kModelConfigName[] = "config.pbtxt";
 
 // Identifies one file's contents cheaply: a changed file (rename over it,
 // rewrite) gets a different identity.
@@ -38,10 +36,6 @@ struct VersionFile {
   std::string path;
   FileIdentity identity;
 };
-
-// Versions are positive and at most 2^53 - 1, so that they survive JSON
-// clients (doubles) and "largest + 1" never overflows.
-inline constexpr int64_t kMaxModelVersion = (int64_t{1} << 53) - 1;
 
 class ModelRepository {
  public:
@@ -64,8 +58,9 @@ class ModelRepository {
   // The model's config.pbtxt, or "" if it has none.
   absl::StatusOr<std::string> ReadConfig(const std::string& model) const;
 
-  // Writes <root>/<model>/<version>/model.flexor (resp. config.pbtxt)
-  // atomically: temp file, fsync, rename, fsync directory. A non-empty
+  // Writes <root>/<model>/<version>/model.flexor atomically: temp file,
+  // fsync, rename, fsync directory. (Configs sent with a load are overrides
+  // for that load, never written: Triton's semantics.) A non-empty
   // `signature` is written first as model.flexor.sig, so that a poller
   // never sees the new model without its signature.
   absl::Status PublishModelFile(const std::string& model, int64_t version,
@@ -82,9 +77,6 @@ class ModelRepository {
   // directories that are older than `min_age` (younger ones may belong to a
   // writer still running, e.g. the trainer). Returns how many it removed.
   int RemoveStaleTemporaries(absl::Duration min_age) const;
-
-  absl::Status PublishConfig(const std::string& model,
-                             absl::string_view text) const;
 
  private:
   std::string ModelDir(const std::string& model) const;

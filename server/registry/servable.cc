@@ -22,6 +22,14 @@ void ServableStats::RecordBatch(int64_t samples, absl::Duration compute) {
   entry.compute_ns += static_cast<uint64_t>(absl::ToInt64Nanoseconds(compute));
 }
 
+void ServableStats::RecordBatchIo(int64_t batch_samples, absl::Duration input,
+                                  absl::Duration output) {
+  absl::MutexLock lock(&mu_);
+  BatchEntry& entry = batches_[batch_samples];
+  entry.input_ns += static_cast<uint64_t>(absl::ToInt64Nanoseconds(input));
+  entry.output_ns += static_cast<uint64_t>(absl::ToInt64Nanoseconds(output));
+}
+
 std::map<int64_t, ServableStats::BatchEntry> ServableStats::BatchStats() const {
   absl::MutexLock lock(&mu_);
   return batches_;
@@ -34,7 +42,6 @@ ServableVersion::ServableVersion(std::string name, int64_t version,
                                  int64_t decrypt_sample_period)
     : name_(std::move(name)),
       version_(version),
-      version_string_(absl::StrCat(version)),
       model_(std::move(model)),
       config_(std::move(config)),
       identity_(identity),

@@ -22,7 +22,9 @@
 
 namespace flexor::server {
 
-// Cumulative counters behind the ModelStatistics RPC (Triton's layout).
+// Cumulative counters behind the ModelStatistics RPC (Triton's layout). As in
+// Triton, queue and compute durations count successful requests only; a
+// failed request adds to `fail` alone.
 class ServableStats {
  public:
   struct Duration {
@@ -34,9 +36,14 @@ class ServableStats {
                    std::memory_order_relaxed);
     }
   };
+  // Per executed batch size: executions, and the time to prepare the
+  // inputs (the requests' decoding), run the model and encode the outputs of
+  // those executions.
   struct BatchEntry {
     uint64_t count = 0;
+    uint64_t input_ns = 0;
     uint64_t compute_ns = 0;
+    uint64_t output_ns = 0;
   };
 
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
@@ -45,6 +52,10 @@ class ServableStats {
   std::atomic<uint64_t> last_inference_ms{0};
 
   void RecordBatch(int64_t samples, absl::Duration compute);
+  // One successful request's share of the batch of `batch_samples` it ran
+  // in (recorded after that batch's RecordBatch).
+  void RecordBatchIo(int64_t batch_samples, absl::Duration input,
+                     absl::Duration output);
   std::map<int64_t, BatchEntry> BatchStats() const;
 
  private:
@@ -64,7 +75,6 @@ class ServableVersion {
 
   const std::string& name() const { return name_; }
   int64_t version() const { return version_; }
-  const std::string& version_string() const { return version_string_; }
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return config_; }
   const FileIdentity& identity() const { return identity_; }
@@ -75,7 +85,6 @@ class ServableVersion {
  private:
   const std::string name_;
   const int64_t version_;
-  const std::string version_string_;
   const std::shared_ptr<const Model> model_;
   const ModelConfig config_;
   const FileIdentity identity_;

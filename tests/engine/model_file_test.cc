@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
 #include "engine/testing/random_model.h"

@@ -157,6 +157,13 @@ struct ConvCase {
   std::string method;
 };
 
+void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
+                           int64_t batch, int64_t sample_in,
+                           const std::vector<float>& dense, int64_t K,
+                           const std::vector<float>& bias,
+                           const std::vector<double>& want,
+                           const std::string& method);
+
 class ConvTest : public testing::TestWithParam<ConvCase> {};
 
 TEST_P(ConvTest, MatchesDirectConvolution) {
@@ -184,8 +191,10 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
   w.AddOutput("y", {c.O, Ho, Wo});
   std::shared_ptr<const Model> model = Compile(w);
   ASSERT_NE(model, nullptr);
-  for (const int batch : {1, 3}) {
-    const std::vector<float> x = RandomVector(batch * c.C * c.H * c.W, rng);
+  for (const int batch : {1, 3, 2}) {
+    // The last batch is non-negative (as after a ReLU): int8 uses 255 levels.
+    const std::vector<float> x =
+        RandomVector(batch * c.C * c.H * c.W, rng, batch == 2 ? 0.0f : -1.0f);
     std::vector<double> want(batch * c.O * Ho * Wo);
     const int cg = c.C / c.groups, og = c.O / c.groups;
     for (int n = 0; n < batch; ++n) {
@@ -211,7 +220,51 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
       }
     }
     RunAndCompare(*model, x, batch, want);
+    ExpectInt8WithinBound(*model, x, batch, c.C * c.H * c.W, dense, K, bias,
+                          want, c.method);
   }
+}
+
+// Int8 activations (int8_conv.h): each sample is quantised per tensor with
+// step s = max|x| / 127 (max / 255 without negative inputs), so an output
+// is off by at most s / 2 * sum_k |W[o, k]| (plus float rounding). Layers
+// with one binary plane must really take that path: their outputs differ
+// from the exact ones somewhere.
+void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
+                           int64_t batch, int64_t sample_in,
+                           const std::vector<float>& dense, int64_t K,
+                           const std::vector<float>& bias,
+                           const std::vector<double>& want,
+                           const std::string& method) {
+  const int64_t O = static_cast<int64_t>(bias.size());
+  const int64_t P = static_cast<int64_t>(want.size()) / (batch * O);
+  RunOptions options;
+  options.matmul.activations = ActivationPrecision::kInt8;
+  std::vector<float> y(want.size());
+  ASSERT_TRUE(model.Run(x.data(), batch, y.data(), options).ok());
+  bool differs = false;
+  for (int64_t n = 0; n < batch; ++n) {
+    float amax = 0.0f;
+    bool negative = false;
+    for (int64_t i = 0; i < sample_in; ++i) {
+      amax = std::max(amax, std::abs(x[n * sample_in + i]));
+      negative |= x[n * sample_in + i] < 0.0f;
+    }
+    const double step = amax / (negative ? 127.0 : 255.0);
+    for (int64_t o = 0; o < O; ++o) {
+      double l1 = 0.0;
+      for (int64_t k = 0; k < K; ++k) l1 += std::abs(dense[o * K + k]);
+      const double bound = step / 2 * l1 * (1 + 1e-5);
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t i = (n * O + o) * P + p;
+        ASSERT_NEAR(y[i], want[i], bound + 1e-4 * (1.0 + std::abs(want[i])))
+            << method << " sample " << n << " channel " << o << " pixel " << p;
+        differs |= std::abs(y[i] - want[i]) > 1e-4 * (1.0 + std::abs(want[i]));
+      }
+    }
+  }
+  const bool one_plane = method == "plain1" || method.rfind("flexor1", 0) == 0;
+  if (one_plane) EXPECT_TRUE(differs) << method << ": int8 path not taken";
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -233,7 +286,13 @@ INSTANTIATE_TEST_SUITE_P(
                     ConvCase{3, 30, 31, 9, 4, 3, 3, 1, "fp32"},
                     // Big enough (> 16 M multiply-adds) that batch 1
                     // spreads its tiles over the threads.
-                    ConvCase{64, 32, 32, 64, 3, 1, 1, 1, "flexor1_16_20_2"}));
+                    ConvCase{64, 32, 32, 64, 3, 1, 1, 1, "flexor1_16_20_2"},
+                    // Channel counts that are not a multiple of 4 (the int8
+                    // path's C4 groups), one-plane codecs, odd geometry.
+                    ConvCase{5, 13, 11, 7, 3, 1, 2, 1, "plain1"},
+                    ConvCase{7, 9, 10, 20, 3, 2, 1, 1, "flexor1_8_20_2"},
+                    ConvCase{6, 17, 5, 33, 1, 1, 0, 1, "flexor1_20_20_1"},
+                    ConvCase{2, 12, 12, 16, 5, 1, 0, 1, "plain1"}));
 
 // Builds x -> op -> y with one node configured by `setup`.
 template <typename Setup>
@@ -355,6 +414,99 @@ TEST(ElementwiseTest, ResidualAdd) {
   std::vector<double> want(x.size());
   for (size_t i = 0; i < x.size(); ++i) want[i] = x[i] + std::max(0.0f, x[i]);
   RunAndCompare(*model, x, 2, want);
+}
+
+// A residual Add after a convolution is fused into its store (ResNet
+// blocks) when the order allows it: conv -> add -> relu becomes one step in
+// either operand order; a ReLU before the Add, or a BatchNorm after it, stays
+// a separate step. Every variant matches the unfused arithmetic, FP32 and
+// int8 (whose error here is well under 0.1).
+TEST(ConvFusionTest, ResidualAddFusedIntoConvolution) {
+  const int C = 6, H = 5, W = 21, K = C * 9;  // rows of whole vectors + tails
+  enum Variant { kAddRelu, kSwappedAdd, kReluThenAdd, kAddThenBatchNorm };
+  const std::vector<std::string> want_steps = {"conv+add+relu", "conv+add",
+                                               "conv+relu", "conv+add"};
+  for (int v = kAddRelu; v <= kAddThenBatchNorm; ++v) {
+    std::mt19937_64 rng(20 + v);
+    ModelWriter w("fusion");
+    w.AddInput("x", {C, H, W}, false);
+    mv1::Conv2dOp* cv = w.AddNode("conv", {"x"}, "c")->mutable_conv2d();
+    cv->set_in_channels(C);
+    cv->set_out_channels(C);
+    cv->set_kernel_h(3);
+    cv->set_kernel_w(3);
+    cv->set_pad_h(1);
+    cv->set_pad_w(1);
+    const std::vector<float> bias = RandomVector(C, rng);
+    cv->set_bias(w.AddFloat("conv.bias", {C}, bias));
+    const std::vector<float> dense = AddWeights(
+        w, cv->mutable_weights(), "conv", C, K, "flexor1_16_20_2", rng);
+    const std::vector<float> bn_scale = RandomVector(C, rng, 0.5f, 1.5f);
+    const std::vector<float> bn_shift = RandomVector(C, rng);
+    std::string last;
+    if (v == kAddRelu) {
+      w.AddNode("add", {"c", "x"}, "a")->mutable_add();
+      w.AddNode("relu", {"a"}, "y")->mutable_relu();
+    } else if (v == kSwappedAdd) {
+      w.AddNode("add", {"x", "c"}, "y")->mutable_add();
+    } else if (v == kReluThenAdd) {
+      w.AddNode("relu", {"c"}, "r")->mutable_relu();
+      w.AddNode("add", {"r", "x"}, "y")->mutable_add();
+    } else {
+      w.AddNode("add", {"c", "x"}, "a")->mutable_add();
+      mv1::Node* bn = w.AddNode("bn", {"a"}, "y");
+      bn->mutable_batch_norm()->set_scale(w.AddFloat("s", {C}, bn_scale));
+      bn->mutable_batch_norm()->set_shift(w.AddFloat("b", {C}, bn_shift));
+    }
+    w.AddOutput("y", {C, H, W});
+    std::shared_ptr<const Model> model = Compile(w);
+    ASSERT_NE(model, nullptr);
+    const int batch = 3;
+    const std::vector<float> x = RandomVector(batch * C * H * W, rng);
+    std::vector<double> want(x.size());
+    for (int n = 0; n < batch; ++n) {
+      for (int o = 0; o < C; ++o) {
+        for (int oy = 0; oy < H; ++oy) {
+          for (int ox = 0; ox < W; ++ox) {
+            double acc = bias[o];
+            for (int c = 0; c < C; ++c) {
+              for (int ky = 0; ky < 3; ++ky) {
+                for (int kx = 0; kx < 3; ++kx) {
+                  const int iy = oy + ky - 1, ix = ox + kx - 1;
+                  if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                  acc += double{dense[o * K + (c * 3 + ky) * 3 + kx]} *
+                         x[((n * C + c) * H + iy) * W + ix];
+                }
+              }
+            }
+            const size_t i = ((n * C + o) * H + oy) * W + ox;
+            if (v == kAddRelu) {
+              acc = std::max(acc + x[i], 0.0);
+            } else if (v == kSwappedAdd) {
+              acc += x[i];
+            } else if (v == kReluThenAdd) {
+              acc = std::max(acc, 0.0) + x[i];
+            } else {
+              acc = (acc + x[i]) * bn_scale[o] + bn_shift[o];
+            }
+            want[i] = acc;
+          }
+        }
+      }
+    }
+    RunAndCompare(*model, x, batch, want);
+    RunOptions int8;
+    int8.matmul.activations = ActivationPrecision::kInt8;
+    std::vector<float> y(want.size());
+    ASSERT_TRUE(model->Run(x.data(), batch, y.data(), int8).ok());
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], want[i], 0.1) << "variant " << v << " at " << i;
+    }
+    std::vector<Model::StepProfile> steps;
+    ASSERT_TRUE(model->RunProfiled(x.data(), 1, y.data(), &steps).ok());
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps[0].name, want_steps[v]) << "variant " << v;
+  }
 }
 
 TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {

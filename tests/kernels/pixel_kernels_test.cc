@@ -2,9 +2,12 @@
 // of every supported ISA against plain scalar code, on awkward shapes:
 // pieces split at tile boundaries, padding, strides 1-3, runs of 1..40.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels/conv_gemm.h"
@@ -178,30 +181,211 @@ TEST_P(PixelKernelTest, PadInputPutsAZeroBorderAroundTheInput) {
 TEST_P(PixelKernelTest, StoreTileAppliesTheEpilogueToExactlyNColumns) {
   const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes, rows = 5;
   const std::vector<float> acc = RandomVector(rows * lanes, 3);
+  std::vector<int32_t> acc_i32(rows * lanes);
+  for (int64_t i = 0; i < rows * lanes; ++i) {
+    acc_i32[i] = static_cast<int32_t>(acc[i] * 5000.0f);
+  }
   const std::vector<float> scale = RandomVector(rows, 4);
   const std::vector<float> shift = RandomVector(rows, 5);
-  for (int64_t n : {int64_t{1}, lanes / 2 + 1, lanes}) {
+  // Tails of every length around the vector width (masked on AVX2/AVX-512).
+  for (int64_t n : {int64_t{1}, int64_t{3}, lanes / 2 - 1, lanes / 2 + 1,
+                    lanes - 1, lanes}) {
     for (bool relu : {false, true}) {
-      for (bool affine : {false, true}) {
+      // The FP32 store without and with an affine epilogue, then the int32
+      // one (which always has one).
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool affine = variant != 0, from_i32 = variant == 2;
         const int64_t ldy = lanes + 7;
         std::vector<float> y(rows * ldy, 99.0f);
-        pt().store_tile(acc.data(), lanes, rows, n,
-                        affine ? scale.data() : nullptr,
-                        affine ? shift.data() : nullptr, relu, y.data(), ldy);
+        // The int32 store also adds a residual (a fused Add).
+        const std::vector<float> res = RandomVector(rows * ldy, 6);
+        if (from_i32) {
+          pt().store_tile_i32(acc_i32.data(), lanes, rows, n, scale.data(),
+                              shift.data(), relu, y.data(), ldy, res.data());
+        } else {
+          pt().store_tile(
+              acc.data(), lanes, rows, n, affine ? scale.data() : nullptr,
+              affine ? shift.data() : nullptr, relu, y.data(), ldy, nullptr);
+        }
         for (int64_t o = 0; o < rows; ++o) {
           for (int64_t i = 0; i < ldy; ++i) {
             float want = 99.0f;
             if (i < n) {
-              want = acc[o * lanes + i] * (affine ? scale[o] : 1.0f) +
-                     (affine ? shift[o] : 0.0f);
+              const float a = from_i32
+                                  ? static_cast<float>(acc_i32[o * lanes + i])
+                                  : acc[o * lanes + i];
+              want = a * (affine ? scale[o] : 1.0f) +
+                     (affine ? shift[o] : 0.0f) +
+                     (from_i32 ? res[o * ldy + i] : 0.0f);
               if (relu) want = std::max(want, 0.0f);
             }
             ASSERT_NEAR(y[o * ldy + i], want, 1e-6f * (1 + std::abs(want)))
-                << "n " << n << " o " << o << " i " << i;
+                << "variant " << variant << " n " << n << " o " << o << " i "
+                << i;
           }
         }
       }
     }
+  }
+}
+
+// The int8 pixel kernel of every ISA against the portable one, bit for bit:
+// row counts off every register block, group counts across the AVX2
+// kernel's 64-group 16-bit flush, rows read through offsets and in tiles,
+// extreme bytes (0 and 255) and every weight value.
+TEST_P(PixelKernelTest, Int8KnMatchesPortable) {
+  const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes;
+  std::mt19937_64 rng(5);
+  for (const int64_t rows : {1, 3, 4, 8, 13, 16, 37}) {
+    for (const int64_t groups : {1, 7, 63, 64, 65, 150}) {
+      const int64_t ws = 4 * groups + 4;
+      std::vector<int8_t> w(rows * ws);
+      for (int8_t& v : w)
+        v = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+      std::vector<uint32_t> x(groups * lanes + 3 * groups + lanes);
+      for (uint32_t& v : x) {
+        v = static_cast<uint32_t>(rng());
+        if (rng() % 4 == 0) v = 0xffffffffu;  // the largest sums
+      }
+      std::vector<int64_t> offs(groups);
+      for (int64_t g = 0; g < groups; ++g) offs[g] = 3 * g + (g * 7) % lanes;
+      for (const bool use_offs : {false, true}) {
+        const int64_t* o = use_offs ? offs.data() : nullptr;
+        std::vector<int32_t> want(rows * lanes, -1), got(rows * lanes, -2);
+        Int8KnPortable(w.data(), ws, rows, groups, x.data(), o, lanes,
+                       want.data());
+        pt().int8_kn(w.data(), ws, rows, groups, x.data(), o, lanes,
+                     got.data());
+        ASSERT_EQ(got, want) << pt().int8_kn_name << " rows " << rows
+                             << " groups " << groups << " offsets " << use_offs;
+      }
+    }
+  }
+}
+
+// Int8 quantisation into the C4 layout and the int8 im2col against direct
+// indexing, with channel counts that are not a multiple of 4.
+TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
+  const int64_t lanes = 2 * GetKernelTable(GetParam()).lanes;
+  for (const Geometry& g :
+       {Geometry{5, 13, 11, 3, 1, 2}, Geometry{16, 28, 28, 3, 2, 1},
+        Geometry{7, 9, 10, 1, 2, 0}, Geometry{4, 12, 12, 5, 1, 0},
+        // Rows longer than a vector: whole and masked stride-2 copies.
+        Geometry{3, 9, 70, 3, 2, 1}, Geometry{2, 5, 77, 2, 1, 0}}) {
+    const int64_t Ho = (g.H + 2 * g.pad - g.k) / g.stride + 1;
+    const int64_t Wo = (g.W + 2 * g.pad - g.k) / g.stride + 1;
+    const int64_t P = Ho * Wo, hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
+    const int64_t c4n = (g.C + 3) / 4, groups = c4n * g.k * g.k;
+    const std::vector<Im2colPiece> pieces = PlanIm2colPieces(Ho, Wo, lanes);
+    Im2colPlan plan;
+    plan.channels = g.C;
+    plan.height = g.H;
+    plan.width = g.W;
+    plan.kernel_h = plan.kernel_w = g.k;
+    plan.stride_h = plan.stride_w = g.stride;
+    plan.pad_h = plan.pad_w = g.pad;
+    plan.k_rows = groups;
+    plan.lanes = lanes;
+    plan.tiles = (P + lanes - 1) / lanes;
+    plan.pieces = pieces.data();
+    plan.num_pieces = static_cast<int64_t>(pieces.size());
+    std::vector<float> x = RandomVector(g.C * g.H * g.W, P);
+    x[0] = 2.0f;  // clamps at 255
+    const float inv = 90.0f;
+    const int32_t zero = 128;
+    std::vector<uint32_t> padded(c4n * hp * wp, 0xdeadbeefu);
+    pt().int8_quantize_c4(plan, x.data(), inv, zero, padded.data());
+    auto byte = [&](int64_t c, int64_t y, int64_t xx) -> uint32_t {
+      if (c >= g.C) return zero;
+      const float t = std::nearbyint(x[(c * g.H + y) * g.W + xx] * inv);
+      return static_cast<uint32_t>(
+          std::clamp(static_cast<int32_t>(t) + zero, 0, 255));
+    };
+    for (int64_t c4 = 0; c4 < c4n; ++c4) {
+      for (int64_t y = 0; y < g.H; ++y) {
+        for (int64_t xx = 0; xx < g.W; ++xx) {
+          uint32_t want = 0;
+          for (int i = 0; i < 4; ++i)
+            want |= byte(4 * c4 + i, y, xx) << (8 * i);
+          ASSERT_EQ(padded[(c4 * hp + y + g.pad) * wp + xx + g.pad], want)
+              << pt().int8_kn_name << " C" << g.C << " (" << c4 << "," << y
+              << "," << xx << ")";
+        }
+      }
+    }
+    std::vector<uint32_t> cols(plan.tiles * groups * lanes, 0u);
+    pt().int8_im2col(plan, padded.data(), cols.data());
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t oy = p / Wo, ox = p % Wo;
+      for (int64_t gr = 0; gr < groups; ++gr) {
+        const int64_t c4 = gr / (g.k * g.k), ky = (gr / g.k) % g.k,
+                      kx = gr % g.k;
+        const uint32_t want =
+            padded[(c4 * hp + oy * g.stride + ky) * wp + ox * g.stride + kx];
+        ASSERT_EQ(cols[((p / lanes) * groups + gr) * lanes + p % lanes], want)
+            << "pixel " << p << " group " << gr;
+      }
+    }
+  }
+}
+
+// The weight expansion into (channel group, tap, channel) order.
+TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
+  std::mt19937_64 rng(9);
+  for (const auto& [rows, channels, taps] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {16, 16, 9}, {7, 5, 9}, {64, 32, 25}, {3, 6, 1}, {5, 3, 49}}) {
+    const int64_t K = channels * taps, kw = (K + 63) / 64;
+    std::vector<uint64_t> bits(rows * kw);
+    for (uint64_t& b : bits) b = rng();
+    const int64_t c4n = (channels + 3) / 4, ws = 4 * c4n * taps + 8;
+    // The table's kernel, and on AVX-512 hosts also the non-VBMI one.
+    std::vector<Int8PackWeightsFn> packs = {pt().int8_pack_weights};
+    if (GetParam() == KernelIsa::kAvx512)
+      packs.push_back(Int8PackWeightsAvx512);
+    for (const Int8PackWeightsFn pack : packs) {
+      std::vector<int8_t> w8(rows * ws + 64, 99);  // whole-vector writes
+      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws);
+      for (int64_t o = 0; o < rows; ++o) {
+        for (int64_t c = 0; c < 4 * c4n; ++c) {
+          for (int64_t t = 0; t < taps; ++t) {
+            const int64_t k = c * taps + t;
+            const int want =
+                c >= channels
+                    ? 0
+                    : 1 - 2 * static_cast<int>(
+                                  (bits[o * kw + k / 64] >> (k % 64)) & 1);
+            ASSERT_EQ(w8[o * ws + ((c / 4) * taps + t) * 4 + c % 4], want)
+                << "row " << o << " channel " << c << " tap " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
+// 2x2/2 max pooling against direct indexing: widths around the 8- and
+// 16-output vector steps, odd heights and widths (last row/column dropped).
+TEST_P(PixelKernelTest, MaxPool2x2MatchesDirectIndexing) {
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{
+           {24, 24}, {8, 8}, {5, 7}, {2, 66}, {3, 33}, {28, 28}, {1, 9}}) {
+    const int64_t planes = 3, ho = h / 2, wo = w / 2;
+    const std::vector<float> x = RandomVector(planes * h * w, h * 100 + w);
+    std::vector<float> y(planes * ho * wo + 1, -7.0f);
+    pt().max_pool_2x2(x.data(), planes, h, w, y.data());
+    for (int64_t p = 0; p < planes; ++p) {
+      for (int64_t oy = 0; oy < ho; ++oy) {
+        for (int64_t ox = 0; ox < wo; ++ox) {
+          const float* a = x.data() + (p * h + 2 * oy) * w + 2 * ox;
+          const float want =
+              std::max(std::max(a[0], a[1]), std::max(a[w], a[w + 1]));
+          ASSERT_EQ(y[(p * ho + oy) * wo + ox], want)
+              << h << "x" << w << " plane " << p << " (" << oy << "," << ox
+              << ")";
+        }
+      }
+    }
+    EXPECT_EQ(y.back(), -7.0f) << "wrote past the output";
   }
 }
 

@@ -119,6 +119,30 @@ grpc::Status Unload(inference::GRPCInferenceService::Stub& stub,
   return stub.RepositoryModelUnload(&context, request, &response);
 }
 
+grpc::Status SetLogInfo(inference::GRPCInferenceService::Stub& stub) {
+  inference::LogSettingsRequest request;
+  (*request.mutable_settings())["log_info"].set_bool_param(true);
+  inference::LogSettingsResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  return stub.LogSettings(&context, request, &response);
+}
+
+// One ModelStreamInfer request; the stream's final status.
+grpc::Status StreamOnce(inference::GRPCInferenceService::Stub& stub) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(15));
+  auto stream = stub.ModelStreamInfer(&context);
+  stream->Write(MakeInferRequest("lenet", RandomImages(1, 3), 1));
+  stream->WritesDone();
+  inference::ModelStreamInferResponse response;
+  while (stream->Read(&response)) {
+  }
+  return stream->Finish();
+}
+
 grpc::Status InferOnce(inference::GRPCInferenceService::Stub& stub) {
   inference::ModelInferResponse response;
   return Infer(stub, MakeInferRequest("lenet", RandomImages(1, 3), 1),
@@ -177,6 +201,8 @@ TEST_F(AuthTlsTest, BearerTokenGuardsAdminRpcsOverTls) {
   EXPECT_FALSE(std::ifstream(repo_.path() + "/lenet/2/model.flexor").good());
   s = Unload(server->stub(), "lenet");
   EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << s.error_message();
+  s = SetLogInfo(server->stub());
+  EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << s.error_message();
 
   // A wrong token, and an inference-only token: PERMISSION_DENIED.
   auto wrong = StubOf(*server, TlsToken("wrong"));
@@ -186,10 +212,12 @@ TEST_F(AuthTlsTest, BearerTokenGuardsAdminRpcsOverTls) {
 
   // Inference is open (the default), with or without a token.
   EXPECT_TRUE(InferOnce(server->stub()).ok());
+  EXPECT_TRUE(StreamOnce(server->stub()).ok());
   EXPECT_TRUE(InferOnce(*wrong).ok());
 
   // The right token: the upload is published and served.
   auto admin = StubOf(*server, TlsToken("admin"));
+  EXPECT_TRUE(SetLogInfo(*admin).ok());
   s = Load(*admin, "lenet", ModelBytes(2));
   EXPECT_TRUE(s.ok()) << s.error_message() << server->Log();
   EXPECT_TRUE(std::ifstream(repo_.path() + "/lenet/2/model.flexor").good());
@@ -260,6 +288,9 @@ TEST_F(AuthTlsTest, MutualTlsIdentitiesAndClosedInference) {
   EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << s.error_message();
   s = InferOnce(server->stub());
   EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << s.error_message();
+  s = StreamOnce(server->stub());
+  EXPECT_EQ(s.error_code(), StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_TRUE(StreamOnce(*reader).ok());
 
   // An inference token: inference, not admin.
   auto reader_token = StubOf(*server, TlsToken("reader"));

@@ -271,7 +271,7 @@ TEST(LifecycleTest, PollModeFollowsTheRepository) {
   EXPECT_EQ(MetricValue(server.ScrapeMetrics(), "flexor_model_loads_total",
                         {"model=\"p\"", "result=\"failure\""}),
             1);
-  // Repository RPCs are refused in poll mode.
+  // Repository RPCs are refused in poll mode (UNAVAILABLE, as in Triton).
   inference::RepositoryModelLoadRequest load;
   load.set_model_name("p");
   inference::RepositoryModelLoadResponse load_response;
@@ -279,7 +279,7 @@ TEST(LifecycleTest, PollModeFollowsTheRepository) {
   EXPECT_EQ(server.stub()
                 .RepositoryModelLoad(&context, load, &load_response)
                 .error_code(),
-            StatusCode::FAILED_PRECONDITION);
+            StatusCode::UNAVAILABLE);
   // Removing the model from the repository unloads it.
   std::filesystem::remove_all(repo.path() + "/p");
   EXPECT_EQ(wait_for("error 5"), "error 5");  // NOT_FOUND

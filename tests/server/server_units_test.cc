@@ -12,10 +12,11 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "base/flag_names.h"
 #include "gtest/gtest.h"
 #include "server/batching/batch_scheduler.h"
-#include "server/common/flag_names.h"
 #include "server/config/model_config.h"
+#include "server/grpc/model_version.h"
 #include "server/registry/repository.h"
 
 namespace flexor::server {
@@ -52,6 +53,68 @@ TEST(ModelConfigTest, ErrorsNameTheSourceAndField) {
   EXPECT_FALSE(ParseModelConfig("max_batch_size: 100000", defaults, "x").ok());
   EXPECT_FALSE(
       ParseModelConfig("version_policy { latest {} }", defaults, "x").ok());
+}
+
+TEST(ModelConfigTest, TritonFormsMapToTheSameConfig) {
+  ModelConfigDefaults defaults;
+  defaults.max_batch_size = 16;
+  // Triton's JSON (as tritonclient sends it) and Triton's config.pbtxt.
+  for (const char* text :
+       {R"({"name": "m", "max_batch_size": 8, "dynamic_batching":
+           {"max_queue_delay_microseconds": 50,
+            "default_queue_policy": {"max_queue_size": 7}},
+           "version_policy": {"specific": {"versions": [1, 3]}},
+           "parameters": {"activation_precision": {"string_value": "int8"}}})",
+        "name: \"m\" max_batch_size: 8 dynamic_batching { "
+        "max_queue_delay_microseconds: 50 default_queue_policy { "
+        "max_queue_size: 7 } } version_policy { specific { versions: [1, 3] "
+        "} } parameters { key: \"activation_precision\" value { "
+        "string_value: \"int8\" } }"}) {
+    SCOPED_TRACE(text);
+    absl::StatusOr<ModelConfig> c =
+        ParseModelConfigText(text, defaults, "m", "src");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->max_batch_size, 8);
+    EXPECT_TRUE(c->dynamic_batching);
+    EXPECT_EQ(c->max_queue_delay, absl::Microseconds(50));
+    EXPECT_EQ(c->max_queue_size, 7);
+    EXPECT_EQ(c->version_policy.ToString(), "specific:1,3");
+    EXPECT_EQ(c->activations, ActivationPrecision::kInt8);
+  }
+  // Triton: no dynamic_batching section, no batching; max_batch_size 0
+  // keeps the server default.
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfigText(R"({"max_batch_size": 0})", defaults, "m", "src");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->dynamic_batching);
+  EXPECT_EQ(c->max_batch_size, 16);
+  // The project's form keeps its own meaning (absent: server default).
+  c = ParseModelConfigText("max_batch_size: 4", defaults, "m", "src");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->dynamic_batching, defaults.dynamic_batching);
+  // Limits apply to every form.
+  EXPECT_FALSE(
+      ParseModelConfigText(R"({"max_batch_size": 100000})", defaults, "m", "x")
+          .ok());
+  // Neither form: both errors are shown, the source first.
+  c = ParseModelConfigText("max_batch_sise: 3", defaults, "m", "repo/m/cfg");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message().rfind("repo/m/cfg", 0), 0u);
+  EXPECT_NE(c.status().message().find("as Triton's config.pbtxt"),
+            std::string::npos);
+}
+
+TEST(ModelVersionTest, OnlyCanonicalPositiveIntegers) {
+  EXPECT_EQ(*ParseModelVersion(""), std::nullopt);
+  EXPECT_EQ(*ParseModelVersion("1"), 1);
+  EXPECT_EQ(*ParseModelVersion("9007199254740991"), kMaxModelVersion);
+  for (const char* bad : {"0", "01", "+1", "-1", " 1", "1 ", "1.0", "0x1",
+                          "9007199254740992", "99999999999999999999", "x"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<std::optional<int64_t>> v = ParseModelVersion(bad);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(VersionPolicyTest, Select) {
@@ -143,8 +206,6 @@ TEST(RepositoryTest, WritesRefuseSymbolicLinks) {
   const ModelRepository repo(root.string());
   absl::Status s = repo.PublishModelFile("linked", 1, "x");
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
-  EXPECT_EQ(repo.PublishConfig("linked", "").code(),
-            absl::StatusCode::kPermissionDenied);
   EXPECT_FALSE(std::filesystem::exists(elsewhere / "1" / "model.flexor"));
   // A version directory that is a link is refused too.
   std::filesystem::create_directories(root / "m");

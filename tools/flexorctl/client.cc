@@ -1,6 +1,7 @@
 #include "tools/flexorctl/client.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/grpc_status.h"
 
 namespace flexor::tools {
 
@@ -35,9 +36,7 @@ absl::Status CheckClientAuth(const std::string& target,
 }
 
 absl::Status Client::FromGrpc(const grpc::Status& status) const {
-  return absl::Status(
-      static_cast<absl::StatusCode>(status.error_code()),
-      absl::StrCat(status.error_message(), " [server ", target_, "]"));
+  return ToAbslStatus(status, absl::StrCat("server ", target_));
 }
 
 }  // namespace flexor::tools

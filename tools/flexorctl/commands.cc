@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "engine/format/model_signature.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"

@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/common/flag_names.h"
+#include "base/flag_names.h"
 #include "tools/flexorctl/client.h"
 #include "tools/flexorctl/commands.h"
 
@@ -50,7 +50,8 @@ ABSL_FLAG(bool, typed, false,
 ABSL_FLAG(bool, json, false, "Print JSON instead of text.");
 ABSL_FLAG(int64_t, version, 1, "load: version number of the published file.");
 ABSL_FLAG(std::string, config, "",
-          "load: config.pbtxt file to publish with the model.");
+          "load: model config for this load only (Triton's JSON or "
+          "config.pbtxt text); the repository's config is not changed.");
 ABSL_FLAG(std::string, concurrency, "1",
           "bench: requests in flight; a comma list runs one after another, "
           "e.g. 1,8,64.");
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   std::vector<std::string> storage;
   std::vector<char*> normalized =
-      flexor::server::NormalizeFlagNames(argc, argv, &storage);
+      flexor::NormalizeFlagNames(argc, argv, &storage);
   std::vector<char*> positional = absl::ParseCommandLine(
       static_cast<int>(normalized.size()) - 1, normalized.data());
   std::vector<std::string> args(positional.begin() + 1, positional.end());

@@ -1,6 +1,6 @@
-#include "server/common/flag_names.h"
+#include "base/flag_names.h"
 
-namespace flexor::server {
+namespace flexor {
 
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
                                       std::vector<std::string>* storage) {
@@ -22,4 +22,4 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
   return out;
 }
 
-}  // namespace flexor::server
+}  // namespace flexor

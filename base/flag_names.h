@@ -2,19 +2,19 @@
 // documented spelling, like Triton's, uses dashes (--model-repository).
 // NormalizeFlagNames rewrites dashes in flag names (not in values) so both
 // spellings work.
-#ifndef FLEXOR_SERVER_COMMON_FLAG_NAMES_H_
-#define FLEXOR_SERVER_COMMON_FLAG_NAMES_H_
+#ifndef FLEXOR_BASE_FLAG_NAMES_H_
+#define FLEXOR_BASE_FLAG_NAMES_H_
 
 #include <string>
 #include <vector>
 
-namespace flexor::server {
+namespace flexor {
 
 // Returns argv with "--a-b[=v]" rewritten to "--a_b[=v]"; `storage` owns the
 // strings. Stops at "--".
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
                                       std::vector<std::string>* storage);
 
-}  // namespace flexor::server
+}  // namespace flexor
 
-#endif  // FLEXOR_SERVER_COMMON_FLAG_NAMES_H_
+#endif  // FLEXOR_BASE_FLAG_NAMES_H_

@@ -1,0 +1,140 @@
+#include "engine/kernels/int8_conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/kernels/codec_traits.h"
+#include "engine/kernels/scoped_nanos.h"
+
+namespace flexor {
+namespace {
+
+// Rows of s8 weights start on 64-byte boundaries (whole-vector loads).
+int64_t WeightStride(int64_t groups) { return (4 * groups + 63) / 64 * 64; }
+
+int64_t Floats(int64_t bytes) { return (bytes + 63) / 64 * 16; }
+
+}  // namespace
+
+bool Int8ConvSupported(const LayerWeights& w) {
+  return w.kind != WeightCodecKind::kFloat32 &&
+         CodecTraits(w.kind).planes(w) == 1;
+}
+
+int64_t Int8WeightsFloats(const LayerWeights& w, int64_t channels,
+                          int64_t taps) {
+  const int64_t O = w.out_features;
+  // 64 bytes of slack: the packing kernels write whole vectors.
+  return Floats(O * WeightStride(Int8Groups(channels, taps)) + 64) +
+         Floats(O * 4);
+}
+
+Int8Weights PrepareInt8Weights(const LayerWeights& w,
+                               const PreparedWeights& prepared,
+                               int64_t channels, int64_t taps, float* scratch,
+                               KernelIsa isa,
+                               std::atomic<int64_t>* decrypt_nanos) {
+  const ScopedNanos timer(decrypt_nanos);
+  const int64_t O = w.out_features, kw = (w.in_features + 63) / 64;
+  Int8Weights out;
+  out.groups = Int8Groups(channels, taps);
+  out.stride = WeightStride(out.groups);
+  int8_t* w8 = reinterpret_cast<int8_t*>(scratch);
+  int32_t* rowsum =
+      reinterpret_cast<int32_t*>(scratch + Floats(O * out.stride + 64));
+  GetPixelKernelTable(isa).int8_pack_weights(prepared.bits, kw, O, channels,
+                                             taps, w8, out.stride);
+  // Sum of a row's signs: +1 per clear bit, -1 per set bit of its K bits.
+  const int64_t K = channels * taps;
+  for (int64_t o = 0; o < O; ++o) {
+    const uint64_t* b = prepared.bits + o * kw;
+    int64_t set = 0;
+    for (int64_t m = 0; m < K / 64; ++m) set += __builtin_popcountll(b[m]);
+    if (K % 64 != 0) {
+      set += __builtin_popcountll(b[K / 64] & ((uint64_t{1} << (K % 64)) - 1));
+    }
+    rowsum[o] = static_cast<int32_t>(K - 2 * set);
+  }
+  out.w = w8;
+  out.alpha = prepared.alpha;
+  out.rowsum = rowsum;
+  return out;
+}
+
+bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
+                  int64_t tail_words, Int8Activations* q, KernelIsa isa) {
+  const PixelKernelTable& pt = GetPixelKernelTable(isa);
+  uint32_t amax_bits = 0;
+  bool negative = false;
+  pt.int8_range(x, plan.channels * plan.height * plan.width, &amax_bits,
+                &negative);
+  if (amax_bits >= 0x7f800000u) return false;
+  float amax;
+  std::memcpy(&amax, &amax_bits, 4);
+  // Levels: 255 above zero without negative inputs, +-127 around 128 with.
+  const float levels = negative ? 127.0f : 255.0f;
+  q->zero = negative ? 128 : 0;
+  // Tiny maxima would overflow levels / amax; treat them as zero (their
+  // outputs are bias + O(1e-30)).
+  const bool zero_input = !(amax >= 1e-30f);
+  q->scale = zero_input ? 0.0f : amax / levels;
+  const float inv = zero_input ? 0.0f : levels / amax;
+  const int64_t hp = plan.height + 2 * plan.pad_h;
+  const int64_t wp = plan.width + 2 * plan.pad_w;
+  const int64_t words = (plan.channels + 3) / 4 * hp * wp;
+  const uint32_t z = static_cast<uint32_t>(q->zero) * 0x01010101u;
+  if (plan.pad_h != 0 || plan.pad_w != 0) {
+    std::fill(padded, padded + words, z);
+  }
+  std::fill(padded + words, padded + words + tail_words, z);
+  pt.int8_quantize_c4(plan, x, inv, q->zero, padded);
+  return true;
+}
+
+int64_t Int8PixelGemmScratchFloats(int64_t out_rows, KernelIsa isa) {
+  const int64_t lanes = PixelLanes(isa);
+  // int32 accumulators, then the combined scale and shift.
+  return out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
+}
+
+void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
+                   const Int8Activations& q, const Int8Source& source,
+                   const PixelOutput& output, int64_t P, int64_t tile_begin,
+                   int64_t tile_end, const ChannelEpilogue& epilogue, float* y,
+                   float* work, KernelIsa isa, const float* residual) {
+  const int64_t O = out_rows, lanes = PixelLanes(isa);
+  const PixelKernelTable& pt = GetPixelKernelTable(isa);
+  int32_t* acc = reinterpret_cast<int32_t*>(work);
+  float* scale = work + O * lanes;
+  float* shift = scale + (O + 15) / 16 * 16;
+  // y = epilogue(scale_q * alpha[o] * (acc - zero * rowsum[o])).
+  for (int64_t o = 0; o < O; ++o) {
+    const float m = q.scale * w.alpha[o];
+    const float s = epilogue.scale ? epilogue.scale[o] : 1.0f;
+    const float b = epilogue.shift ? epilogue.shift[o] : 0.0f;
+    scale[o] = m * s;
+    shift[o] = b - static_cast<float>(q.zero) *
+                       static_cast<float>(w.rowsum[o]) * m * s;
+  }
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    pt.int8_kn(w.w, w.stride, O, w.groups,
+               source.base + tile * source.tile_step, source.row_offsets, lanes,
+               acc);
+    const bool dense = output.runs.empty();
+    const int32_t r0 = dense ? 0 : output.run_begin[tile];
+    const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
+    for (int32_t r = r0; r < r1; ++r) {
+      const PixelRun run =
+          dense ? PixelRun{0,
+                           static_cast<int32_t>(
+                               std::min(lanes, output.pixels - tile * lanes)),
+                           tile * lanes}
+                : output.runs[r];
+      pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
+                        epilogue.relu, y + run.dst, P,
+                        residual ? residual + run.dst : nullptr);
+    }
+  }
+}
+
+}  // namespace flexor
