@@ -92,10 +92,17 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
     return err == ENOENT ? absl::NotFoundError(message)
                          : absl::PermissionDeniedError(message);
   }
+  // Sized from fstat (model files can be large), but read until EOF: the
+  // size is a hint, the bound is max_bytes.
   std::string out;
-  char buf[4096];
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0 &&
+      static_cast<size_t>(st.st_size) <= max_bytes) {
+    out.reserve(static_cast<size_t>(st.st_size));
+  }
+  std::string buf(size_t{1} << 20, '\0');
   while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int err = errno;
@@ -104,7 +111,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
           absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    out.append(buf.data(), static_cast<size_t>(n));
     if (out.size() > max_bytes) {
       ::close(fd);
       return absl::InvalidArgumentError(
