@@ -174,16 +174,7 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
         }
       }
     }
-    const bool dense = output.runs.empty();
-    const int32_t r0 = dense ? 0 : output.run_begin[tile];
-    const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
-    for (int32_t r = r0; r < r1; ++r) {
-      const PixelRun run =
-          dense ? PixelRun{0,
-                           static_cast<int32_t>(
-                               std::min(lanes, output.pixels - tile * lanes)),
-                           tile * lanes}
-                : output.runs[r];
+    output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       if (output.pixel_major) {
         pt.store_tile_transposed(acc + run.lane, lanes, n, run.len, scale,
                                  shift, epilogue.relu, y + run.dst * P + o0, P);
@@ -192,7 +183,7 @@ void PixelGemm(const LayerWeights& w, const PreparedWeights& prepared,
                       epilogue.relu, y + run.dst + o0 * P, P,
                       residual ? residual + run.dst + o0 * P : nullptr);
       }
-    }
+    });
   }
 }
 

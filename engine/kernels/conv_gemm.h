@@ -18,6 +18,7 @@
 #ifndef FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 #define FLEXOR_ENGINE_KERNELS_CONV_GEMM_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -65,6 +66,18 @@ struct PixelOutput {
   int64_t tiles(int64_t lanes) const {
     return runs.empty() ? (pixels + lanes - 1) / lanes
                         : static_cast<int64_t>(run_begin.size()) - 1;
+  }
+  // Calls store(run) for every run of tile `tile`.
+  template <typename Store>
+  void ForEachRun(int64_t tile, int64_t lanes, Store store) const {
+    if (runs.empty()) {
+      store(PixelRun{
+          0, static_cast<int32_t>(std::min(lanes, pixels - tile * lanes)),
+          tile * lanes});
+      return;
+    }
+    for (int32_t r = run_begin[tile]; r < run_begin[tile + 1]; ++r)
+      store(runs[r]);
   }
 };
 // Tiles of consecutive output pixels (explicit im2col).

@@ -43,18 +43,7 @@ Int8Weights PrepareInt8Weights(const LayerWeights& w,
   int32_t* rowsum =
       reinterpret_cast<int32_t*>(scratch + Floats(O * out.stride + 64));
   GetPixelKernelTable(isa).int8_pack_weights(prepared.bits, kw, O, channels,
-                                             taps, w8, out.stride);
-  // Sum of a row's signs: +1 per clear bit, -1 per set bit of its K bits.
-  const int64_t K = channels * taps;
-  for (int64_t o = 0; o < O; ++o) {
-    const uint64_t* b = prepared.bits + o * kw;
-    int64_t set = 0;
-    for (int64_t m = 0; m < K / 64; ++m) set += __builtin_popcountll(b[m]);
-    if (K % 64 != 0) {
-      set += __builtin_popcountll(b[K / 64] & ((uint64_t{1} << (K % 64)) - 1));
-    }
-    rowsum[o] = static_cast<int32_t>(K - 2 * set);
-  }
+                                             taps, w8, out.stride, rowsum);
   out.w = w8;
   out.alpha = prepared.alpha;
   out.rowsum = rowsum;
@@ -84,7 +73,16 @@ bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
   const int64_t words = (plan.channels + 3) / 4 * hp * wp;
   const uint32_t z = static_cast<uint32_t>(q->zero) * 0x01010101u;
   if (plan.pad_h != 0 || plan.pad_w != 0) {
-    std::fill(padded, padded + words, z);
+    // Only the border: the quantiser writes every interior word.
+    for (int64_t c4 = 0; c4 < (plan.channels + 3) / 4; ++c4) {
+      uint32_t* plane = padded + c4 * hp * wp;
+      std::fill(plane, plane + plan.pad_h * wp, z);
+      for (int64_t y = plan.pad_h; y < hp - plan.pad_h; ++y) {
+        std::fill(plane + y * wp, plane + y * wp + plan.pad_w, z);
+        std::fill(plane + y * wp + wp - plan.pad_w, plane + (y + 1) * wp, z);
+      }
+      std::fill(plane + (hp - plan.pad_h) * wp, plane + hp * wp, z);
+    }
   }
   std::fill(padded + words, padded + words + tail_words, z);
   pt.int8_quantize_c4(plan, x, inv, q->zero, padded);
@@ -120,20 +118,11 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
     pt.int8_kn(w.w, w.stride, O, w.groups,
                source.base + tile * source.tile_step, source.row_offsets, lanes,
                acc);
-    const bool dense = output.runs.empty();
-    const int32_t r0 = dense ? 0 : output.run_begin[tile];
-    const int32_t r1 = dense ? 1 : output.run_begin[tile + 1];
-    for (int32_t r = r0; r < r1; ++r) {
-      const PixelRun run =
-          dense ? PixelRun{0,
-                           static_cast<int32_t>(
-                               std::min(lanes, output.pixels - tile * lanes)),
-                           tile * lanes}
-                : output.runs[r];
+    output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
                         epilogue.relu, y + run.dst, P,
                         residual ? residual + run.dst : nullptr);
-    }
+    });
   }
 }
 

@@ -186,8 +186,9 @@ __attribute__((target("avx512vpopcntdq"))) void GxnorVpopcnt(
 
 void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
                            int64_t channels, int64_t taps, int8_t* w8,
-                           int64_t ws) {
-  avx512_kernels::Int8PackWeights(bits, kw, rows, channels, taps, w8, ws);
+                           int64_t ws, int32_t* row_sums) {
+  avx512_kernels::Int8PackWeights(bits, kw, rows, channels, taps, w8, ws,
+                                  row_sums);
 }
 
 const KernelTable& Avx512KernelTable() {

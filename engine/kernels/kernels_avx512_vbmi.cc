@@ -20,6 +20,16 @@ inline uint64_t Bits64(const uint64_t* b, int64_t kw, int64_t k) {
   return v;
 }
 
+// +1 per clear bit, -1 per set bit, of a row's first k bits (POPCNT).
+inline int32_t Int8RowSum(const uint64_t* b, int64_t k) {
+  int64_t set = 0;
+  for (int64_t m = 0; m < k / 64; ++m) set += _mm_popcnt_u64(b[m]);
+  if (k % 64 != 0) {
+    set += _mm_popcnt_u64(b[k / 64] & ((uint64_t{1} << (k % 64)) - 1));
+  }
+  return static_cast<int32_t>(k - 2 * set);
+}
+
 }  // namespace
 
 // A channel group's live channels are one run of live * taps <= 128 bits
@@ -28,9 +38,9 @@ inline uint64_t Bits64(const uint64_t* b, int64_t kw, int64_t k) {
 // byte 4 t + i; bytes of missing channels are zeroed by the permute's mask.
 void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
                                int64_t channels, int64_t taps, int8_t* w8,
-                               int64_t ws) {
+                               int64_t ws, int32_t* row_sums) {
   if (taps > 32) {
-    Int8PackWeightsAvx512(bits, kw, rows, channels, taps, w8, ws);
+    Int8PackWeightsAvx512(bits, kw, rows, channels, taps, w8, ws, row_sums);
     return;
   }
   const int64_t c4n = (channels + 3) / 4, out_bytes = 4 * taps;
@@ -52,9 +62,11 @@ void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
     }
   }
   const __m512i one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1);
+  const int64_t K = channels * taps;
   for (int64_t o = 0; o < rows; ++o) {
     const uint64_t* b = bits + o * kw;
     int8_t* out = w8 + o * ws;
+    row_sums[o] = Int8RowSum(b, K);
     for (int64_t c4 = 0; c4 < c4n; ++c4) {
       const int64_t k = 4 * c4 * taps;
       const bool partial = c4 == full;

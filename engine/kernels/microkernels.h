@@ -220,10 +220,12 @@ using Int8Im2colFn = void (*)(const Im2colPlan& plan, const uint32_t* padded,
                               uint32_t* cols);
 // w8[o * ws + (c4 * taps + t) * 4 + i] = 1 - 2 * bit k of row o, k = (4 c4 +
 // i) * taps + t, and 0 for channels 4 c4 + i >= channels; bits are rows of
-// kw 64-bit words.
+// kw 64-bit words; row_sums[o] = the sum of row o's weights (its K = channels
+// x taps bits: clear ones count +1, set ones -1), for the zero-point
+// correction. May write up to 64 bytes past a row's last group.
 using Int8PackWeightsFn = void (*)(const uint64_t* bits, int64_t kw,
                                    int64_t rows, int64_t channels, int64_t taps,
-                                   int8_t* w8, int64_t ws);
+                                   int8_t* w8, int64_t ws, int32_t* row_sums);
 
 // 2x2 max pooling, stride 2, no padding, of `planes` planes of h x w into
 // (h / 2) x (w / 2) (odd last rows / columns dropped, as in PyTorch).
@@ -295,10 +297,10 @@ void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
 // and leaves larger kernels to the former.
 void Int8PackWeightsAvx512(const uint64_t* bits, int64_t kw, int64_t rows,
                            int64_t channels, int64_t taps, int8_t* w8,
-                           int64_t ws);
+                           int64_t ws, int32_t* row_sums);
 void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
                                int64_t channels, int64_t taps, int8_t* w8,
-                               int64_t ws);
+                               int64_t ws, int32_t* row_sums);
 // AVX-512 VNNI version (kernels_avx512_vnni.cc); only called when the CPU
 // has AVX512_VNNI.
 void SignDotI8Avx512Vnni(const uint64_t* bits, int64_t bit_stride, int64_t rows,

@@ -414,21 +414,33 @@ std::vector<std::string> ModelManager::ServingModels() const {
   return names;
 }
 
-std::vector<ModelManager::IndexEntry> ModelManager::Index(
-    bool ready_only) const {
-  std::vector<IndexEntry> out;
-  std::vector<std::string> names;
-  if (absl::StatusOr<std::vector<std::string>> disk = repository_->ListModels();
-      disk.ok()) {
-    names = *std::move(disk);
-  }
-  absl::ReaderMutexLock lock(&mu_);
-  for (const auto& [name, state] : models_) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      names.push_back(name);
+std::vector<std::string> ModelManager::RepositoryListing() const {
+  absl::MutexLock lock(&listing_mu_);
+  const absl::Time now = absl::Now();
+  if (now - listing_time_ >= kListingTtl) {
+    if (absl::StatusOr<std::vector<std::string>> disk =
+            repository_->ListModels();
+        disk.ok()) {
+      listing_ = *std::move(disk);
+      listing_time_ = now;
     }
   }
+  return listing_;
+}
+
+std::vector<ModelManager::IndexEntry> ModelManager::Index(
+    bool ready_only) const {
+  // Every model in the repository (a listing at most kListingTtl old; not
+  // needed when only ready models are asked for) or known here, sorted and
+  // unique: O(N log N) for N models.
+  std::vector<std::string> names;
+  if (!ready_only) names = RepositoryListing();
+  std::vector<IndexEntry> out;
+  absl::ReaderMutexLock lock(&mu_);
+  names.reserve(names.size() + models_.size());
+  for (const auto& [name, state] : models_) names.push_back(name);
   std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   for (const std::string& name : names) {
     auto it = models_.find(name);
     if (it == models_.end() || it->second.serving->empty()) {

@@ -118,6 +118,11 @@ class ModelManager {
   // else "" (bounded series whatever names clients send).
   std::string MetricLabel(const std::string& name) const;
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The repository's model names, listed again at most once per
+  // kListingTtl: RepositoryIndex must not scan a directory of thousands of
+  // models on every call (concurrent callers wait for one scan).
+  std::vector<std::string> RepositoryListing() const
+      ABSL_LOCKS_EXCLUDED(listing_mu_);
 
   const ModelRepository* repository_;
   const ModelLoader* loader_;
@@ -129,6 +134,12 @@ class ModelManager {
   absl::Mutex load_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, ModelState> models_ ABSL_GUARDED_BY(mu_);
+
+  static constexpr absl::Duration kListingTtl = absl::Seconds(1);
+  mutable absl::Mutex listing_mu_;
+  mutable absl::Time listing_time_ ABSL_GUARDED_BY(listing_mu_) =
+      absl::InfinitePast();
+  mutable std::vector<std::string> listing_ ABSL_GUARDED_BY(listing_mu_);
 };
 
 }  // namespace flexor::server

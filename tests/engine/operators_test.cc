@@ -2,6 +2,7 @@
 // written here from the dequantized weights, on random inputs.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -507,6 +508,51 @@ TEST(ConvFusionTest, ResidualAddFusedIntoConvolution) {
     ASSERT_FALSE(steps.empty());
     EXPECT_EQ(steps[0].name, want_steps[v]) << "variant " << v;
   }
+}
+
+// A sample holding Inf/NaN runs the exact FP32 path (IEEE propagation, as
+// without int8), the other samples of the batch still run int8.
+TEST(ConvFusionTest, Int8SampleWithNanRunsFp32) {
+  const int C = 8, H = 10, W = 10, O = 16, K = C * 9;
+  std::mt19937_64 rng(31);
+  ModelWriter w("nan");
+  w.AddInput("x", {C, H, W}, false);
+  mv1::Conv2dOp* cv = w.AddNode("conv", {"x"}, "y")->mutable_conv2d();
+  cv->set_in_channels(C);
+  cv->set_out_channels(O);
+  cv->set_kernel_h(3);
+  cv->set_kernel_w(3);
+  cv->set_pad_h(1);
+  cv->set_pad_w(1);
+  AddWeights(w, cv->mutable_weights(), "conv", O, K, "flexor1_16_20_2", rng);
+  w.AddOutput("y", {O, H, W});
+  std::shared_ptr<const Model> model = Compile(w);
+  ASSERT_NE(model, nullptr);
+  const int64_t n = C * H * W, out = O * H * W;
+  std::vector<float> x = RandomVector(2 * n, rng);
+  x[5 * W + 5] = std::numeric_limits<float>::quiet_NaN();  // sample 0 only
+  std::vector<float> exact(2 * out), int8(2 * out);
+  ASSERT_TRUE(model->Run(x.data(), 2, exact.data()).ok());
+  RunOptions options;
+  options.matmul.activations = ActivationPrecision::kInt8;
+  ASSERT_TRUE(model->Run(x.data(), 2, int8.data(), options).ok());
+  int nans = 0;
+  for (int64_t i = 0; i < out; ++i) {
+    ASSERT_EQ(std::isnan(exact[i]), std::isnan(int8[i])) << i;
+    nans += std::isnan(exact[i]);
+    // Exact arithmetic (look-up tables here, so the summation order may
+    // differ from the default FP32 kernel).
+    if (!std::isnan(exact[i])) {
+      ASSERT_NEAR(exact[i], int8[i], 1e-5f * (1 + std::abs(exact[i]))) << i;
+    }
+  }
+  EXPECT_GT(nans, 0);
+  bool differs = false;  // sample 1 was quantised
+  for (int64_t i = out; i < 2 * out; ++i) {
+    ASSERT_FALSE(std::isnan(int8[i]));
+    differs |= exact[i] != int8[i];
+  }
+  EXPECT_TRUE(differs);
 }
 
 TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {

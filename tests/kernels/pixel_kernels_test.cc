@@ -25,6 +25,26 @@ struct Geometry {
   int64_t C, H, W, k, stride, pad;
 };
 
+// The im2col plan of geometry g with k_rows rows (or channel groups) per
+// tile; pieces must outlive it.
+Im2colPlan PlanFor(const Geometry& g, int64_t k_rows, int64_t lanes,
+                   int64_t pixels, const std::vector<Im2colPiece>& pieces) {
+  Im2colPlan plan;
+  plan.channels = g.C;
+  plan.height = g.H;
+  plan.width = g.W;
+  plan.kernel_h = plan.kernel_w = g.k;
+  plan.stride_h = plan.stride_w = g.stride;
+  plan.pad_h = plan.pad_w = g.pad;
+  plan.k = g.C * g.k * g.k;
+  plan.k_rows = k_rows;
+  plan.lanes = lanes;
+  plan.tiles = (pixels + lanes - 1) / lanes;
+  plan.pieces = pieces.data();
+  plan.num_pieces = static_cast<int64_t>(pieces.size());
+  return plan;
+}
+
 class PixelKernelTest : public ::testing::TestWithParam<KernelIsa> {
  protected:
   const PixelKernelTable& pt() const { return GetPixelKernelTable(GetParam()); }
@@ -42,19 +62,9 @@ TEST_P(PixelKernelTest, Im2colMatchesDirectIndexing) {
     const int64_t Wo = (g.W + 2 * g.pad - g.k) / g.stride + 1;
     const int64_t P = Ho * Wo, K = g.C * g.k * g.k;
     const std::vector<Im2colPiece> pieces = PlanIm2colPieces(Ho, Wo, lanes);
-    Im2colPlan plan;
-    plan.channels = g.C;
-    plan.height = g.H;
-    plan.width = g.W;
-    plan.kernel_h = plan.kernel_w = g.k;
-    plan.stride_h = plan.stride_w = g.stride;
-    plan.pad_h = plan.pad_w = g.pad;
-    plan.k = K;
-    plan.k_rows = (K + 63) / 64 * 64 + 1;  // bit-coded layout, spare row
-    plan.lanes = lanes;
-    plan.tiles = (P + lanes - 1) / lanes;
-    plan.pieces = pieces.data();
-    plan.num_pieces = static_cast<int64_t>(pieces.size());
+    // Bit-coded layout: K rounded up to 64, plus a spare row.
+    const Im2colPlan plan =
+        PlanFor(g, (K + 63) / 64 * 64 + 1, lanes, P, pieces);
     const std::vector<float> x = RandomVector(g.C * g.H * g.W, K + P);
     std::vector<float> cols(plan.tiles * plan.k_rows * lanes + kPixelColsSlack,
                             12345.0f);
@@ -277,18 +287,7 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
     const int64_t P = Ho * Wo, hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
     const int64_t c4n = (g.C + 3) / 4, groups = c4n * g.k * g.k;
     const std::vector<Im2colPiece> pieces = PlanIm2colPieces(Ho, Wo, lanes);
-    Im2colPlan plan;
-    plan.channels = g.C;
-    plan.height = g.H;
-    plan.width = g.W;
-    plan.kernel_h = plan.kernel_w = g.k;
-    plan.stride_h = plan.stride_w = g.stride;
-    plan.pad_h = plan.pad_w = g.pad;
-    plan.k_rows = groups;
-    plan.lanes = lanes;
-    plan.tiles = (P + lanes - 1) / lanes;
-    plan.pieces = pieces.data();
-    plan.num_pieces = static_cast<int64_t>(pieces.size());
+    const Im2colPlan plan = PlanFor(g, groups, lanes, P, pieces);
     std::vector<float> x = RandomVector(g.C * g.H * g.W, P);
     x[0] = 2.0f;  // clamps at 255
     const float inv = 90.0f;
@@ -345,8 +344,10 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
       packs.push_back(Int8PackWeightsAvx512);
     for (const Int8PackWeightsFn pack : packs) {
       std::vector<int8_t> w8(rows * ws + 64, 99);  // whole-vector writes
-      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws);
+      std::vector<int32_t> sums(rows, -12345);
+      pack(bits.data(), kw, rows, channels, taps, w8.data(), ws, sums.data());
       for (int64_t o = 0; o < rows; ++o) {
+        int32_t sum = 0;
         for (int64_t c = 0; c < 4 * c4n; ++c) {
           for (int64_t t = 0; t < taps; ++t) {
             const int64_t k = c * taps + t;
@@ -357,8 +358,10 @@ TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
                                   (bits[o * kw + k / 64] >> (k % 64)) & 1);
             ASSERT_EQ(w8[o * ws + ((c / 4) * taps + t) * 4 + c % 4], want)
                 << "row " << o << " channel " << c << " tap " << t;
+            sum += want;
           }
         }
+        ASSERT_EQ(sums[o], sum) << "row sum " << o;
       }
     }
   }

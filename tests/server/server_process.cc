@@ -21,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/format/model_file.h"
+#include "engine/graph/model.h"
 #include "gtest/gtest.h"
 
 extern char** environ;
@@ -209,6 +211,20 @@ std::vector<float> RandomImages(int64_t batch, uint64_t seed) {
   std::vector<float> images(static_cast<size_t>(batch * 28 * 28));
   for (float& v : images) v = pixel(rng);
   return images;
+}
+
+std::vector<float> Reference(const std::string& model_bytes,
+                             const std::vector<float>& input, int64_t batch) {
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(model_bytes, "reference");
+  EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return {};
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {};
+  std::vector<float> out(static_cast<size_t>(batch * (*model)->output_size()));
+  EXPECT_TRUE((*model)->Run(input.data(), batch, out.data()).ok());
+  return out;
 }
 
 inference::ModelInferRequest MakeInferRequest(const std::string& model,

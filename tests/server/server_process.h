@@ -89,6 +89,10 @@ inference::ModelInferRequest MakeInferRequest(const std::string& model,
                                               const std::vector<float>& input,
                                               int64_t batch);
 std::vector<float> RandomImages(int64_t batch, uint64_t seed);
+// What the engine itself computes for `model_bytes` on `input` (the expected
+// output of a request).
+std::vector<float> Reference(const std::string& model_bytes,
+                             const std::vector<float>& input, int64_t batch);
 // The response's output as floats (raw or typed).
 std::vector<float> OutputOf(const inference::ModelInferResponse& response);
 

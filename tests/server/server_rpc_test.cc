@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "engine/graph/model.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
@@ -18,19 +19,6 @@ namespace flexor::server::testing {
 namespace {
 
 using ::grpc::StatusCode;
-
-// Expected output of `model_bytes` on `input` from the engine itself.
-std::vector<float> Reference(const std::string& model_bytes,
-                             const std::vector<float>& input, int64_t batch) {
-  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
-      ModelFile::FromBytes(model_bytes, "reference");
-  EXPECT_TRUE(file.ok()) << file.status();
-  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
-  EXPECT_TRUE(model.ok()) << model.status();
-  std::vector<float> out(static_cast<size_t>(batch * (*model)->output_size()));
-  EXPECT_TRUE((*model)->Run(input.data(), batch, out.data()).ok());
-  return out;
-}
 
 void ExpectNear(const std::vector<float>& actual,
                 const std::vector<float>& expected) {
@@ -351,6 +339,41 @@ TEST_F(ServerRpcTest, StatisticsAndIndex) {
     names.push_back(m.name() + ":" + m.state());
   EXPECT_NE(std::find(names.begin(), names.end(), "lenet:READY"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "mlp:READY"), names.end());
+}
+
+// RepositoryIndex lists the repository from a listing at most a second old
+// (no directory scan per call): a model directory created while the server
+// runs shows up as not loaded within a few seconds, and `ready` lists loaded
+// versions only.
+TEST(RepositoryIndexTest, SeesNewDirectoriesAndFiltersReady) {
+  TempDir repo;
+  WriteModel(repo.path(), "first", 1, ModelBytes(21));
+  ServerProcess server(repo.path(), {"--model-control-mode=explicit",
+                                     "--load-model=first", "--threads=1"});
+  ASSERT_TRUE(server.started());
+  auto index = [&](bool ready) {
+    grpc::ClientContext ctx;
+    inference::RepositoryIndexRequest request;
+    request.set_ready(ready);
+    inference::RepositoryIndexResponse response;
+    EXPECT_TRUE(server.stub().RepositoryIndex(&ctx, request, &response).ok());
+    std::vector<std::string> names;
+    for (const auto& m : response.models()) {
+      names.push_back(m.name() + ":" + m.state());
+    }
+    return names;
+  };
+  EXPECT_EQ(index(false), std::vector<std::string>{"first:READY"});
+  WriteModel(repo.path(), "second", 1, ModelBytes(22));
+  std::vector<std::string> all;
+  for (int i = 0; i < 40; ++i) {
+    all = index(false);
+    if (all.size() == 2) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(all,
+            (std::vector<std::string>{"first:READY", "second:UNAVAILABLE"}));
+  EXPECT_EQ(index(true), std::vector<std::string>{"first:READY"});
 }
 
 // `flexorctl health` is the container HEALTHCHECK: its exit code must

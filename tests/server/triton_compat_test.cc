@@ -44,18 +44,6 @@ std::string LabelledModelBytes(uint64_t seed) {
   return bytes.ok() ? *bytes : std::string();
 }
 
-std::vector<float> Reference(const std::string& model_bytes,
-                             const std::vector<float>& input, int64_t batch) {
-  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
-      ModelFile::FromBytes(model_bytes, "reference");
-  EXPECT_TRUE(file.ok()) << file.status();
-  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
-  EXPECT_TRUE(model.ok()) << model.status();
-  std::vector<float> out(static_cast<size_t>(batch * (*model)->output_size()));
-  EXPECT_TRUE((*model)->Run(input.data(), batch, out.data()).ok());
-  return out;
-}
-
 class TritonCompatTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -53,6 +53,8 @@ class Slot {
   inference::ModelInferResponse infer_response_;
   inference::ServerLiveRequest live_request_;
   inference::ServerLiveResponse live_response_;
+  inference::RepositoryIndexRequest index_request_;
+  inference::RepositoryIndexResponse index_response_;
   absl::Time sent_;
 };
 
@@ -72,6 +74,10 @@ void Slot::Send() {
   if (options_->rpc == BenchOptions::Rpc::kLive) {
     stub_->async()->ServerLive(context_.get(), &live_request_, &live_response_,
                                done);
+  } else if (options_->rpc == BenchOptions::Rpc::kIndex) {
+    index_response_.Clear();
+    stub_->async()->RepositoryIndex(context_.get(), &index_request_,
+                                    &index_response_, done);
   } else {
     infer_response_.Clear();
     stub_->async()->ModelInfer(context_.get(), request_, &infer_response_,

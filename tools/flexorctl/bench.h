@@ -14,7 +14,9 @@
 namespace flexor::tools {
 
 struct BenchOptions {
-  enum class Rpc { kInfer, kLive };
+  // ModelInfer, ServerLive (the empty-RPC baseline) or RepositoryIndex (its
+  // cost grows with the number of models).
+  enum class Rpc { kInfer, kLive, kIndex };
   Rpc rpc = Rpc::kInfer;
   int concurrency = 1;
   absl::Duration duration = absl::Seconds(10);

@@ -406,8 +406,10 @@ absl::Status Bench(const CommandContext& ctx) {
   BenchOptions options;
   if (ctx.rpc == "live") {
     options.rpc = BenchOptions::Rpc::kLive;
+  } else if (ctx.rpc == "index") {
+    options.rpc = BenchOptions::Rpc::kIndex;
   } else if (ctx.rpc != "infer") {
-    return absl::InvalidArgumentError("--rpc must be infer or live");
+    return absl::InvalidArgumentError("--rpc must be infer, live or index");
   }
   options.duration = ctx.duration;
   options.max_requests = ctx.requests;

@@ -79,8 +79,8 @@ ABSL_FLAG(std::vector<std::string>, pubkey, {},
 ABSL_FLAG(std::string, out, "flexor-signing",
           "keygen: writes <out>.pem (private) and <out>.pub.pem (public).");
 ABSL_FLAG(std::string, rpc, "infer",
-          "bench: infer (ModelInfer) or live (ServerLive, the empty-RPC "
-          "baseline).");
+          "bench: infer (ModelInfer), live (ServerLive, the empty-RPC "
+          "baseline) or index (RepositoryIndex).");
 
 namespace {
 
