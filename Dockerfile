@@ -3,6 +3,9 @@
 #   docker build --target server  -t flexor-server  .   # the default target
 #   docker build --target trainer -t flexor-trainer .
 #   docker run --rm -p 8001:8001 -p 8002:8002 flexor-server
+#     (inference open; admin RPCs need the token the entrypoint generates,
+#     or mount your own: -v "$PWD/auth:/etc/flexor/auth:ro"; TLS: mount
+#     tls.crt/tls.key[/ca.crt] on /etc/flexor/tls; docs/security.md)
 #   docker run --rm -v "$PWD/models:/opt/flexor/models" -p 8001:8001 \
 #     -p 8002:8002 flexor-server          # serve your own repository
 #   docker run --rm -v "$PWD/models:/models" flexor-trainer \
@@ -63,6 +66,11 @@ FROM runtime-base AS server
 RUN sh /tmp/docker/install-packages.sh /tmp/docker/server-runtime.packages
 COPY --from=build /out/bin/flexor_server /out/bin/flexorctl \
      /out/bin/flexor_make_model /usr/local/bin/
+# The entrypoint adds the security flags for what is mounted and otherwise
+# generates an admin token, so admin RPCs are never open by default
+# (deploy/docker/server-entrypoint.sh, docs/security.md).
+COPY deploy/docker/server-entrypoint.sh /usr/local/bin/flexor-entrypoint
+COPY deploy/docker/server-probe.sh /usr/local/bin/flexor-probe
 # Owned by flexor so that RepositoryModelLoad uploads (explicit mode) can be
 # persisted; mount a volume on /opt/flexor/models to serve another repository.
 COPY --from=build --chown=10001:10001 /out/models /opt/flexor/models
@@ -71,9 +79,8 @@ WORKDIR /home/flexor
 EXPOSE 8001 8002
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["/usr/local/bin/flexorctl", "--server=127.0.0.1:8001", \
-       "--timeout-ms=2000", "health"]
-ENTRYPOINT ["/usr/local/bin/flexor_server"]
+  CMD ["/usr/local/bin/flexor-probe"]
+ENTRYPOINT ["/usr/local/bin/flexor-entrypoint"]
 CMD ["--model-repository=/opt/flexor/models", "--model-control-mode=explicit", \
      "--load-model=*", "--grpc-port=8001", "--metrics-address=0.0.0.0", \
      "--metrics-port=8002"]

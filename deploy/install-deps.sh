@@ -9,6 +9,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # Core libraries
   libabsl-dev libtbb-dev prometheus-cpp-dev zlib1g-dev
+  # Security: TLS files, model signatures (Ed25519); the openssl CLI makes
+  # the tests' certificates and keys
+  libssl-dev openssl
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
   # Monitoring and deployment checks (Prometheus + promtool, yamllint)

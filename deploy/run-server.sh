@@ -47,12 +47,20 @@ if ! compgen -G "$REPOSITORY/*/[0-9]*/model.flexor" >/dev/null; then
   REPOSITORY=$DEMO
 fi
 
+# Admin RPCs (load, unload, uploads) need a bearer token; inference is open.
+TOKEN_FILE=$BUILD_DIR/admin-token
+if [ ! -s "$TOKEN_FILE" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' \
+    >"$TOKEN_FILE" && echo >>"$TOKEN_FILE")
+  log "generated the admin token $TOKEN_FILE"
+fi
+
 PORT_FILE=$BUILD_DIR/flexor_server.ports
 rm -f "$PORT_FILE"
 log "starting $SERVER on repository $REPOSITORY/"
 "$SERVER" --model-repository="$REPOSITORY" --model-control-mode=explicit \
   --load-model='*' --grpc-port="$GRPC_PORT" --metrics-port="$METRICS_PORT" \
-  --port-file="$PORT_FILE" "${EXTRA[@]}" &
+  --auth-token-file="$TOKEN_FILE" --port-file="$PORT_FILE" "${EXTRA[@]}" &
 SERVER_PID=$!
 stop_server() {
   if kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -78,6 +86,7 @@ cat <<INFO
       health: grpc.health.v1 (service "" or a model name); reflection on
   Prometheus metrics:                          http://localhost:$METRICS_PORT/metrics
   Models:  $CTL --server=localhost:$GRPC_PORT list
+  Admin:   $CTL --server=localhost:$GRPC_PORT --token-file=$TOKEN_FILE load MODEL [FILE]
 
 INFO
 

@@ -90,6 +90,65 @@ ABSL_FLAG(int, shutdown_grace_secs, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to "
           "finish before they are cancelled.");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "TLS for gRPC: the server's certificate chain (PEM). With "
+          "--tls-key-file; re-read every --tls-reload-secs, so a renewed "
+          "certificate needs no restart. Unset: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "TLS: the private key of --tls-cert-file (PEM, unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "Mutual TLS: CA bundle that client certificates must chain to. A "
+          "client certificate that does not verify fails the handshake.");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "Mutual TLS: refuse connections without a client certificate "
+          "(otherwise one is requested but optional, for open inference or "
+          "bearer tokens).");
+ABSL_FLAG(int, tls_reload_secs, 60,
+          "How often the TLS files are re-read, in seconds.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Admin bearer tokens, one per line (re-read on change): admin RPCs "
+          "(RepositoryModelLoad/Unload, uploads) need 'authorization: Bearer "
+          "<token>' metadata with one of them (or an identity of "
+          "--auth-admin-identities). Unset, with no identities: admin RPCs "
+          "are open.");
+ABSL_FLAG(std::vector<std::string>, auth_admin_identities, {},
+          "Client-certificate identities (SAN, or CN without SANs) allowed "
+          "to call admin RPCs, comma separated; needs --tls-client-ca-file.");
+ABSL_FLAG(std::string, auth_inference, "open",
+          "open: inference RPCs (ModelInfer, metadata, readiness, "
+          "statistics, index) need no credential; authenticated: they need an "
+          "admin credential, a token of --auth-inference-token-file or a "
+          "verified client certificate.");
+ABSL_FLAG(std::vector<std::string>, model_trusted_keys, {},
+          "Ed25519 public keys (PEM files, comma separated) whose model "
+          "signatures (<version>/model.flexor.sig) are trusted. A version "
+          "that has a signature must verify against one of them.");
+ABSL_FLAG(bool, require_signed_models, false,
+          "Refuse every model version (repository or upload) without a valid "
+          "signature from --model-trusted-keys; the version already serving "
+          "keeps serving.");
+ABSL_FLAG(int64_t, max_upload_bytes, int64_t{64} << 20,
+          "Largest RepositoryModelLoad (model files + signatures + config) "
+          "in bytes; larger ones get RESOURCE_EXHAUSTED. Also bounded by "
+          "--grpc-max-message-bytes.");
+ABSL_FLAG(int64_t, max_inflight_upload_bytes, int64_t{256} << 20,
+          "Bytes that queued and running uploads may hold together; an "
+          "upload beyond it gets RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_pending_admin_rpcs, 8,
+          "Admin RPCs (loads, unloads, uploads) queued or running at once; "
+          "more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, grpc_memory_quota_bytes, 0,
+          "Memory gRPC may use for its own buffers (requests being "
+          "received), as a grpc::ResourceQuota; 0: 4 x "
+          "--grpc-max-message-bytes. gRPC receives a message whole before it "
+          "checks --grpc-max-message-bytes; the quota bounds how much of "
+          "several oversized ones it buffers at once (measured: 4 x 200 MiB "
+          "requests left 563 MiB resident without it, 26 MiB with 16 MiB). "
+          "Under pressure gRPC refuses streams with RESOURCE_EXHAUSTED, so "
+          "keep it several times the largest legitimate message.");
+ABSL_FLAG(std::string, auth_inference_token_file, "",
+          "Bearer tokens that allow inference RPCs only (with "
+          "--auth-inference=authenticated).");
 
 namespace {
 
@@ -165,6 +224,64 @@ int main(int argc, char** argv) {
     return Fail("--max-activation-bytes must be positive");
   }
   options.dispatch_when_idle = absl::GetFlag(FLAGS_dispatch_when_idle);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls.require_client_cert =
+      absl::GetFlag(FLAGS_tls_require_client_cert);
+  options.tls.reload_secs = absl::GetFlag(FLAGS_tls_reload_secs);
+  options.auth.admin_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.auth.inference_token_file =
+      absl::GetFlag(FLAGS_auth_inference_token_file);
+  for (const std::string& id : absl::GetFlag(FLAGS_auth_admin_identities)) {
+    if (!id.empty()) options.auth.admin_identities.push_back(id);
+  }
+  const std::string inference_auth = absl::GetFlag(FLAGS_auth_inference);
+  if (inference_auth != "open" && inference_auth != "authenticated") {
+    return Fail(absl::StrCat("--auth-inference='", inference_auth,
+                             "' is not one of open, authenticated"));
+  }
+  options.auth.inference_open = inference_auth == "open";
+  for (const std::string& key : absl::GetFlag(FLAGS_model_trusted_keys)) {
+    if (!key.empty()) options.trusted_key_files.push_back(key);
+  }
+  options.require_signed_models = absl::GetFlag(FLAGS_require_signed_models);
+  options.admin_limits.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
+  options.admin_limits.max_inflight_upload_bytes =
+      absl::GetFlag(FLAGS_max_inflight_upload_bytes);
+  options.admin_limits.max_pending =
+      absl::GetFlag(FLAGS_max_pending_admin_rpcs);
+  options.grpc_memory_quota_bytes =
+      absl::GetFlag(FLAGS_grpc_memory_quota_bytes);
+  if (options.grpc_memory_quota_bytes == 0) {
+    options.grpc_memory_quota_bytes = int64_t{4} * options.max_message_bytes;
+  }
+  if (options.admin_limits.max_upload_bytes < 1 ||
+      options.admin_limits.max_inflight_upload_bytes < 1 ||
+      options.admin_limits.max_pending < 1) {
+    return Fail(
+        "--max-upload-bytes, --max-inflight-upload-bytes and "
+        "--max-pending-admin-rpcs must be positive");
+  }
+  if (options.admin_limits.max_inflight_upload_bytes <
+      options.admin_limits.max_upload_bytes) {
+    return Fail(
+        "--max-inflight-upload-bytes must be at least --max-upload-bytes");
+  }
+  if (options.grpc_memory_quota_bytes < 0) {
+    return Fail("--grpc-memory-quota-bytes must be >= 0");
+  }
+  if (options.threads < 0 || options.max_concurrent_batches < 0 ||
+      absl::GetFlag(FLAGS_shutdown_grace_secs) < 0) {
+    return Fail(
+        "--threads, --max-concurrent-batches and --shutdown-grace-secs must "
+        "be >= 0");
+  }
+  if (options.grpc_port < 0 || options.grpc_port > 65535 ||
+      options.metrics_port < -1 || options.metrics_port > 65535) {
+    return Fail(
+        "--grpc-port must be in [0, 65535] and --metrics-port in [-1, 65535]");
+  }
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<flexor::ActivationPrecision> precision =

@@ -60,13 +60,51 @@ absl::Status Server::Init() {
   loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
                                           options_.max_activation_bytes,
                                           decrypt_period);
+  if (options_.require_signed_models && options_.trusted_key_files.empty()) {
+    return absl::InvalidArgumentError(
+        "--require-signed-models needs --model-trusted-keys");
+  }
+  if (!options_.trusted_key_files.empty()) {
+    absl::StatusOr<ModelVerifier> verifier =
+        ModelVerifier::FromPublicKeyFiles(options_.trusted_key_files);
+    if (!verifier.ok()) {
+      return absl::Status(
+          verifier.status().code(),
+          absl::StrCat("--model-trusted-keys: ", verifier.status().message()));
+    }
+    FLEXOR_LOG(INFO) << "model signatures: trusted key(s) "
+                     << absl::StrJoin(verifier->key_ids(), ", ") << "; "
+                     << (options_.require_signed_models
+                             ? "unsigned models are REFUSED"
+                             : "unsigned models are accepted, signed ones "
+                               "must verify");
+    loader_->SetSignaturePolicy(
+        std::make_shared<const ModelVerifier>(*std::move(verifier)),
+        options_.require_signed_models);
+  } else {
+    FLEXOR_LOG(INFO) << "model signatures: not checked (no "
+                        "--model-trusted-keys)";
+  }
   manager_ =
       std::make_unique<ModelManager>(repository_.get(), loader_.get(),
                                      metrics_.get(), options_.model_defaults);
-  admin_ = std::make_unique<AdminExecutor>();
+  admin_ = std::make_unique<AdminExecutor>(options_.admin_limits);
   service_ = std::make_unique<InferenceService>(
       manager_.get(), scheduler_.get(), metrics_.get(), options_.control_mode,
       admin_.get());
+  // Credentials are checked before any model is loaded: a mistake in them
+  // fails the start at once.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options_.tls);
+  if (!credentials.ok()) return credentials.status();
+  AuthOptions auth = options_.auth;
+  auth.client_certificates = !options_.tls.client_ca_file.empty();
+  absl::StatusOr<std::unique_ptr<Authorizer>> authorizer =
+      Authorizer::Create(std::move(auth));
+  if (!authorizer.ok()) return authorizer.status();
+  authorizer_ = *std::move(authorizer);
+  service_->SetAuthorizer(authorizer_.get());
+  LogSecurity();
   FLEXOR_LOG(INFO) << "compute: oneTBB arena of " << threads
                    << " threads, up to " << batches << " concurrent batches";
 
@@ -108,9 +146,14 @@ absl::Status Server::Init() {
           grpc::reflection::v1::ServerReflection::service_full_name()});
   grpc::ServerBuilder builder;
   builder.AddListeningPort(
-      absl::StrCat(options_.address, ":", options_.grpc_port),
-      grpc::InsecureServerCredentials(), &grpc_port_);
+      absl::StrCat(options_.address, ":", options_.grpc_port), *credentials,
+      &grpc_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  if (options_.grpc_memory_quota_bytes > 0) {
+    grpc::ResourceQuota quota("flexor_grpc");
+    quota.Resize(static_cast<size_t>(options_.grpc_memory_quota_bytes));
+    builder.SetResourceQuota(quota);
+  }
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
   builder.RegisterService(reflection_v1_.get());
@@ -135,6 +178,43 @@ absl::Status Server::Init() {
     poll_thread_ = std::thread([this] { PollLoop(); });
   }
   return absl::OkStatus();
+}
+
+void Server::LogSecurity() const {
+  const ServerTlsOptions& tls = options_.tls;
+  if (!TlsEnabled(tls)) {
+    FLEXOR_LOG(INFO) << "transport: PLAINTEXT gRPC (no --tls-cert-file)";
+  } else {
+    FLEXOR_LOG(INFO) << "transport: TLS (" << tls.cert_file << ", re-read "
+                     << "every " << tls.reload_secs << " s)"
+                     << (tls.client_ca_file.empty()
+                             ? std::string()
+                             : absl::StrCat(
+                                   "; client certificates verified against ",
+                                   tls.client_ca_file,
+                                   tls.require_client_cert
+                                       ? " and required"
+                                       : " when presented"));
+  }
+  FLEXOR_LOG(INFO) << "authorisation: " << authorizer_->Describe();
+  const bool loopback =
+      options_.address == "127.0.0.1" || options_.address == "localhost" ||
+      options_.address == "::1" || options_.address == "[::1]";
+  const bool admin_rpcs = options_.control_mode == ModelControlMode::kExplicit;
+  if (admin_rpcs && !authorizer_->admin_protected() && !loopback) {
+    FLEXOR_LOG(WARNING)
+        << "admin RPCs (RepositoryModelLoad/Unload, uploads) are OPEN to "
+           "anyone who reaches "
+        << options_.address
+        << ": set --auth-token-file and/or --auth-admin-identities, or "
+           "--address=127.0.0.1 (docs/security.md)";
+  }
+  if (!TlsEnabled(tls) && authorizer_->admin_protected() && !loopback) {
+    FLEXOR_LOG(WARNING) << "bearer tokens travel in PLAINTEXT on "
+                        << options_.address
+                        << ": anyone on the path can read and replay them; "
+                           "set --tls-cert-file/--tls-key-file";
+  }
 }
 
 void Server::PollLoop() {

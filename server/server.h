@@ -13,6 +13,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/authorizer.h"
+#include "server/auth/tls.h"
 #include "server/batching/batch_scheduler.h"
 #include "server/config/model_config.h"
 #include "server/grpc/inference_service.h"
@@ -44,6 +46,21 @@ struct ServerOptions {
   // Fraction of executions profiled for the decryption-time metric.
   double decrypt_sample_rate = 0.01;
   ModelConfigDefaults model_defaults;
+  // Transport security of the gRPC port (plaintext when no cert file).
+  ServerTlsOptions tls;
+  // Who may call admin and inference RPCs (docs/security.md).
+  AuthOptions auth;
+  // Signed models: trusted Ed25519 public keys (PEM files). With keys, a
+  // version with a signature must verify; with require_signed_models, one
+  // without is refused too.
+  std::vector<std::string> trusted_key_files;
+  // Admin RPC bounds (uploads, queue).
+  AdminLimits admin_limits;
+  // Memory gRPC itself may use (buffers of requests being received), as a
+  // grpc::ResourceQuota; 0: gRPC's default (unbounded). flexor_server's
+  // flag defaults to 4 x max_message_bytes.
+  int64_t grpc_memory_quota_bytes = 0;
+  bool require_signed_models = false;
 };
 
 class Server {
@@ -64,6 +81,7 @@ class Server {
   explicit Server(ServerOptions options);
   absl::Status Init();
   void PollLoop();
+  void LogSecurity() const;
 
   const ServerOptions options_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -72,6 +90,7 @@ class Server {
   std::unique_ptr<ModelLoader> loader_;
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<AdminExecutor> admin_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> grpc_server_;

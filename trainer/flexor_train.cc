@@ -94,6 +94,19 @@ ABSL_FLAG(std::string, publish_dir, "",
 ABSL_FLAG(std::string, publish_server, "",
           "HOST:PORT of a running server: RepositoryModelLoad with the file.");
 ABSL_FLAG(double, publish_timeout, 60, "Seconds allowed per publish RPC.");
+ABSL_FLAG(std::string, sign_key, "",
+          "Ed25519 private key (PEM): writes <output>.sig, which is published "
+          "with the model (servers with --require-signed-models need it).");
+ABSL_FLAG(std::string, publish_tls_ca_file, "",
+          "--publish-server over TLS: CA bundle of the server certificate.");
+ABSL_FLAG(std::string, publish_tls_cert_file, "",
+          "--publish-server over mutual TLS: client certificate (PEM).");
+ABSL_FLAG(std::string, publish_tls_key_file, "",
+          "--publish-server over mutual TLS: client key (PEM).");
+ABSL_FLAG(std::string, publish_tls_server_name, "",
+          "--publish-server over TLS: name to check the certificate against.");
+ABSL_FLAG(std::string, publish_token_file, "",
+          "--publish-server: file whose first line is the admin bearer token.");
 ABSL_FLAG(double, min_publish_accuracy, 0,
           "Quality gate: publish only if the test accuracy (the engine's, "
           "when --verify) is at least this many percent; else exit 8 and "
@@ -120,6 +133,16 @@ void Log(const absl::FormatSpec<Args...>& format, const Args&... args) {
   std::fprintf(stderr, "[flexor_train %s] %s\n", time.c_str(),
                absl::StrFormat(format, args...).c_str());
   std::fflush(stderr);
+}
+
+server::ClientAuthOptions PublishAuth() {
+  server::ClientAuthOptions auth;
+  auth.ca_file = absl::GetFlag(FLAGS_publish_tls_ca_file);
+  auth.cert_file = absl::GetFlag(FLAGS_publish_tls_cert_file);
+  auth.key_file = absl::GetFlag(FLAGS_publish_tls_key_file);
+  auth.server_name = absl::GetFlag(FLAGS_publish_tls_server_name);
+  auth.token_file = absl::GetFlag(FLAGS_publish_token_file);
+  return auth;
 }
 
 int Fail(ExitCode code, const absl::Status& status) {
@@ -395,6 +418,11 @@ int Run(int argc, char** argv) {
                     "%.2f%%: not publishing %s",
                     accuracy, min_accuracy, output)));
   }
+  if (const std::string key = absl::GetFlag(FLAGS_sign_key); !key.empty()) {
+    absl::StatusOr<std::string> key_id = SignModelFile(output, key);
+    if (!key_id.ok()) return Fail(kExitPublish, key_id.status());
+    Log("signed %s with key %s", output, *key_id);
+  }
   if (!publish_dir.empty()) {
     absl::StatusOr<std::string> published =
         PublishToDirectory(output, publish_dir, model_name);
@@ -404,7 +432,7 @@ int Run(int argc, char** argv) {
   if (!publish_server.empty()) {
     absl::StatusOr<int64_t> version =
         PublishToServer(output, publish_server, model_name,
-                        absl::GetFlag(FLAGS_publish_timeout));
+                        absl::GetFlag(FLAGS_publish_timeout), PublishAuth());
     if (!version.ok()) return Fail(kExitPublish, version.status());
     Log("published %s version %d to %s", model_name, *version, publish_server);
   }

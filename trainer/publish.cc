@@ -16,6 +16,7 @@
 #include "base/atomic_file.h"
 #include "base/grpc_status.h"
 #include "base/repository_layout.h"
+#include "engine/format/model_signature.h"
 #include "engine/format/model_writer.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "unistd.h"
@@ -31,6 +32,15 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   return bytes.str();
+}
+
+// The detached signature next to `model_path`: its text, "" if there is
+// none.
+absl::StatusOr<std::string> SignatureOf(const std::string& model_path) {
+  absl::StatusOr<std::string> sig =
+      ReadSmallFile(model_path + kSignatureSuffix, kMaxSignatureFileBytes);
+  if (absl::IsNotFound(sig.status())) return std::string();
+  return sig;
 }
 
 int64_t LargestVersion(const fs::path& model_dir) {
@@ -66,6 +76,8 @@ absl::StatusOr<std::string> PublishToDirectory(
     const std::string& model_name) {
   absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
   if (!bytes.ok()) return bytes.status();
+  absl::StatusOr<std::string> signature = SignatureOf(model_path);
+  if (!signature.ok()) return signature.status();
   const fs::path model_dir = fs::path(repository_root) / model_name;
   std::error_code error;
   fs::create_directories(model_dir, error);
@@ -89,6 +101,11 @@ absl::StatusOr<std::string> PublishToDirectory(
     }
     absl::Status written =
         WriteFileAtomically((staging / kModelFileName).string(), *bytes);
+    if (written.ok() && !signature->empty()) {
+      written = WriteFileAtomically(
+          (staging / absl::StrCat(kModelFileName, kSignatureSuffix)).string(),
+          *signature);
+    }
     if (!written.ok()) {
       fs::remove_all(staging, error);
       return written;
@@ -108,14 +125,18 @@ absl::StatusOr<std::string> PublishToDirectory(
 absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
                                         const std::string& address,
                                         const std::string& model_name,
-                                        double timeout_seconds) {
+                                        double timeout_seconds,
+                                        const server::ClientAuthOptions& auth) {
   absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
   if (!bytes.ok()) return bytes.status();
+  absl::StatusOr<std::string> signature = SignatureOf(model_path);
+  if (!signature.ok()) return signature.status();
   grpc::ChannelArguments arguments;
   arguments.SetMaxSendMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), arguments);
-  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      server::MakeClientChannel(address, auth, arguments);
+  if (!channel.ok()) return channel.status();
+  auto stub = inference::GRPCInferenceService::NewStub(*channel);
   const auto deadline = [timeout_seconds] {
     return std::chrono::system_clock::now() +
            std::chrono::milliseconds(
@@ -147,6 +168,12 @@ absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
   (*load_request.mutable_parameters())[absl::StrCat("file:", version, "/",
                                                     kModelFileName)]
       .set_bytes_param(*bytes);
+  if (!signature->empty()) {
+    (*load_request
+          .mutable_parameters())[absl::StrCat("file:", version, "/",
+                                              kModelFileName, kSignatureSuffix)]
+        .set_bytes_param(*signature);
+  }
   inference::RepositoryModelLoadResponse load_response;
   grpc::ClientContext load_context;
   load_context.set_deadline(deadline());
@@ -156,6 +183,23 @@ absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
                    " on ", address));
   if (!status.ok()) return status;
   return version;
+}
+
+absl::StatusOr<std::string> SignModelFile(const std::string& model_path,
+                                          const std::string& key_path) {
+  absl::StatusOr<ModelSigner> signer =
+      ModelSigner::FromPrivateKeyFile(key_path);
+  if (!signer.ok()) return signer.status();
+  absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
+  if (!bytes.ok()) return bytes.status();
+  absl::StatusOr<std::string> signature = signer->Sign(*bytes);
+  if (!signature.ok()) return signature.status();
+  if (absl::Status s =
+          WriteFileAtomically(model_path + kSignatureSuffix, *signature);
+      !s.ok()) {
+    return s;
+  }
+  return signer->key_id();
 }
 
 }  // namespace flexor::trainer

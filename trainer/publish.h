@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/auth/tls.h"
 
 namespace flexor::trainer {
 
@@ -16,18 +17,29 @@ inline constexpr char kModelFileName[] = "model.flexor";
 // Copies `model_path` to <repository_root>/<model_name>/<N>/model.flexor with
 // N = 1 + the largest numeric version present. The version directory is
 // filled under a temporary name and renamed into place, so a server polling
-// the repository never sees a partial version. Returns the path written.
+// the repository never sees a partial version. A detached signature
+// "<model_path>.sig" (SignModelFile) goes into the version directory with
+// the model. Returns the path written.
 absl::StatusOr<std::string> PublishToDirectory(
     const std::string& model_path, const std::string& repository_root,
     const std::string& model_name);
 
 // Sends the file to the server at `address` (HOST:PORT): RepositoryIndex to
 // find the next version, then RepositoryModelLoad with the parameter
-// "file:<version>/model.flexor" = the file's bytes. Returns the version.
-absl::StatusOr<int64_t> PublishToServer(const std::string& model_path,
-                                        const std::string& address,
-                                        const std::string& model_name,
-                                        double timeout_seconds);
+// "file:<version>/model.flexor" = the file's bytes (and
+// "file:<version>/model.flexor.sig" when "<model_path>.sig" exists), over
+// the channel `auth` describes (TLS, client certificate, bearer token).
+// Returns the version.
+absl::StatusOr<int64_t> PublishToServer(
+    const std::string& model_path, const std::string& address,
+    const std::string& model_name, double timeout_seconds,
+    const server::ClientAuthOptions& auth = {});
+
+// Writes "<model_path>.sig", an Ed25519 signature of the file with the PEM
+// private key at `key_path` (engine/format/model_signature.h). Returns the
+// key id.
+absl::StatusOr<std::string> SignModelFile(const std::string& model_path,
+                                          const std::string& key_path);
 
 }  // namespace flexor::trainer
 

@@ -5,7 +5,10 @@
 #ifndef FLEXOR_ENGINE_TESTING_HOSTILE_MODELS_H_
 #define FLEXOR_ENGINE_TESTING_HOSTILE_MODELS_H_
 
+#include <functional>
 #include <string>
+
+#include "proto/model.pb.h"
 
 namespace flexor {
 
@@ -19,6 +22,21 @@ std::string OverflowingInputShapeModel();
 // activation is under the per-value limit); a server must refuse it unless
 // its max_batch_size fits the activation budget.
 std::string ActivationBombModel();
+
+// `bytes` (a valid model file) with every checksum recomputed after
+// `edit` changed the header and/or the payload: what an attacker who edits
+// a file does, so that it still passes every file-level check. `edit` gets
+// the parsed header and the payload (after the header, 64-byte aligned).
+std::string RewriteModel(
+    const std::string& bytes,
+    const std::function<void(model::v1::ModelHeader& header,
+                             std::string& payload)>& edit);
+
+// Tampered copies of a valid model file, checksums valid: one payload byte
+// of the first tensor flipped (different weights), and the provenance entry
+// "accuracy" set to "99.99" (a lie about the model).
+std::string TamperWeights(const std::string& bytes);
+std::string TamperProvenance(const std::string& bytes);
 
 }  // namespace flexor
 

@@ -1,5 +1,6 @@
 #include "server/grpc/inference_service.h"
 
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/grpc_status.h"
+#include "engine/format/model_signature.h"
 #include "server/common/log.h"
 #include "server/config/triton_config.h"
 #include "server/grpc/infer_call.h"
@@ -22,6 +24,16 @@ namespace {
 
 constexpr char kServerName[] = "flexor";
 constexpr char kServerVersion[] = "0.1.0";
+
+// A ModelStreamInfer stream refused by the authorizer: finished at once
+// (gRPC holds the Finish until the reactor is bound).
+class DeniedStream final
+    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                     inference::ModelStreamInferResponse> {
+ public:
+  explicit DeniedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
                                 const absl::Status& status) {
@@ -81,28 +93,37 @@ void FillStatistics(const ServableVersion& s, inference::ModelStatistics* out) {
   memory->set_byte_size(static_cast<uint64_t>(s.model().stats().file_bytes));
 }
 
-// Parses Triton's "file:<version>/<name>" parameter key.
-absl::StatusOr<int64_t> ParseFileKey(const std::string& model,
+// Parses Triton's "file:<version>/<name>" parameter key: the model file or
+// its detached signature (model.flexor.sig).
+struct FileKey {
+  int64_t version = 0;
+  bool signature = false;
+};
+absl::StatusOr<FileKey> ParseFileKey(const std::string& model,
                                      const std::string& key) {
   const std::string path = key.substr(5);
   std::vector<std::string> parts = absl::StrSplit(path, '/');
-  int64_t version = 0;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &version) ||
-      version < 1 || version > kMaxModelVersion || parts[1] != kModelFileName) {
+  const std::string sig_name = absl::StrCat(kModelFileName, kSignatureSuffix);
+  FileKey parsed;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &parsed.version) ||
+      parsed.version < 1 || parsed.version > kMaxModelVersion ||
+      (parts[1] != kModelFileName && parts[1] != sig_name)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RepositoryModelLoad parameter '", absl::CEscape(key.substr(0, 100)),
         "' for model '", model, "' must be 'file:<version>/", kModelFileName,
-        "' with an integer version in [1, ", kMaxModelVersion, "]"));
+        "' (or '", sig_name, "') with an integer version in [1, ",
+        kMaxModelVersion, "]"));
   }
-  return version;
+  parsed.signature = parts[1] == sig_name;
+  return parsed;
 }
 
 }  // namespace
 
-AdminExecutor::AdminExecutor() {
+AdminExecutor::AdminExecutor(AdminLimits limits) : limits_(limits) {
   thread_ = std::thread([this] {
     while (true) {
-      std::function<void()> fn;
+      Task task;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -111,10 +132,17 @@ AdminExecutor::AdminExecutor() {
             },
             this));
         if (queue_.empty()) return;
-        fn = std::move(queue_.front());
+        task = std::move(queue_.front());
         queue_.pop_front();
       }
-      fn();
+      const absl::Status status = task.work();
+      task.work = nullptr;  // frees the upload's bytes before releasing them
+      {
+        absl::MutexLock lock(&mu_);
+        --pending_;
+        inflight_bytes_ -= task.bytes;
+      }
+      task.reactor->Finish(ToGrpcStatus(status));
     }
   });
 }
@@ -127,9 +155,27 @@ AdminExecutor::~AdminExecutor() {
   thread_.join();
 }
 
-void AdminExecutor::Schedule(std::function<void()> fn) {
+absl::Status AdminExecutor::Schedule(std::function<absl::Status()> work,
+                                     grpc::ServerUnaryReactor* reactor,
+                                     int64_t upload_bytes) {
   absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(fn));
+  if (pending_ >= limits_.max_pending) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(pending_,
+                     " admin RPCs are already queued or running (the limit, "
+                     "--max-pending-admin-rpcs); retry later"));
+  }
+  if (upload_bytes > limits_.max_inflight_upload_bytes - inflight_bytes_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("uploads in flight already hold ", inflight_bytes_,
+                     " bytes; this one's ", upload_bytes,
+                     " would pass --max-inflight-upload-bytes=",
+                     limits_.max_inflight_upload_bytes, "; retry later"));
+  }
+  ++pending_;
+  inflight_bytes_ += upload_bytes;
+  queue_.push_back(Task{std::move(work), reactor, upload_bytes});
+  return absl::OkStatus();
 }
 
 InferenceService::InferenceService(ModelManager* manager,
@@ -145,6 +191,8 @@ InferenceService::InferenceService(ModelManager* manager,
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
     inference::ServerLiveResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerLive"))
+    return denied;
   response->set_live(true);
   return Reply(context, absl::OkStatus());
 }
@@ -152,6 +200,8 @@ grpc::ServerUnaryReactor* InferenceService::ServerLive(
 grpc::ServerUnaryReactor* InferenceService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerReady"))
+    return denied;
   response->set_ready(ready_.load());
   return Reply(context, absl::OkStatus());
 }
@@ -160,6 +210,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
     grpc::CallbackServerContext* context,
     const inference::ModelReadyRequest* request,
     inference::ModelReadyResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelReady"))
+    return denied;
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
@@ -171,6 +223,8 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     grpc::CallbackServerContext* context,
     const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ServerMetadata"))
+    return denied;
   response->set_name(kServerName);
   response->set_version(kServerVersion);
   response->add_extensions("classification");
@@ -185,6 +239,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* context,
     const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelMetadata"))
+    return denied;
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
@@ -214,6 +270,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelInfer"))
+    return denied;
   auto* call = new InferCall(this, context, request, response);
   call->Start();
   return call;
@@ -222,6 +280,11 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
 grpc::ServerBidiReactor<inference::ModelInferRequest,
                         inference::ModelStreamInferResponse>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  if (auth_ != nullptr) {
+    grpc::Status status =
+        auth_->Check(*context, Access::kInference, "ModelStreamInfer");
+    if (!status.ok()) return new DeniedStream(std::move(status));
+  }
   return new StreamInferCall(this, context);
 }
 
@@ -229,6 +292,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelConfig(
     grpc::CallbackServerContext* context,
     const inference::ModelConfigRequest* request,
     inference::ModelConfigResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelConfig"))
+    return denied;
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
@@ -245,6 +310,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* context,
     const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "ModelStatistics"))
+    return denied;
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
@@ -270,6 +337,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* context,
     const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {
+  if (auto* denied = Deny(context, Access::kInference, "RepositoryIndex"))
+    return denied;
   for (const ModelManager::IndexEntry& e : manager_->Index(request->ready())) {
     auto* m = response->add_models();
     m->set_name(e.name);
@@ -278,6 +347,17 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     m->set_reason(e.reason);
   }
   return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::Deny(
+    grpc::CallbackServerContext* context, Access access,
+    const char* method) const {
+  if (auth_ == nullptr) return nullptr;
+  grpc::Status status = auth_->Check(*context, access, method);
+  if (status.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
 }
 
 absl::Status InferenceService::CheckRepositoryControl(
@@ -294,6 +374,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse*) {
+  if (auto* denied = Deny(context, Access::kAdmin, "RepositoryModelLoad"))
+    return denied;
   if (absl::Status s = CheckRepositoryControl("RepositoryModelLoad"); !s.ok()) {
     return Reply(context, s);
   }
@@ -302,8 +384,24 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
       !s.ok()) {
     return Reply(context, s);
   }
+  // The request is already in memory (gRPC caps it at
+  // --grpc-max-message-bytes); bound what the admin queue may hold on to.
+  int64_t upload_bytes = 0;
+  for (const auto& [key, value] : request->parameters()) {
+    upload_bytes += static_cast<int64_t>(
+        key.size() + value.bytes_param().size() + value.string_param().size());
+  }
+  if (upload_bytes > admin_->limits().max_upload_bytes) {
+    return Reply(context,
+                 absl::ResourceExhaustedError(absl::StrCat(
+                     "RepositoryModelLoad of model '", request->model_name(),
+                     "' carries ", upload_bytes,
+                     " bytes, more than this server's --max-upload-bytes=",
+                     admin_->limits().max_upload_bytes)));
+  }
   std::optional<std::string> config;
   std::vector<ModelManager::UploadedFile> files;
+  std::map<int64_t, std::string> signatures;
   for (const auto& [key, value] : request->parameters()) {
     if (key == "config") {
       if (value.parameter_choice_case() !=
@@ -316,16 +414,24 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
       }
       config = value.string_param();
     } else if (absl::StartsWith(key, "file:")) {
-      absl::StatusOr<int64_t> version =
-          ParseFileKey(request->model_name(), key);
-      if (!version.ok()) return Reply(context, version.status());
+      absl::StatusOr<FileKey> file = ParseFileKey(request->model_name(), key);
+      if (!file.ok()) return Reply(context, file.status());
       if (value.parameter_choice_case() !=
           inference::ModelRepositoryParameter::kBytesParam) {
         return Reply(context, absl::InvalidArgumentError(absl::StrCat(
                                   "parameter '", key,
                                   "' must be a bytes_param with the file")));
       }
-      files.push_back({*version, value.bytes_param()});
+      if (file->signature) {
+        if (value.bytes_param().size() > kMaxSignatureFileBytes) {
+          return Reply(context, absl::InvalidArgumentError(absl::StrCat(
+                                    "parameter '", key, "' is larger than ",
+                                    kMaxSignatureFileBytes, " bytes")));
+        }
+        signatures[file->version] = value.bytes_param();
+      } else {
+        files.push_back({file->version, value.bytes_param(), ""});
+      }
     } else {
       return Reply(context, absl::InvalidArgumentError(absl::StrCat(
                                 "unknown RepositoryModelLoad parameter '",
@@ -334,16 +440,30 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
                                 kModelFileName, "'")));
     }
   }
+  for (ModelManager::UploadedFile& file : files) {
+    if (auto it = signatures.find(file.version); it != signatures.end()) {
+      file.signature = std::move(it->second);
+      signatures.erase(it);
+    }
+  }
+  if (!signatures.empty()) {
+    return Reply(context,
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "a signature for version ", signatures.begin()->first,
+                     " of model '", request->model_name(),
+                     "' came without its model file; send 'file:<version>/",
+                     kModelFileName, "' in the same request")));
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  admin_->Schedule([this, reactor, name = request->model_name(),
-                    config = std::move(config),
-                    files = std::move(files)]() mutable {
-    absl::Status status = files.empty()
-                              ? manager_->Load(name, std::move(config))
-                              : manager_->LoadWithFiles(name, std::move(config),
-                                                        std::move(files));
-    reactor->Finish(ToGrpcStatus(status));
-  });
+  absl::Status queued = admin_->Schedule(
+      [this, name = request->model_name(), config = std::move(config),
+       files = std::move(files)]() mutable {
+        return files.empty() ? manager_->Load(name, std::move(config))
+                             : manager_->LoadWithFiles(name, std::move(config),
+                                                       std::move(files));
+      },
+      reactor, upload_bytes);
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
 
@@ -351,6 +471,8 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse*) {
+  if (auto* denied = Deny(context, Access::kAdmin, "RepositoryModelUnload"))
+    return denied;
   if (absl::Status s = CheckRepositoryControl("RepositoryModelUnload");
       !s.ok()) {
     return Reply(context, s);
@@ -363,9 +485,11 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
                                        absl::Now() + absl::Seconds(60));
-  admin_->Schedule([this, reactor, name = request->model_name(), deadline] {
-    reactor->Finish(ToGrpcStatus(manager_->Unload(name, deadline)));
-  });
+  absl::Status queued =
+      admin_->Schedule([this, name = request->model_name(),
+                        deadline] { return manager_->Unload(name, deadline); },
+                       reactor);
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
 
@@ -373,6 +497,9 @@ grpc::ServerUnaryReactor* InferenceService::LogSettings(
     grpc::CallbackServerContext* context,
     const inference::LogSettingsRequest* request,
     inference::LogSettingsResponse* response) {
+  // Changes the server's state, like the repository RPCs.
+  if (auto* denied = Deny(context, Access::kAdmin, "LogSettings"))
+    return denied;
   using Value = inference::LogSettingsRequest::SettingValue;
   const std::pair<const char*, LogLevel> levels[] = {
       {"log_info", LogLevel::kInfo},

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "server/batching/batch_scheduler.h"
 #include "server/metrics/server_metrics.h"
 #include "server/registry/model_manager.h"
@@ -22,16 +23,41 @@ namespace flexor::server {
 
 enum class ModelControlMode { kNone, kPoll, kExplicit };
 
+// Bounds on admin RPCs: a queue of loads is memory (each upload holds its
+// bytes until it runs) and time (one load at a time), so both are capped.
+struct AdminLimits {
+  int max_pending = 8;                           // admin RPCs queued or running
+  int64_t max_upload_bytes = int64_t{64} << 20;  // per request
+  int64_t max_inflight_upload_bytes = int64_t{256} << 20;  // all queued
+};
+
 // Runs closures one at a time on its own thread (model loads and unloads).
 class AdminExecutor {
  public:
-  AdminExecutor();
+  explicit AdminExecutor(AdminLimits limits = {});
   ~AdminExecutor();  // Runs what is queued, then joins.
-  void Schedule(std::function<void()> fn);
+  // Queues `work`, which holds `upload_bytes` until it returns; then the
+  // bytes and the queue slot are released and `reactor` is finished with
+  // work's status (in that order, so a client that has its answer can
+  // queue the next call at once). Refuses with RESOURCE_EXHAUSTED (nothing
+  // queued) when max_pending admin RPCs are already queued or running, or
+  // when the bytes would take the in-flight upload total over its limit.
+  absl::Status Schedule(std::function<absl::Status()> work,
+                        grpc::ServerUnaryReactor* reactor,
+                        int64_t upload_bytes = 0);
+  const AdminLimits& limits() const { return limits_; }
 
  private:
+  struct Task {
+    std::function<absl::Status()> work;
+    grpc::ServerUnaryReactor* reactor = nullptr;
+    int64_t bytes = 0;
+  };
+  const AdminLimits limits_;
   absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
@@ -45,6 +71,9 @@ class InferenceService final
 
   // Readiness as reported by ServerReady (false once shutdown starts).
   void SetReady(bool ready) { ready_.store(ready); }
+  // Checks every RPC against `auth` (null: everything open). Set before the
+  // service is registered; not owned.
+  void SetAuthorizer(const Authorizer* auth) { auth_ = auth; }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -131,6 +160,12 @@ class InferenceService final
  private:
   friend class InferTask;
   absl::Status CheckRepositoryControl(const std::string& op) const;
+  // A finished reactor (UNAUTHENTICATED / PERMISSION_DENIED) when the
+  // caller may not make this call; null when it may. Every implemented
+  // handler starts with it (ModelStreamInfer with its own reactor), so a
+  // new RPC must say whether it is inference or admin.
+  grpc::ServerUnaryReactor* Deny(grpc::CallbackServerContext* context,
+                                 Access access, const char* method) const;
 
   ModelManager* manager_;
   BatchScheduler* scheduler_;
@@ -138,6 +173,7 @@ class InferenceService final
   const ModelControlMode mode_;
   AdminExecutor* admin_;
   std::atomic<bool> ready_{false};
+  const Authorizer* auth_ = nullptr;
 };
 
 }  // namespace flexor::server

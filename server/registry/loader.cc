@@ -10,6 +10,9 @@
 namespace flexor::server {
 namespace {
 
+// Model files larger than this are refused when read for verification.
+constexpr size_t kMaxModelFileBytes = size_t{4} << 30;
+
 absl::Status Annotate(const absl::Status& status, const std::string& model,
                       int64_t version) {
   return absl::Status(status.code(),
@@ -102,10 +105,60 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
   return absl::OkStatus();
 }
 
+absl::Status ModelLoader::CheckSignature(const std::string& model_name,
+                                         int64_t version,
+                                         absl::string_view bytes,
+                                         absl::string_view signature) const {
+  if (verifier_ == nullptr) return absl::OkStatus();
+  if (signature.empty()) {
+    if (!require_signature_) return absl::OkStatus();
+    return absl::PermissionDeniedError(absl::StrCat(
+        "model '", model_name, "' version ", version,
+        " is not signed and this server requires signed models (upload "
+        "'file:<version>/",
+        kModelFileName, kSignatureSuffix,
+        "' with the model, or put it next to the file; flexorctl model "
+        "sign)"));
+  }
+  if (absl::Status s = verifier_->Verify(bytes, signature); !s.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("model '", model_name,
+                                                    "' version ", version,
+                                                    " refused: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
     const std::string& model_name, const VersionFile& file,
     const ModelConfig& config) const {
-  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(file.path);
+  absl::StatusOr<std::shared_ptr<const Model>> model;
+  if (verifier_ == nullptr) {
+    model = Model::Load(file.path);
+  } else {
+    // The bytes that are verified are the bytes that are compiled: read
+    // once into memory, checked, then parsed (no window for a swap of the
+    // file between the check and the load, and an unsigned file is never
+    // parsed).
+    absl::StatusOr<std::string> bytes =
+        ReadSmallFile(file.path, kMaxModelFileBytes);
+    if (!bytes.ok()) return Annotate(bytes.status(), model_name, file.version);
+    absl::StatusOr<std::string> signature = ReadSmallFile(
+        absl::StrCat(file.path, kSignatureSuffix), kMaxSignatureFileBytes);
+    if (!signature.ok() && !absl::IsNotFound(signature.status())) {
+      return Annotate(signature.status(), model_name, file.version);
+    }
+    if (absl::Status s =
+            CheckSignature(model_name, file.version, *bytes,
+                           signature.ok() ? *signature : std::string());
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::shared_ptr<const ModelFile>> parsed =
+        ModelFile::FromBytes(*bytes, file.path);
+    model = parsed.ok()
+                ? Model::Compile(*std::move(parsed))
+                : absl::StatusOr<std::shared_ptr<const Model>>(parsed.status());
+  }
   if (!model.ok()) return Annotate(model.status(), model_name, file.version);
   if (absl::Status s = CheckServable(model_name, file.version, **model, config);
       !s.ok()) {
@@ -127,7 +180,12 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
 absl::Status ModelLoader::ValidateBytes(const std::string& model_name,
                                         int64_t version,
                                         absl::string_view bytes,
-                                        const ModelConfig& config) const {
+                                        const ModelConfig& config,
+                                        absl::string_view signature) const {
+  if (absl::Status s = CheckSignature(model_name, version, bytes, signature);
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::shared_ptr<const ModelFile>> file = ModelFile::FromBytes(
       bytes, absl::StrCat("upload of ", model_name, "/", version));
   if (!file.ok()) return Annotate(file.status(), model_name, version);

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/format/model_signature.h"
 #include "engine/graph/model.h"
 #include "server/batching/batch_scheduler.h"
 #include "server/config/model_config.h"
@@ -34,23 +35,41 @@ class ModelLoader {
         max_activation_bytes_(max_activation_bytes),
         decrypt_sample_period_(decrypt_sample_period) {}
 
+  // Signed models: with a verifier, a version whose detached signature
+  // (model.flexor.sig) is present must verify; with `require`, one without
+  // a signature is refused too. Set before the first load.
+  void SetSignaturePolicy(std::shared_ptr<const ModelVerifier> verifier,
+                          bool require) {
+    verifier_ = std::move(verifier);
+    require_signature_ = require;
+  }
+
   // Loads `file` as version file.version of `model_name`.
   absl::StatusOr<std::shared_ptr<const ServableVersion>> Load(
       const std::string& model_name, const VersionFile& file,
       const ModelConfig& config) const;
 
-  // Validates uploaded bytes without keeping them: the same checks as Load.
+  // Validates uploaded bytes without keeping them: the same checks as Load,
+  // the signature policy included (`signature`: the uploaded .sig text, ""
+  // for none).
   absl::Status ValidateBytes(const std::string& model_name, int64_t version,
-                             absl::string_view bytes,
-                             const ModelConfig& config) const;
+                             absl::string_view bytes, const ModelConfig& config,
+                             absl::string_view signature = {}) const;
 
  private:
   absl::Status CheckServable(const std::string& model_name, int64_t version,
                              const Model& model,
                              const ModelConfig& config) const;
 
+  // OK when `bytes` may be loaded under the signature policy.
+  absl::Status CheckSignature(const std::string& model_name, int64_t version,
+                              absl::string_view bytes,
+                              absl::string_view signature) const;
+
   BatchScheduler* scheduler_;
   ServerMetrics* metrics_;
+  std::shared_ptr<const ModelVerifier> verifier_;
+  bool require_signature_ = false;
   int64_t max_activation_bytes_;
   int64_t decrypt_sample_period_;
 };

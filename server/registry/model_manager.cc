@@ -235,7 +235,8 @@ absl::Status ModelManager::LoadWithFiles(
   absl::Status status = config.status();
   for (const UploadedFile& file : files) {
     if (!status.ok()) break;
-    status = loader_->ValidateBytes(name, file.version, file.bytes, *config);
+    status = loader_->ValidateBytes(name, file.version, file.bytes, *config,
+                                    file.signature);
   }
   if (!status.ok()) {
     FLEXOR_LOG(ERROR) << "upload for model '" << name
@@ -260,12 +261,13 @@ absl::Status ModelManager::LoadWithFiles(
   // The config is an override for this load (Triton's semantics): only the
   // model files are published.
   for (const UploadedFile& file : files) {
-    if (repository_->VersionHolds(name, file.version, file.bytes)
+    if (file.signature.empty() &&
+        repository_->VersionHolds(name, file.version, file.bytes)
             .value_or(false)) {
       continue;  // already there, byte for byte
     }
-    if (absl::Status s =
-            repository_->PublishModelFile(name, file.version, file.bytes);
+    if (absl::Status s = repository_->PublishModelFile(
+            name, file.version, file.bytes, file.signature);
         !s.ok()) {
       metrics_->RecordLoad(MetricLabel(name), false);
       return s;

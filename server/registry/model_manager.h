@@ -48,6 +48,7 @@ class ModelManager {
   struct UploadedFile {
     int64_t version = 0;
     std::string bytes;
+    std::string signature;  // model.flexor.sig text, "" if none was sent
   };
   // Called after a model's readiness may have changed.
   using ReadinessListener =

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
+#include "engine/format/model_signature.h"
 
 namespace flexor::server {
 namespace fs = std::filesystem;
@@ -154,9 +155,9 @@ absl::StatusOr<std::string> ModelRepository::ReadConfig(
   return text.str();
 }
 
-absl::Status ModelRepository::PublishModelFile(const std::string& model,
-                                               int64_t version,
-                                               absl::string_view bytes) const {
+absl::Status ModelRepository::PublishModelFile(
+    const std::string& model, int64_t version, absl::string_view bytes,
+    absl::string_view signature) const {
   if (absl::Status s = ValidateModelName(model); !s.ok()) return s;
   if (version < 1 || version > kMaxModelVersion) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -164,10 +165,17 @@ absl::Status ModelRepository::PublishModelFile(const std::string& model,
   }
   const std::string dir = absl::StrCat(ModelDir(model), "/", version);
   const std::string path = absl::StrCat(dir, "/", kModelFileName);
-  if (absl::Status s = RefuseSymlinks({ModelDir(model), dir, path}); !s.ok()) {
+  const std::string sig_path = absl::StrCat(path, kSignatureSuffix);
+  if (absl::Status s = RefuseSymlinks({ModelDir(model), dir, path, sig_path});
+      !s.ok()) {
     return s;
   }
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  if (!signature.empty()) {
+    if (absl::Status s = WriteFileAtomically(sig_path, signature); !s.ok()) {
+      return s;
+    }
+  }
   return WriteFileAtomically(path, bytes);
 }
 

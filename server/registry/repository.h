@@ -60,9 +60,12 @@ class ModelRepository {
 
   // Writes <root>/<model>/<version>/model.flexor atomically: temp file,
   // fsync, rename, fsync directory. (Configs sent with a load are overrides
-  // for that load, never written: Triton's semantics.)
+  // for that load, never written: Triton's semantics.) A non-empty
+  // `signature` is written first as model.flexor.sig, so that a poller
+  // never sees the new model without its signature.
   absl::Status PublishModelFile(const std::string& model, int64_t version,
-                                absl::string_view bytes) const;
+                                absl::string_view bytes,
+                                absl::string_view signature = {}) const;
   // Whether <model>/<version>/model.flexor holds exactly `bytes` (NOT_FOUND
   // when there is no such file). Versions are immutable: an upload of an
   // existing version must carry the same bytes.

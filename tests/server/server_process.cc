@@ -71,7 +71,8 @@ void WriteModel(const std::string& repo, const std::string& model,
 }
 
 ServerProcess::ServerProcess(const std::string& repo,
-                             std::vector<std::string> flags) {
+                             std::vector<std::string> flags,
+                             const ClientAuthOptions& client) {
   const std::string port_file = dir_.path() + "/ports";
   log_path_ = dir_.path() + "/server.log";
   std::vector<std::string> args = {
@@ -120,13 +121,19 @@ ServerProcess::ServerProcess(const std::string& repo,
     ADD_FAILURE() << "server not ready in 60 s:\n" << Log();
     return;
   }
+  channel_ = Channel(client);
+  stub_ = inference::GRPCInferenceService::NewStub(channel_);
+}
+
+std::shared_ptr<grpc::Channel> ServerProcess::Channel(
+    const ClientAuthOptions& client) const {
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxSendMessageSize(256 << 20);
   channel_args.SetMaxReceiveMessageSize(256 << 20);
-  channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", grpc_port_),
-                                       grpc::InsecureChannelCredentials(),
-                                       channel_args);
-  stub_ = inference::GRPCInferenceService::NewStub(channel_);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeClientChannel(
+      absl::StrCat("127.0.0.1:", grpc_port_), client, channel_args);
+  EXPECT_TRUE(channel.ok()) << channel.status();
+  return channel.ok() ? *channel : nullptr;
 }
 
 ServerProcess::~ServerProcess() {

@@ -14,8 +14,11 @@
 #include "engine/testing/random_model.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/auth/tls.h"
 
 namespace flexor::server::testing {
+
+using ::flexor::server::ClientAuthOptions;
 
 // A fresh temporary directory, removed with the object.
 class TempDir {
@@ -40,7 +43,9 @@ class ServerProcess {
  public:
   // Starts flexor_server --model-repository=`repo` with `flags` added, and
   // waits until it is ready (its --port-file appears).
-  ServerProcess(const std::string& repo, std::vector<std::string> flags);
+  // `client` configures the channel of channel()/stub() (TLS, token).
+  ServerProcess(const std::string& repo, std::vector<std::string> flags,
+                const ClientAuthOptions& client = {});
   ~ServerProcess();  // SIGKILL if still running
 
   bool started() const { return grpc_port_ > 0; }
@@ -51,6 +56,8 @@ class ServerProcess {
   std::string Log() const;
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // Another channel to this server, with other credentials (TLS, token).
+  std::shared_ptr<grpc::Channel> Channel(const ClientAuthOptions& client) const;
   inference::GRPCInferenceService::Stub& stub() { return *stub_; }
 
   // SIGTERM, then waits; returns the exit status (or -1 on timeout).

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "engine/format/model_signature.h"
+
 namespace flexor::trainer {
 namespace {
 
@@ -46,6 +48,36 @@ TEST(PublishToDirectoryTest, WritesNextVersionAndLeavesNoStaging) {
   }
   EXPECT_FALSE(
       PublishToDirectory((root / "missing").string(), root.string(), "m").ok());
+  fs::remove_all(root);
+}
+
+// --sign-key: SignModelFile writes <file>.sig, and the published version
+// directory gets it next to the model; the signature verifies there.
+TEST(PublishToDirectoryTest, SignedFilesArePublishedWithTheirSignature) {
+  const fs::path root = fs::path(::testing::TempDir()) /
+                        ("publish_sign_test_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root);
+  const fs::path source = root / "source.flexor";
+  std::ofstream(source, std::ios::binary) << "model bytes";
+  absl::StatusOr<SigningKeyPair> pair = GenerateSigningKeyPair();
+  ASSERT_TRUE(pair.ok());
+  std::ofstream(root / "key.pem") << pair->private_pem;
+  absl::StatusOr<std::string> key_id =
+      SignModelFile(source.string(), (root / "key.pem").string());
+  ASSERT_TRUE(key_id.ok()) << key_id.status();
+  absl::StatusOr<std::string> published =
+      PublishToDirectory(source.string(), (root / "repo").string(), "m");
+  ASSERT_TRUE(published.ok()) << published.status();
+  const std::string signature = ReadAll(*published + kSignatureSuffix);
+  EXPECT_NE(signature.find(*key_id), std::string::npos) << signature;
+  absl::StatusOr<ModelVerifier> verifier =
+      ModelVerifier::FromPublicPems({pair->public_pem});
+  ASSERT_TRUE(verifier.ok());
+  EXPECT_TRUE(verifier->Verify(ReadAll(*published), signature).ok());
+  EXPECT_FALSE(verifier->Verify("other bytes", signature).ok());
+  EXPECT_FALSE(
+      SignModelFile(source.string(), (root / "missing.pem").string()).ok());
   fs::remove_all(root);
 }
 

@@ -9,12 +9,16 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/auth/tls.h"
 
 namespace flexor::tools {
 
 class Client {
  public:
-  Client(const std::string& target, absl::Duration timeout);
+  // `auth`: TLS files and bearer token (checked by flexorctl's main first,
+  // see CheckClientAuth).
+  Client(const std::string& target, absl::Duration timeout,
+         const server::ClientAuthOptions& auth = {});
 
   inference::GRPCInferenceService::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
@@ -42,6 +46,10 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
+
+// Whether `auth` can make a channel (files readable, key matches).
+absl::Status CheckClientAuth(const std::string& target,
+                             const server::ClientAuthOptions& auth);
 
 }  // namespace flexor::tools
 

@@ -1,5 +1,7 @@
 #include "tools/flexorctl/commands.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
+#include "engine/format/model_signature.h"
+#include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
 #include "proto/health.grpc.pb.h"
 #include "tools/flexorctl/bench.h"
@@ -155,7 +160,7 @@ absl::StatusOr<std::vector<float>> OutputValues(
 }
 
 absl::Status Infer(const CommandContext& ctx) {
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   absl::StatusOr<std::string> model = ResolveModel(ctx, client);
   if (!model.ok()) return model.status();
   inference::ModelMetadataRequest md_request;
@@ -268,7 +273,7 @@ absl::Status Infer(const CommandContext& ctx) {
 }
 
 absl::Status List(const CommandContext& ctx) {
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   absl::StatusOr<inference::RepositoryIndexResponse> index =
       client.Call(&inference::GRPCInferenceService::Stub::RepositoryIndex,
                   inference::RepositoryIndexRequest());
@@ -301,13 +306,27 @@ absl::Status Load(const CommandContext& ctx,
     (*request.mutable_parameters())[absl::StrCat("file:", ctx.version,
                                                  "/model.flexor")]
         .set_bytes_param(*bytes);
+    // A detached signature next to the file travels with it, for servers
+    // that require signed models.
+    absl::StatusOr<std::string> sig =
+        ReadSmallFile(args[2] + kSignatureSuffix, kMaxSignatureFileBytes);
+    if (sig.ok()) {
+      (*request.mutable_parameters())[absl::StrCat("file:", ctx.version,
+                                                   "/model.flexor",
+                                                   kSignatureSuffix)]
+          .set_bytes_param(*sig);
+      std::cerr << "flexorctl load: sending signature " << args[2]
+                << kSignatureSuffix << "\n";
+    } else if (!absl::IsNotFound(sig.status())) {
+      return sig.status();
+    }
   }
   if (!ctx.config.empty()) {
     absl::StatusOr<std::string> text = ReadFile(ctx.config);
     if (!text.ok()) return text.status();
     (*request.mutable_parameters())["config"].set_string_param(*text);
   }
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   absl::StatusOr<inference::RepositoryModelLoadResponse> response = client.Call(
       &inference::GRPCInferenceService::Stub::RepositoryModelLoad, request);
   if (!response.ok()) return response.status();
@@ -323,7 +342,7 @@ absl::Status Load(const CommandContext& ctx,
 absl::Status Unload(const CommandContext& ctx,
                     const std::vector<std::string>& args) {
   if (absl::Status s = NeedArgs(args, 2, 2, "unload MODEL"); !s.ok()) return s;
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   inference::RepositoryModelUnloadRequest request;
   request.set_model_name(args[1]);
   absl::StatusOr<inference::RepositoryModelUnloadResponse> response =
@@ -339,7 +358,7 @@ absl::Status Status(const CommandContext& ctx,
   if (absl::Status s = NeedArgs(args, 1, 2, "status [MODEL]"); !s.ok()) {
     return s;
   }
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   using Stub = inference::GRPCInferenceService::Stub;
   absl::StatusOr<inference::ServerLiveResponse> live =
       client.Call(&Stub::ServerLive, inference::ServerLiveRequest());
@@ -383,7 +402,7 @@ absl::Status Status(const CommandContext& ctx,
 }
 
 absl::Status Bench(const CommandContext& ctx) {
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   BenchOptions options;
   if (ctx.rpc == "live") {
     options.rpc = BenchOptions::Rpc::kLive;
@@ -440,12 +459,85 @@ absl::Status Bench(const CommandContext& ctx) {
   return absl::OkStatus();
 }
 
+// model sign --key=KEY FILE: writes FILE.sig. model verify --pubkey=PUB[,..]
+// FILE: checks FILE.sig.
+absl::Status SignOrVerify(const CommandContext& ctx, const std::string& verb,
+                          const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return bytes.status();
+  const std::string sig_path = path + kSignatureSuffix;
+  if (verb == "sign") {
+    if (ctx.key.empty()) {
+      return absl::InvalidArgumentError(
+          "model sign needs --key=PRIVATE_KEY.pem (flexorctl keygen)");
+    }
+    absl::StatusOr<ModelSigner> signer =
+        ModelSigner::FromPrivateKeyFile(ctx.key);
+    if (!signer.ok()) return signer.status();
+    absl::StatusOr<std::string> sig = signer->Sign(*bytes);
+    if (!sig.ok()) return sig.status();
+    if (absl::Status s = WriteFileAtomically(sig_path, *sig); !s.ok()) {
+      return s;
+    }
+    std::cout << sig_path << ": signed with key " << signer->key_id() << "\n";
+    return absl::OkStatus();
+  }
+  if (ctx.pubkeys.empty()) {
+    return absl::InvalidArgumentError(
+        "model verify needs --pubkey=PUBLIC_KEY.pem[,...]");
+  }
+  absl::StatusOr<ModelVerifier> verifier =
+      ModelVerifier::FromPublicKeyFiles(ctx.pubkeys);
+  if (!verifier.ok()) return verifier.status();
+  absl::StatusOr<std::string> sig =
+      ReadSmallFile(sig_path, kMaxSignatureFileBytes);
+  if (!sig.ok()) return sig.status();
+  if (absl::Status s = verifier->Verify(*bytes, *sig); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
+  std::cout << path << ": signature OK\n";
+  return absl::OkStatus();
+}
+
+// keygen --out=PREFIX: PREFIX.pem (private, mode 0600) and PREFIX.pub.pem.
+absl::Status Keygen(const CommandContext& ctx) {
+  const std::string prefix = ctx.out.empty() ? "flexor-signing" : ctx.out;
+  absl::StatusOr<SigningKeyPair> pair = GenerateSigningKeyPair();
+  if (!pair.ok()) return pair.status();
+  const std::string private_path = prefix + ".pem";
+  const std::string public_path = prefix + ".pub.pem";
+  for (const std::string& p : {private_path, public_path}) {
+    if (std::ifstream(p).good()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(p, " exists; not overwriting a key"));
+    }
+  }
+  if (absl::Status s = WriteFileAtomically(private_path, pair->private_pem);
+      !s.ok()) {
+    return s;
+  }
+  chmod(private_path.c_str(), 0600);
+  if (absl::Status s = WriteFileAtomically(public_path, pair->public_pem);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<ModelSigner> signer =
+      ModelSigner::FromPrivatePem(pair->private_pem);
+  std::cout << "private key " << private_path << " (keep secret), public key "
+            << public_path << ", key id "
+            << (signer.ok() ? signer->key_id() : "?") << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status ModelCommand(const CommandContext& ctx,
                           const std::vector<std::string>& args) {
+  if (args.size() == 3 && (args[1] == "sign" || args[1] == "verify")) {
+    return SignOrVerify(ctx, args[1], args[2]);
+  }
   if (args.size() != 3 || (args[1] != "inspect" && args[1] != "validate" &&
                            args[1] != "bench" && args[1] != "eval")) {
     return absl::InvalidArgumentError(
-        "usage: flexorctl model inspect|validate|bench|eval FILE");
+        "usage: flexorctl model inspect|validate|bench|eval|sign|verify FILE");
   }
   if (args[1] == "eval") {
     return ModelEval(
@@ -493,7 +585,7 @@ absl::Status Health(const CommandContext& ctx,
     return s;
   }
   const std::string service = args.size() == 2 ? args[1] : ctx.model;
-  Client client(ctx.server, ctx.timeout);
+  Client client(ctx.server, ctx.timeout, ctx.auth);
   auto stub = grpc::health::v1::Health::NewStub(client.channel());
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + ctx.timeout));
@@ -531,6 +623,7 @@ absl::Status RunCommand(const CommandContext& ctx,
   if (command == "health") return Health(ctx, args);
   if (command == "bench") return Bench(ctx);
   if (command == "model") return ModelCommand(ctx, args);
+  if (command == "keygen") return Keygen(ctx);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", command, "'; see flexorctl --help"));
 }

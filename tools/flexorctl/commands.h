@@ -8,12 +8,17 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/auth/tls.h"
 
 namespace flexor::tools {
 
 struct CommandContext {
   std::string server;
   absl::Duration timeout;
+  server::ClientAuthOptions auth;  // TLS and bearer token
+  // model sign / verify / keygen
+  std::string key, out;
+  std::vector<std::string> pubkeys;
   std::string model;
   std::string model_version;
   bool json = false;

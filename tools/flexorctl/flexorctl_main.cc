@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/flag_names.h"
+#include "tools/flexorctl/client.h"
 #include "tools/flexorctl/commands.h"
 
 ABSL_FLAG(std::string, server, "localhost:8001", "Server address host:port.");
@@ -58,6 +59,25 @@ ABSL_FLAG(double, duration_s, 10, "bench: seconds to measure per run.");
 ABSL_FLAG(int64_t, requests, 0,
           "bench: stop after this many requests (0: only --duration-s).");
 ABSL_FLAG(double, warmup_s, 1, "bench: seconds of warm-up per run.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: CA bundle that signed the server's certificate (PEM); unset: "
+          "plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "Mutual TLS: this client's certificate chain (PEM).");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "Mutual TLS: the private key of --tls-cert-file (PEM).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TLS: the name to check the server certificate against, when it "
+          "differs from the host of --server.");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first line is a bearer token, sent as 'authorization: "
+          "Bearer <token>' (admin RPCs on a server with --auth-token-file).");
+ABSL_FLAG(std::string, key, "",
+          "model sign: Ed25519 private key (PEM) to sign with.");
+ABSL_FLAG(std::vector<std::string>, pubkey, {},
+          "model verify: trusted Ed25519 public keys (PEM), comma separated.");
+ABSL_FLAG(std::string, out, "flexor-signing",
+          "keygen: writes <out>.pem (private) and <out>.pub.pem (public).");
 ABSL_FLAG(std::string, rpc, "infer",
           "bench: infer (ModelInfer), live (ServerLive, the empty-RPC "
           "baseline) or index (RepositoryIndex).");
@@ -79,6 +99,10 @@ constexpr char kUsage[] =
     "  bench                 load generator: latency percentiles, "
     "throughput\n"
     "Commands (offline):\n"
+    "  model sign FILE       write FILE.sig, an Ed25519 signature, with "
+    "--key\n"
+    "  model verify FILE     check FILE.sig against --pubkey=PUB[,PUB]\n"
+    "  keygen                new Ed25519 key pair: --out.pem, --out.pub.pem\n"
     "  model inspect FILE    graph, codecs, bits per weight, sizes\n"
     "  model validate FILE   exit 0 if FILE loads, else print why\n"
     "  model bench FILE      in-process latency per --batch=1,8,32,128 at\n"
@@ -149,6 +173,19 @@ int main(int argc, char** argv) {
   ctx.requests = absl::GetFlag(FLAGS_requests);
   ctx.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
   ctx.rpc = absl::GetFlag(FLAGS_rpc);
+  ctx.auth.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  ctx.auth.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  ctx.auth.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  ctx.auth.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  ctx.auth.token_file = absl::GetFlag(FLAGS_token_file);
+  ctx.key = absl::GetFlag(FLAGS_key);
+  ctx.pubkeys = absl::GetFlag(FLAGS_pubkey);
+  ctx.out = absl::GetFlag(FLAGS_out);
+  if (absl::Status s = flexor::tools::CheckClientAuth(ctx.server, ctx.auth);
+      !s.ok()) {
+    std::cerr << "flexorctl: " << s.message() << "\n";
+    return 2;
+  }
 
   absl::Status status = flexor::tools::RunCommand(ctx, args);
   if (!status.ok()) {
