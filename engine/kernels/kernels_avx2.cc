@@ -7,6 +7,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "engine/kernels/int8_row_sum.h"
 #include "engine/kernels/microkernels.h"
 
 namespace flexor {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "engine/kernels/int8_row_sum.h"
 #include "engine/kernels/microkernels.h"
 
 namespace flexor {
@@ -18,16 +19,6 @@ inline uint64_t Bits64(const uint64_t* b, int64_t kw, int64_t k) {
   uint64_t v = b[w] >> s;
   if (s != 0 && w + 1 < kw) v |= b[w + 1] << (64 - s);
   return v;
-}
-
-// +1 per clear bit, -1 per set bit, of a row's first k bits (POPCNT).
-inline int32_t Int8RowSum(const uint64_t* b, int64_t k) {
-  int64_t set = 0;
-  for (int64_t m = 0; m < k / 64; ++m) set += _mm_popcnt_u64(b[m]);
-  if (k % 64 != 0) {
-    set += _mm_popcnt_u64(b[k / 64] & ((uint64_t{1} << (k % 64)) - 1));
-  }
-  return static_cast<int32_t>(k - 2 * set);
 }
 
 }  // namespace
