@@ -38,7 +38,7 @@ ABSL_FLAG(std::string, batches, "1,8,32,128", "Batch sizes.");
 ABSL_FLAG(std::string, threads, "", "Thread counts (default 1 and all).");
 ABSL_FLAG(double, min_time_s, 0.5, "Seconds per measurement.");
 ABSL_FLAG(std::string, activations, "fp32,int8",
-          "Engine activation precisions to compare (fp32, int8: the "
+          "Engine activation precisions to compare (fp32, int8, int16: the "
           "per-model activation_precision choice).");
 ABSL_FLAG(std::string, save_models, "",
           "Directory to write the compared model files to (for flexorctl "
@@ -111,13 +111,14 @@ int Main() {
   std::vector<ActivationPrecision> precisions;
   for (absl::string_view a :
        absl::StrSplit(absl::GetFlag(FLAGS_activations), ',')) {
-    if (a != "fp32" && a != "int8") {
-      std::fprintf(stderr, "--activations: fp32 or int8, not %s\n",
-                   std::string(a).c_str());
+    const absl::StatusOr<ActivationPrecision> parsed =
+        ParseActivationPrecision(a);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "--activations: %s\n",
+                   std::string(parsed.status().message()).c_str());
       return 2;
     }
-    precisions.push_back(a == "int8" ? ActivationPrecision::kInt8
-                                     : ActivationPrecision::kFloat32);
+    precisions.push_back(*parsed);
   }
   std::printf("%-7s %4s %3s %5s %12s %12s %12s %8s %8s %7s\n", "model", "act",
               "thr", "batch", "torch us/s", "engine us/s", "torch spread",
@@ -199,8 +200,7 @@ int Main() {
                                    .item<double>();
           std::printf(
               "%-7s %4s %3d %5d %12.1f %12.1f %11.1f%% %7.2fx %7.1f%% %7.1e\n",
-              std::string(name).c_str(),
-              precision == ActivationPrecision::kInt8 ? "int8" : "fp32", t,
+              std::string(name).c_str(), ActivationPrecisionName(precision), t,
               batch, torch_time * 1e6 / batch, ours * 1e6 / batch, 100 * spread,
               torch_time / ours, 100 * agree, max_diff);
           std::fflush(stdout);

@@ -76,8 +76,9 @@ ABSL_FLAG(int, grpc_max_message_bytes, 64 << 20,
           "travel in one message).");
 ABSL_FLAG(std::string, activation_precision, "fp32",
           "Default activation precision of binary-coded and ternary layers: "
-          "fp32 (exact) or int8 (faster at small batches, within the error "
-          "bound of docs/performance.md); config.pbtxt's "
+          "fp32 (exact), int8 (faster at small batches, within the error "
+          "bound of docs/performance.md) or int16 (convolutions in two int8 "
+          "passes, about 16-bit inputs); config.pbtxt's "
           "activation_precision overrides it per model.");
 ABSL_FLAG(double, decrypt_sample_rate, 0.01,
           "Fraction of model executions timed for "
@@ -285,7 +286,7 @@ int main(int argc, char** argv) {
   flexor::server::ModelConfigDefaults& defaults = options.model_defaults;
   defaults.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   absl::StatusOr<flexor::ActivationPrecision> precision =
-      flexor::server::ParseActivationPrecision(
+      flexor::ParseActivationPrecision(
           absl::GetFlag(FLAGS_activation_precision));
   if (!precision.ok()) {
     return Fail(

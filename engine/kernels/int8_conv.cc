@@ -51,7 +51,8 @@ Int8Weights PrepareInt8Weights(const LayerWeights& w,
 }
 
 bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
-                  int64_t tail_words, Int8Activations* q, KernelIsa isa) {
+                  int64_t tail_words, Int8Activations* q, KernelIsa isa,
+                  uint32_t* low) {
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
   uint32_t amax_bits = 0;
   bool negative = false;
@@ -71,28 +72,39 @@ bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
   const int64_t hp = plan.height + 2 * plan.pad_h;
   const int64_t wp = plan.width + 2 * plan.pad_w;
   const int64_t words = (plan.channels + 3) / 4 * hp * wp;
-  const uint32_t z = static_cast<uint32_t>(q->zero) * 0x01010101u;
-  if (plan.pad_h != 0 || plan.pad_w != 0) {
-    // Only the border: the quantiser writes every interior word.
-    for (int64_t c4 = 0; c4 < (plan.channels + 3) / 4; ++c4) {
-      uint32_t* plane = padded + c4 * hp * wp;
-      std::fill(plane, plane + plan.pad_h * wp, z);
-      for (int64_t y = plan.pad_h; y < hp - plan.pad_h; ++y) {
-        std::fill(plane + y * wp, plane + y * wp + plan.pad_w, z);
-        std::fill(plane + y * wp + wp - plan.pad_w, plane + (y + 1) * wp, z);
+  // The border and the tail (only those: the quantiser writes every
+  // interior word) hold the zero point.
+  auto fill_border = [&](uint32_t* dst, uint32_t zero_byte) {
+    const uint32_t z = zero_byte * 0x01010101u;
+    if (plan.pad_h != 0 || plan.pad_w != 0) {
+      for (int64_t c4 = 0; c4 < (plan.channels + 3) / 4; ++c4) {
+        uint32_t* plane = dst + c4 * hp * wp;
+        std::fill(plane, plane + plan.pad_h * wp, z);
+        for (int64_t y = plan.pad_h; y < hp - plan.pad_h; ++y) {
+          std::fill(plane + y * wp, plane + y * wp + plan.pad_w, z);
+          std::fill(plane + y * wp + wp - plan.pad_w, plane + (y + 1) * wp, z);
+        }
+        std::fill(plane + (hp - plan.pad_h) * wp, plane + hp * wp, z);
       }
-      std::fill(plane + (hp - plan.pad_h) * wp, plane + hp * wp, z);
     }
+    std::fill(dst + words, dst + words + tail_words, z);
+  };
+  fill_border(padded, static_cast<uint32_t>(q->zero));
+  if (low != nullptr) fill_border(low, kInt8LowZero);
+  pt.int8_quantize_c4(plan, x, inv, q->zero, padded, low);
+  if (low != nullptr) {
+    // One number per input: 254 * high + low, in steps of scale / 254.
+    q->scale /= 254.0f;
+    q->zero = 254 * q->zero + static_cast<int32_t>(kInt8LowZero);
   }
-  std::fill(padded + words, padded + words + tail_words, z);
-  pt.int8_quantize_c4(plan, x, inv, q->zero, padded);
   return true;
 }
 
 int64_t Int8PixelGemmScratchFloats(int64_t out_rows, KernelIsa isa) {
   const int64_t lanes = PixelLanes(isa);
-  // int32 accumulators, then the combined scale and shift.
-  return out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
+  // int32 accumulators (twice: the low digit's), then the combined scale
+  // and shift.
+  return 2 * out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
 }
 
 void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
@@ -103,21 +115,40 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
   const int64_t O = out_rows, lanes = PixelLanes(isa);
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
   int32_t* acc = reinterpret_cast<int32_t*>(work);
-  float* scale = work + O * lanes;
+  int32_t* low_acc = acc + O * lanes;
+  float* scale = work + 2 * O * lanes;
   float* shift = scale + (O + 15) / 16 * 16;
-  // y = epilogue(scale_q * alpha[o] * (acc - zero * rowsum[o])).
+  // y = epilogue(scale_q * alpha[o] * (acc - zero * rowsum[o])). With two
+  // digits the zero point is taken off in int32, exactly: the sums reach
+  // past 2^24, where float would round away the low digit.
+  const bool two_digits = source.low_base != nullptr;
   for (int64_t o = 0; o < O; ++o) {
     const float m = q.scale * w.alpha[o];
     const float s = epilogue.scale ? epilogue.scale[o] : 1.0f;
     const float b = epilogue.shift ? epilogue.shift[o] : 0.0f;
     scale[o] = m * s;
-    shift[o] = b - static_cast<float>(q.zero) *
-                       static_cast<float>(w.rowsum[o]) * m * s;
+    shift[o] = two_digits ? b
+                          : b - static_cast<float>(q.zero) *
+                                    static_cast<float>(w.rowsum[o]) * m * s;
   }
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     pt.int8_kn(w.w, w.stride, O, w.groups,
                source.base + tile * source.tile_step, source.row_offsets, lanes,
                acc);
+    if (two_digits) {
+      pt.int8_kn(w.w, w.stride, O, w.groups,
+                 source.low_base + tile * source.tile_step, source.row_offsets,
+                 lanes, low_acc);
+      // Exact: every term is at most 255 * 255 * k (Int8TwoDigitsFit).
+      for (int64_t o = 0; o < O; ++o) {
+        const int32_t zero_sum = q.zero * w.rowsum[o];
+        int32_t* a = acc + o * lanes;
+        const int32_t* low = low_acc + o * lanes;
+        for (int64_t l = 0; l < lanes; ++l) {
+          a[l] = 254 * a[l] + low[l] - zero_sum;
+        }
+      }
+    }
     output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,
                         epilogue.relu, y + run.dst, P,

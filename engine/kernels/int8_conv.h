@@ -57,18 +57,26 @@ Int8Weights PrepareInt8Weights(const LayerWeights& w,
                                KernelIsa isa,
                                std::atomic<int64_t>* decrypt_nanos = nullptr);
 
-// How one sample was quantised: x ~ scale * (u - zero).
+// How one sample was quantised: x ~ scale * (u - zero), where u is the
+// byte (one digit) or 254 * high byte + low byte (two digits).
 struct Int8Activations {
   float scale = 0.0f;
   int32_t zero = 0;
 };
 // Quantises one sample x [C, H, W] of `plan` into `padded`: the C4 planes
 // (H + 2 pad_h) x (W + 2 pad_w), then `tail_words` more words, with the
-// border and the tail at the zero point. Returns false (padded unspecified)
-// when x holds Inf or NaN.
+// border and the tail at the zero point. With `low` (same size), also the
+// second digit of ActivationPrecision::kInt16 (microkernels.h). Returns
+// false (padded unspecified) when x holds Inf or NaN.
 bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
                   int64_t tail_words, Int8Activations* q,
-                  KernelIsa isa = SelectedIsa());
+                  KernelIsa isa = SelectedIsa(), uint32_t* low = nullptr);
+
+// Whether a layer whose rows sum `k` bytes (4 per channel group) can take
+// two digits: 254 * high + low sums of up to 255 * 255 * k fit in int32.
+inline bool Int8TwoDigitsFit(int64_t k) {
+  return k <= (int64_t{1} << 31) / 65025;
+}
 
 // Floats of per-thread scratch Int8PixelGemm needs for O output rows.
 int64_t Int8PixelGemmScratchFloats(int64_t out_rows, KernelIsa isa);
@@ -80,6 +88,8 @@ struct Int8Source {
   const uint32_t* base = nullptr;
   const int64_t* row_offsets = nullptr;
   int64_t tile_step = 0;
+  // Two digits (kInt16): the low digit's words, at the same offsets.
+  const uint32_t* low_base = nullptr;
 };
 
 // Tiles [tile_begin, tile_end) of one sample into y (as PixelGemm, with the

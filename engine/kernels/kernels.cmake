@@ -2,6 +2,7 @@
 # get their own -m flags via set_source_files_properties here). Included from
 # engine/CMakeLists.txt, so paths are relative to engine/.
 set(FLEXOR_KERNEL_SOURCES
+  kernels/activation_precision.cc
   kernels/layer_weights.cc
   kernels/codec_traits.cc
   kernels/reference_kernels.cc

@@ -14,8 +14,10 @@ const MatmulOptions& DefaultMatmulOptions() {
   static const MatmulOptions options = [] {
     MatmulOptions o;
     const char* env = std::getenv("FLEXOR_ACTIVATION_PRECISION");
-    if (env != nullptr && std::strcmp(env, "int8") == 0) {
-      o.activations = ActivationPrecision::kInt8;
+    if (env != nullptr) {
+      const absl::StatusOr<ActivationPrecision> parsed =
+          ParseActivationPrecision(env);
+      if (parsed.ok()) o.activations = *parsed;
     }
     return o;
   }();

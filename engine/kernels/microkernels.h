@@ -209,9 +209,15 @@ using Int8RangeFn = void (*)(const float* x, int64_t n, uint32_t* amax_bits,
 // padded[c4][y + pad_h][x + pad_w] = the 4 bytes u(x[4 c4 + i][y][x]),
 // u(v) = clamp(round_to_nearest_even(v * inv) + zero, 0, 255), channels
 // >= C as `zero`; every other word (border) is left as it is. Planes are
-// hp x wp words.
+// hp x wp words. When `low` is not null it gets the second digit
+// (ActivationPrecision::kInt16) at the same positions:
+// low(v) = round(254 * (t - round(t))) + kInt8LowZero, t = v * inv, so that
+// v ~ (u(v) - zero + (low(v) - kInt8LowZero) / 254) / inv; channels >= C
+// as kInt8LowZero.
+constexpr uint32_t kInt8LowZero = 128;
 using Int8QuantizeC4Fn = void (*)(const Im2colPlan& plan, const float* x,
-                                  float inv, int32_t zero, uint32_t* padded);
+                                  float inv, int32_t zero, uint32_t* padded,
+                                  uint32_t* low);
 // cols[tile][g][lane] = padded[c4][oy * sh + ky][ox * sw + kx] for g = (c4 *
 // kh + ky) * kw + kx and every piece of plan (int8 explicit im2col over the
 // already padded C4 input, planes (height + 2 pad_h) x (width + 2 pad_w)).

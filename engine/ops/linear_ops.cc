@@ -249,8 +249,11 @@ class Conv2dOp : public Operator {
                              residual);
       return;
     }
-    if (int8_ && ctx.matmul.activations == ActivationPrecision::kInt8) {
-      RunInt8(inputs[0], residual, batch, output, ctx);
+    const ActivationPrecision precision = ctx.matmul.activations;
+    if (int8_ && (precision == ActivationPrecision::kInt8 ||
+                  (precision == ActivationPrecision::kInt16 && two_digits_))) {
+      RunInt8(inputs[0], residual, batch, output, ctx,
+              precision == ActivationPrecision::kInt16);
       return;
     }
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
@@ -338,8 +341,10 @@ class Conv2dOp : public Operator {
 
   // Int8 activations: each sample quantised into the C4 layout (int8_conv.h),
   // then the int8 pixel GEMM; a sample holding Inf/NaN runs the FP32 path.
+  // `two_digits` (kInt16): a second C4 input of low digits right after the
+  // first, and a second integer pass over it.
   void RunInt8(const float* input, const float* residual, int64_t batch,
-               float* output, const RunContext& ctx) const {
+               float* output, const RunContext& ctx, bool two_digits) const {
     const int64_t sample_in = in_[0] * in_[1] * in_[2];
     const int64_t P = out_[1] * out_[2], sample_out = out_[0] * P;
     const PreparedWeights prepared = PrepareWeights(
@@ -355,7 +360,8 @@ class Conv2dOp : public Operator {
     auto prepare = [&](const float* x, const float* res, float* y, float* slot,
                        Int8Source* src, Int8Activations* q) {
       uint32_t* padded = reinterpret_cast<uint32_t*>(slot);
-      if (!QuantizeToC4(plan_, x, padded, int8_tail_words_, q, isa_)) {
+      uint32_t* low = two_digits ? padded + int8_digit_words_ : nullptr;
+      if (!QuantizeToC4(plan_, x, padded, int8_tail_words_, q, isa_, low)) {
         const PixelSource source = Prepare(x, slot);
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, y,
                   slot + input_floats_, isa_, 0, -1, res);
@@ -364,11 +370,18 @@ class Conv2dOp : public Operator {
       src->row_offsets = int8_offsets_.empty() ? nullptr : int8_offsets_.data();
       if (implicit_) {
         src->base = padded;
+        src->low_base = low;
         src->tile_step = lanes_;
       } else {
+        const PixelKernelTable& pt = GetPixelKernelTable(isa_);
         uint32_t* cols = padded + int8_padded_words_;
-        GetPixelKernelTable(isa_).int8_im2col(int8_plan_, padded, cols);
+        pt.int8_im2col(int8_plan_, padded, cols);
         src->base = cols;
+        if (low != nullptr) {
+          uint32_t* low_cols = low + int8_padded_words_;
+          pt.int8_im2col(int8_plan_, low, low_cols);
+          src->low_base = low_cols;
+        }
         src->tile_step = int8_plan_.k_rows * lanes_;
       }
       return true;
@@ -440,7 +453,10 @@ class Conv2dOp : public Operator {
       int8_plan_.tiles = tiles;
       words += tiles * groups * lanes_;
     }
-    int8_input_floats_ = Aligned(words);
+    // Room for two digits (kInt16) whichever precision runs.
+    int8_digit_words_ = Aligned(words);
+    int8_input_floats_ = 2 * int8_digit_words_;
+    two_digits_ = Int8TwoDigitsFit(4 * groups);
   }
 
   // Chooses implicit GEMM (stride 1, at most a quarter of the wide pixels
@@ -584,7 +600,9 @@ class Conv2dOp : public Operator {
   int64_t int8_weights_floats_ = 0;
   int64_t int8_padded_words_ = 0;  // the C4 input
   int64_t int8_tail_words_ = 0;    // implicit: zero-point words after it
+  int64_t int8_digit_words_ = 0;   // one digit's C4 input (+ tiles)
   int64_t int8_input_floats_ = 0;  // the int8 GEMM's input in a slot
+  bool two_digits_ = false;        // kInt16 fits in int32 (else FP32)
 };
 
 }  // namespace

@@ -110,18 +110,6 @@ std::string ModelConfig::DebugString() const {
       inputs.empty() && outputs.empty() ? "" : " io=declared");
 }
 
-absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
-    absl::string_view text) {
-  if (text == "fp32") return ActivationPrecision::kFloat32;
-  if (text == "int8") return ActivationPrecision::kInt8;
-  return absl::InvalidArgumentError(
-      absl::StrCat("activation precision '", text, "' is not fp32 or int8"));
-}
-
-const char* ActivationPrecisionName(ActivationPrecision precision) {
-  return precision == ActivationPrecision::kInt8 ? "int8" : "fp32";
-}
-
 namespace {
 
 // The checks and defaults every config form goes through.
@@ -194,6 +182,9 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
       break;
     case config::INT8:
       config.activations = ActivationPrecision::kInt8;
+      break;
+    case config::INT16:
+      config.activations = ActivationPrecision::kInt16;
       break;
     default:  // ACTIVATION_PRECISION_DEFAULT (unknown values: text format
               // rejects them)

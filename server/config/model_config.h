@@ -56,11 +56,6 @@ struct ModelConfig {
 // The server-wide defaults (flags) a config.pbtxt is merged over.
 using ModelConfigDefaults = ModelConfig;
 
-// "fp32" / "int8" (the --activation-precision flag).
-absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
-    absl::string_view text);
-const char* ActivationPrecisionName(ActivationPrecision precision);
-
 // Parses config.pbtxt text in the project's form (server/config/
 // model_config.proto; empty text: all defaults). Errors name `source` and
 // the offending field.

@@ -142,15 +142,19 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
       return refuse(absl::StrCat("unknown parameter '", key, "'; supported: '",
                                  kActivationPrecisionParameter, "'"));
     }
-    if (value.string_value() == "fp32") {
-      p.set_activation_precision(config::FP32);
-    } else if (value.string_value() == "int8") {
-      p.set_activation_precision(config::INT8);
-    } else {
-      return refuse(absl::StrCat("parameter '", key, "' is '",
-                                 value.string_value(),
-                                 "', not 'fp32' or 'int8'"));
+    const absl::StatusOr<ActivationPrecision> precision =
+        ParseActivationPrecision(value.string_value());
+    if (!precision.ok()) {
+      return refuse(absl::StrCat("parameter '", key,
+                                 "': ", precision.status().message()));
     }
+    // The proto's values follow the enum's, after DEFAULT = 0.
+    static_assert(
+        config::FP32 == static_cast<int>(ActivationPrecision::kFloat32) + 1 &&
+        config::INT8 == static_cast<int>(ActivationPrecision::kInt8) + 1 &&
+        config::INT16 == static_cast<int>(ActivationPrecision::kInt16) + 1);
+    p.set_activation_precision(static_cast<config::ActivationPrecision>(
+        static_cast<int>(*precision) + 1));
   }
   for (const inference::ModelInput& input : in.input()) {
     out.inputs.push_back(TensorDecl{

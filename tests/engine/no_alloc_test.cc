@@ -85,12 +85,11 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
     for (int64_t batch : {1, 8, 33}) {
       std::vector<float> in(batch * (*model)->input_size(), 3.0f);
       std::vector<float> out(batch * (*model)->output_size());
-      for (RunOptions options : {RunOptions(), [] {
-                                   RunOptions o;
-                                   o.matmul.activations =
-                                       ActivationPrecision::kInt8;
-                                   return o;
-                                 }()}) {
+      for (ActivationPrecision precision :
+           {ActivationPrecision::kFloat32, ActivationPrecision::kInt8,
+            ActivationPrecision::kInt16}) {
+        RunOptions options;
+        options.matmul.activations = precision;
         arena.execute([&] {
           // Warm-up: buffers grow here, on whichever threads TBB picks.
           for (int i = 0; i < 20; ++i) {
@@ -111,8 +110,8 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
           }
         });
         EXPECT_EQ(g_allocations.load(), 0)
-            << "threads " << threads << " batch " << batch << " int8 "
-            << (options.matmul.activations == ActivationPrecision::kInt8);
+            << "threads " << threads << " batch " << batch << " "
+            << ActivationPrecisionName(precision);
       }
     }
   }

@@ -228,9 +228,10 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
 
 // Int8 activations (int8_conv.h): each sample is quantised per tensor with
 // step s = max|x| / 127 (max / 255 without negative inputs), so an output
-// is off by at most s / 2 * sum_k |W[o, k]| (plus float rounding). Layers
-// with one binary plane must really take that path: their outputs differ
-// from the exact ones somewhere.
+// is off by at most s / 2 * sum_k |W[o, k]| (plus float rounding); with two
+// digits (kInt16) the step is s / 254. Layers with one binary plane must
+// really take that path: their outputs differ from the FP32 path's
+// somewhere (int8: beyond float rounding; int16: at all).
 void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
                            int64_t batch, int64_t sample_in,
                            const std::vector<float>& dense, int64_t K,
@@ -239,33 +240,44 @@ void ExpectInt8WithinBound(const Model& model, const std::vector<float>& x,
                            const std::string& method) {
   const int64_t O = static_cast<int64_t>(bias.size());
   const int64_t P = static_cast<int64_t>(want.size()) / (batch * O);
-  RunOptions options;
-  options.matmul.activations = ActivationPrecision::kInt8;
-  std::vector<float> y(want.size());
-  ASSERT_TRUE(model.Run(x.data(), batch, y.data(), options).ok());
-  bool differs = false;
-  for (int64_t n = 0; n < batch; ++n) {
-    float amax = 0.0f;
-    bool negative = false;
-    for (int64_t i = 0; i < sample_in; ++i) {
-      amax = std::max(amax, std::abs(x[n * sample_in + i]));
-      negative |= x[n * sample_in + i] < 0.0f;
-    }
-    const double step = amax / (negative ? 127.0 : 255.0);
-    for (int64_t o = 0; o < O; ++o) {
-      double l1 = 0.0;
-      for (int64_t k = 0; k < K; ++k) l1 += std::abs(dense[o * K + k]);
-      const double bound = step / 2 * l1 * (1 + 1e-5);
-      for (int64_t p = 0; p < P; ++p) {
-        const int64_t i = (n * O + o) * P + p;
-        ASSERT_NEAR(y[i], want[i], bound + 1e-4 * (1.0 + std::abs(want[i])))
-            << method << " sample " << n << " channel " << o << " pixel " << p;
-        differs |= std::abs(y[i] - want[i]) > 1e-4 * (1.0 + std::abs(want[i]));
+  std::vector<float> fp32(want.size());
+  ASSERT_TRUE(model.Run(x.data(), batch, fp32.data()).ok());
+  for (ActivationPrecision precision :
+       {ActivationPrecision::kInt8, ActivationPrecision::kInt16}) {
+    const bool two_digits = precision == ActivationPrecision::kInt16;
+    const std::string what = method + " " + ActivationPrecisionName(precision);
+    RunOptions options;
+    options.matmul.activations = precision;
+    std::vector<float> y(want.size());
+    ASSERT_TRUE(model.Run(x.data(), batch, y.data(), options).ok());
+    bool differs = false;
+    for (int64_t n = 0; n < batch; ++n) {
+      float amax = 0.0f;
+      bool negative = false;
+      for (int64_t i = 0; i < sample_in; ++i) {
+        amax = std::max(amax, std::abs(x[n * sample_in + i]));
+        negative |= x[n * sample_in + i] < 0.0f;
+      }
+      const double step =
+          amax / (negative ? 127.0 : 255.0) / (two_digits ? 254.0 : 1.0);
+      for (int64_t o = 0; o < O; ++o) {
+        double l1 = 0.0;
+        for (int64_t k = 0; k < K; ++k) l1 += std::abs(dense[o * K + k]);
+        const double bound = step / 2 * l1 * (1 + 1e-5);
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t i = (n * O + o) * P + p;
+          ASSERT_NEAR(y[i], want[i], bound + 1e-4 * (1.0 + std::abs(want[i])))
+              << what << " sample " << n << " channel " << o << " pixel " << p;
+          differs |= two_digits ? y[i] != fp32[i]
+                                : std::abs(y[i] - want[i]) >
+                                      1e-4 * (1.0 + std::abs(want[i]));
+        }
       }
     }
+    const bool one_plane =
+        method == "plain1" || method.rfind("flexor1", 0) == 0;
+    if (one_plane) EXPECT_TRUE(differs) << what << ": int8 path not taken";
   }
-  const bool one_plane = method == "plain1" || method.rfind("flexor1", 0) == 0;
-  if (one_plane) EXPECT_TRUE(differs) << method << ": int8 path not taken";
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -75,9 +75,13 @@ void Exercise(const std::string& bytes) {
     }
     std::vector<float> output(static_cast<size_t>(batch * m.output_size()));
     (void)m.Run(input.data(), batch, output.data());
-    flexor::RunOptions int8;
-    int8.matmul.activations = flexor::ActivationPrecision::kInt8;
-    (void)m.Run(input.data(), batch, output.data(), int8);
+    for (flexor::ActivationPrecision precision :
+         {flexor::ActivationPrecision::kInt8,
+          flexor::ActivationPrecision::kInt16}) {
+      flexor::RunOptions options;
+      options.matmul.activations = precision;
+      (void)m.Run(input.data(), batch, output.data(), options);
+    }
   }
 }
 

@@ -293,22 +293,41 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
     const float inv = 90.0f;
     const int32_t zero = 128;
     std::vector<uint32_t> padded(c4n * hp * wp, 0xdeadbeefu);
-    pt().int8_quantize_c4(plan, x.data(), inv, zero, padded.data());
+    // One digit, then two (kInt16): the high digit must not change.
+    std::vector<uint32_t> padded2 = padded, low = padded;
+    pt().int8_quantize_c4(plan, x.data(), inv, zero, padded.data(), nullptr);
+    pt().int8_quantize_c4(plan, x.data(), inv, zero, padded2.data(),
+                          low.data());
+    EXPECT_EQ(padded, padded2) << pt().int8_kn_name;
     auto byte = [&](int64_t c, int64_t y, int64_t xx) -> uint32_t {
       if (c >= g.C) return zero;
       const float t = std::nearbyint(x[(c * g.H + y) * g.W + xx] * inv);
       return static_cast<uint32_t>(
           std::clamp(static_cast<int32_t>(t) + zero, 0, 255));
     };
+    // What rounding left, in 1/254 levels around kInt8LowZero.
+    auto low_byte = [&](int64_t c, int64_t y, int64_t xx) -> uint32_t {
+      if (c >= g.C) return kInt8LowZero;
+      const float t = x[(c * g.H + y) * g.W + xx] * inv;
+      const float rest = t - std::nearbyint(t);
+      return static_cast<uint32_t>(
+          static_cast<int32_t>(std::nearbyint(rest * 254.0f)) + 128);
+    };
     for (int64_t c4 = 0; c4 < c4n; ++c4) {
       for (int64_t y = 0; y < g.H; ++y) {
         for (int64_t xx = 0; xx < g.W; ++xx) {
-          uint32_t want = 0;
-          for (int i = 0; i < 4; ++i)
+          uint32_t want = 0, want_low = 0;
+          for (int i = 0; i < 4; ++i) {
             want |= byte(4 * c4 + i, y, xx) << (8 * i);
-          ASSERT_EQ(padded[(c4 * hp + y + g.pad) * wp + xx + g.pad], want)
+            want_low |= low_byte(4 * c4 + i, y, xx) << (8 * i);
+          }
+          const int64_t at = (c4 * hp + y + g.pad) * wp + xx + g.pad;
+          ASSERT_EQ(padded[at], want)
               << pt().int8_kn_name << " C" << g.C << " (" << c4 << "," << y
               << "," << xx << ")";
+          ASSERT_EQ(low[at], want_low)
+              << pt().int8_kn_name << " low digit C" << g.C << " (" << c4 << ","
+              << y << "," << xx << ")";
         }
       }
     }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -102,6 +103,41 @@ TEST(ModelConfigTest, TritonFormsMapToTheSameConfig) {
   EXPECT_EQ(c.status().message().rfind("repo/m/cfg", 0), 0u);
   EXPECT_NE(c.status().message().find("as Triton's config.pbtxt"),
             std::string::npos);
+}
+
+// Every precision in every form: the project's enum, Triton's parameter
+// string (both forms parse through the engine's names), round trip.
+TEST(ModelConfigTest, ActivationPrecisionInEveryForm) {
+  ModelConfigDefaults defaults;
+  for (ActivationPrecision p :
+       {ActivationPrecision::kFloat32, ActivationPrecision::kInt8,
+        ActivationPrecision::kInt16}) {
+    const std::string name = ActivationPrecisionName(p);
+    SCOPED_TRACE(name);
+    EXPECT_EQ(*ParseActivationPrecision(name), p);
+    std::string upper = name;
+    for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
+    absl::StatusOr<ModelConfig> c = ParseModelConfigText(
+        "activation_precision: " + upper, defaults, "m", "src");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->activations, p);
+    c = ParseModelConfigText(
+        R"({"parameters": {"activation_precision": {"string_value": ")" + name +
+            R"("}}})",
+        defaults, "m", "src");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->activations, p);
+  }
+  for (const char* bad : {"int4", "INT8", "", "fp16"}) {
+    EXPECT_FALSE(ParseActivationPrecision(bad).ok()) << bad;
+  }
+  absl::StatusOr<ModelConfig> c = ParseModelConfigText(
+      R"({"parameters": {"activation_precision": {"string_value": "int4"}}})",
+      defaults, "m", "src");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("not fp32, int8 or int16"),
+            std::string::npos)
+      << c.status();
 }
 
 TEST(ModelVersionTest, OnlyCanonicalPositiveIntegers) {

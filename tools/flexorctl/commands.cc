@@ -540,10 +540,8 @@ absl::Status ModelCommand(const CommandContext& ctx,
         "usage: flexorctl model inspect|validate|bench|eval|sign|verify FILE");
   }
   if (args[1] == "eval") {
-    return ModelEval(
-        args[2], ctx.images, ctx.labels,
-        ctx.int8 ? ActivationPrecision::kInt8 : ActivationPrecision::kFloat32,
-        ctx.json);
+    return ModelEval(args[2], ctx.images, ctx.labels, ctx.activations,
+                     ctx.json);
   }
   if (args[1] == "bench") {
     ModelBenchOptions options;
@@ -552,7 +550,7 @@ absl::Status ModelCommand(const CommandContext& ctx,
     options.profile = ctx.profile;
     options.json = ctx.json;
     options.min_time = ctx.min_time;
-    if (ctx.int8) options.activations = ActivationPrecision::kInt8;
+    options.activations = ctx.activations;
     return ModelBench(args[2], options);
   }
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(args[2]);

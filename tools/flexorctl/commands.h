@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "engine/kernels/activation_precision.h"
 #include "server/auth/tls.h"
 
 namespace flexor::tools {
@@ -30,7 +31,8 @@ struct CommandContext {
   int threads = 1;
   bool profile = false;
   absl::Duration min_time = absl::Seconds(1);
-  bool int8 = false;  // model bench/eval: int8 activations
+  // model bench/eval: activation precision of bit-coded layers.
+  ActivationPrecision activations = ActivationPrecision::kFloat32;
   bool uint8 = false, typed = false;
   // load
   int64_t version = 1;

@@ -36,8 +36,11 @@ ABSL_FLAG(std::string, batch, "",
 ABSL_FLAG(int, threads, 1, "model bench: threads of the TBB arena.");
 ABSL_FLAG(bool, profile, false, "model bench: per-layer time table.");
 ABSL_FLAG(double, min_time_s, 1, "model bench: seconds to measure per batch.");
+ABSL_FLAG(std::string, activations, "",
+          "model bench/eval: activation precision of bit-coded layers, "
+          "fp32, int8 or int16 (default fp32).");
 ABSL_FLAG(bool, int8_activations, false,
-          "model bench/eval: run bit-coded layers with int8 activations.");
+          "model bench/eval: --activations=int8.");
 ABSL_FLAG(std::string, raw, "",
           "infer: raw little-endian FP32 input file [N, input size] instead "
           "of --images.");
@@ -108,7 +111,7 @@ constexpr char kUsage[] =
     "  model bench FILE      in-process latency per --batch=1,8,32,128 at\n"
     "                        --threads=N; --profile adds a per-layer table\n"
     "  model eval FILE       accuracy on --images/--labels; with\n"
-    "                        --int8_activations, agreement with fp32\n\n"
+    "                        --activations=int8|int16, agreement with fp32\n\n"
     "Flags may be spelled with dashes or underscores.";
 
 }  // namespace
@@ -153,7 +156,18 @@ int main(int argc, char** argv) {
   ctx.threads = absl::GetFlag(FLAGS_threads);
   ctx.profile = absl::GetFlag(FLAGS_profile);
   ctx.min_time = absl::Seconds(absl::GetFlag(FLAGS_min_time_s));
-  ctx.int8 = absl::GetFlag(FLAGS_int8_activations);
+  if (absl::GetFlag(FLAGS_int8_activations)) {
+    ctx.activations = flexor::ActivationPrecision::kInt8;
+  }
+  if (const std::string a = absl::GetFlag(FLAGS_activations); !a.empty()) {
+    const absl::StatusOr<flexor::ActivationPrecision> parsed =
+        flexor::ParseActivationPrecision(a);
+    if (!parsed.ok()) {
+      std::cerr << "--activations: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    ctx.activations = *parsed;
+  }
   ctx.raw = absl::GetFlag(FLAGS_raw);
   ctx.uint8 = absl::GetFlag(FLAGS_uint8);
   ctx.typed = absl::GetFlag(FLAGS_typed);

@@ -47,9 +47,8 @@ absl::Status ModelBench(const std::string& path,
         "model %s (%s), kernel ISA %s, %s activations, %d thread(s)\n"
         "%6s %8s %12s %12s %12s %14s\n",
         model.name(), path, SelectedKernelIsaName(),
-        options.activations == ActivationPrecision::kInt8 ? "int8" : "fp32",
-        options.threads, "batch", "runs", "p50 run us", "p90 run us",
-        "us/sample", "samples/s");
+        ActivationPrecisionName(options.activations), options.threads, "batch",
+        "runs", "p50 run us", "p90 run us", "us/sample", "samples/s");
   }
   for (int batch : options.batches) {
     if (batch < 1)

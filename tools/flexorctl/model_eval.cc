@@ -76,8 +76,7 @@ absl::Status ModelEval(const std::string& path, const std::string& images,
       }
     }
   }
-  const char* name =
-      activations == ActivationPrecision::kInt8 ? "int8" : "fp32";
+  const char* name = ActivationPrecisionName(activations);
   // One set of values, two spellings (JSON for scripts, a line for people).
   constexpr absl::string_view kJson =
       "{\"model\": \"%s\", \"activations\": \"%s\", \"samples\": %d, "
