@@ -139,15 +139,7 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
       pt.int8_kn(w.w, w.stride, O, w.groups,
                  source.low_base + tile * source.tile_step, source.row_offsets,
                  lanes, low_acc);
-      // Exact: every term is at most 255 * 255 * k (Int8TwoDigitsFit).
-      for (int64_t o = 0; o < O; ++o) {
-        const int32_t zero_sum = q.zero * w.rowsum[o];
-        int32_t* a = acc + o * lanes;
-        const int32_t* low = low_acc + o * lanes;
-        for (int64_t l = 0; l < lanes; ++l) {
-          a[l] = 254 * a[l] + low[l] - zero_sum;
-        }
-      }
+      pt.int8_combine_digits(acc, low_acc, O, lanes, q.zero, w.rowsum);
     }
     output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,

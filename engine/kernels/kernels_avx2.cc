@@ -433,6 +433,7 @@ const PixelKernelTable& Avx2PixelKernelTable() {
                                          avx2_kernels::Int8Range,
                                          avx2_kernels::Int8QuantizeC4,
                                          avx2_kernels::Int8Im2col,
+                                         avx2_kernels::Int8CombineDigits,
                                          avx2_kernels::Int8PackWeights,
                                          avx2_kernels::MaxPool2x2,
                                          avx2_kernels::StoreTileI32};

@@ -183,6 +183,7 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          scalar_kernels::Int8Range,
                                          scalar_kernels::Int8QuantizeC4,
                                          scalar_kernels::Int8Im2col,
+                                         scalar_kernels::Int8CombineDigits,
                                          scalar_kernels::Int8PackWeights,
                                          scalar_kernels::MaxPool2x2,
                                          scalar_kernels::StoreTileI32};

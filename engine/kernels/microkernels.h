@@ -224,6 +224,12 @@ using Int8QuantizeC4Fn = void (*)(const Im2colPlan& plan, const float* x,
 // plan.k_rows is the number of groups per tile.
 using Int8Im2colFn = void (*)(const Im2colPlan& plan, const uint32_t* padded,
                               uint32_t* cols);
+// Two digits (kInt16): acc[r * lanes + l] = 254 * acc[r * lanes + l] +
+// low[r * lanes + l] - zero * row_sums[r], exact in int32 (the caller checks
+// Int8TwoDigitsFit), for r < rows.
+using Int8CombineDigitsFn = void (*)(int32_t* acc, const int32_t* low,
+                                     int64_t rows, int64_t lanes, int32_t zero,
+                                     const int32_t* row_sums);
 // w8[o * ws + (c4 * taps + t) * 4 + i] = 1 - 2 * bit k of row o, k = (4 c4 +
 // i) * taps + t, and 0 for channels 4 c4 + i >= channels; bits are rows of
 // kw 64-bit words; row_sums[o] = the sum of row o's weights (its K = channels
@@ -253,6 +259,7 @@ struct PixelKernelTable {
   Int8RangeFn int8_range;
   Int8QuantizeC4Fn int8_quantize_c4;
   Int8Im2colFn int8_im2col;
+  Int8CombineDigitsFn int8_combine_digits;
   Int8PackWeightsFn int8_pack_weights;
   MaxPool2x2Fn max_pool_2x2;
   StoreTileI32Fn store_tile_i32;

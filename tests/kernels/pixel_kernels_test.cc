@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/kernels/conv_gemm.h"
+#include "engine/kernels/int8_conv.h"
 #include "engine/kernels/microkernels.h"
 #include "gtest/gtest.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -348,6 +349,38 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
 }
 
 // The weight expansion into (channel group, tap, channel) order.
+// Two digits (kInt16): 254 * high + low - zero * row sum, exactly, with sums
+// near the int32 limit that Int8TwoDigitsFit allows.
+TEST_P(PixelKernelTest, Int8CombineDigitsIsExact) {
+  std::mt19937_64 rng(7);
+  for (int64_t lanes : {int64_t{8}, int64_t{16}, int64_t{32}}) {
+    for (int64_t rows : {1, 5, 16, 19}) {
+      const int64_t k = 33000;  // near the largest Int8TwoDigitsFit allows
+      ASSERT_TRUE(Int8TwoDigitsFit(k));
+      // Below 255 * k for the high sums: headroom for the zero point term.
+      std::uniform_int_distribution<int32_t> high(0, 250 * k), low(0, 255 * k),
+          rowsum(-k, k);
+      std::vector<int32_t> acc(rows * lanes), lo(rows * lanes), sums(rows);
+      for (auto& v : acc) v = high(rng);
+      for (auto& v : lo) v = low(rng);
+      for (auto& v : sums) v = rowsum(rng);
+      const int32_t zero = 128;  // 254 * 0 + 128: non-negative inputs
+      std::vector<int32_t> got = acc;
+      pt().int8_combine_digits(got.data(), lo.data(), rows, lanes, zero,
+                               sums.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t l = 0; l < lanes; ++l) {
+          const int64_t i = r * lanes + l;
+          const int64_t want =
+              254 * int64_t{acc[i]} + lo[i] - int64_t{zero} * sums[r];
+          ASSERT_EQ(got[i], want)
+              << pt().int8_kn_name << " row " << r << " lane " << l;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
   std::mt19937_64 rng(9);
   for (const auto& [rows, channels, taps] :
