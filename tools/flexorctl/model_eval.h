@@ -1,5 +1,5 @@
 // `flexorctl model eval FILE --images=IDX --labels=IDX`: test accuracy of a
-// model file in-process, and with --int8_activations the top-1 agreement of
+// model file in-process, and with --activations=int8/int16 the top-1 agreement of
 // the int8-activation path with the exact FP32 path and their largest output
 // difference (the numbers docs/performance.md reports per model).
 #ifndef FLEXOR_TOOLS_FLEXORCTL_MODEL_EVAL_H_
