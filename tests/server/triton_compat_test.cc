@@ -4,6 +4,7 @@
 // LogSettings, the classification extension, Triton's status codes, typed
 // versions, statistics as Triton fills them, and reflection v1 / v1alpha.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -587,6 +588,45 @@ TEST_F(TritonCompatTest, ConfigOverrideJsonAppliesToThatLoadOnly) {
   EXPECT_EQ(Config("mlp").max_batch_size(), 4);
   EXPECT_EQ(Config("mlp").dynamic_batching().max_queue_delay_microseconds(),
             100u);
+}
+
+// The configured activation precision reaches the engine: int8 and int16
+// answer differently from FP32 (one-plane convolutions run on integers),
+// int16 far closer than int8, and the ModelConfig RPC names each.
+TEST_F(TritonCompatTest, ActivationPrecisionReachesTheEngine) {
+  const std::vector<float> images = RandomImages(2, 9);
+  std::map<std::string, std::vector<float>> outputs;
+  for (const char* precision : {"FP32", "INT8", "INT16"}) {
+    SCOPED_TRACE(precision);
+    ASSERT_TRUE(
+        Load("override", absl::StrCat("activation_precision: ", precision))
+            .ok());
+    std::string name = precision;
+    for (char& ch : name) ch = static_cast<char>(std::tolower(ch));
+    EXPECT_EQ(Config("override")
+                  .parameters()
+                  .at("activation_precision")
+                  .string_value(),
+              name);
+    inference::ModelInferResponse response;
+    const grpc::Status status = Infer(
+        server_->stub(), MakeInferRequest("override", images, 2), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    outputs[name] = OutputOf(response);
+  }
+  auto max_diff = [&](const std::string& a) {
+    double d = 0;
+    for (size_t i = 0; i < outputs[a].size(); ++i) {
+      d = std::max<double>(d, std::abs(outputs[a][i] - outputs["fp32"][i]));
+    }
+    return d;
+  };
+  ASSERT_EQ(outputs["int8"].size(), outputs["fp32"].size());
+  ASSERT_EQ(outputs["int16"].size(), outputs["fp32"].size());
+  EXPECT_GT(max_diff("int8"), 0.0);
+  EXPECT_GT(max_diff("int16"), 0.0);
+  EXPECT_LT(max_diff("int16") * 10, max_diff("int8"));
+  ASSERT_TRUE(Load("override").ok());
 }
 
 TEST_F(TritonCompatTest, ConfigOverrideRefusesWhatItCannotHonour) {
