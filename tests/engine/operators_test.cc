@@ -523,7 +523,7 @@ TEST(ConvFusionTest, ResidualAddFusedIntoConvolution) {
 }
 
 // A sample holding Inf/NaN runs the exact FP32 path (IEEE propagation, as
-// without int8), the other samples of the batch still run int8.
+// without int8), the other samples of the batch still run int8 (or int16).
 TEST(ConvFusionTest, Int8SampleWithNanRunsFp32) {
   const int C = 8, H = 10, W = 10, O = 16, K = C * 9;
   std::mt19937_64 rng(31);
@@ -543,28 +543,33 @@ TEST(ConvFusionTest, Int8SampleWithNanRunsFp32) {
   const int64_t n = C * H * W, out = O * H * W;
   std::vector<float> x = RandomVector(2 * n, rng);
   x[5 * W + 5] = std::numeric_limits<float>::quiet_NaN();  // sample 0 only
-  std::vector<float> exact(2 * out), int8(2 * out);
+  std::vector<float> exact(2 * out);
   ASSERT_TRUE(model->Run(x.data(), 2, exact.data()).ok());
-  RunOptions options;
-  options.matmul.activations = ActivationPrecision::kInt8;
-  ASSERT_TRUE(model->Run(x.data(), 2, int8.data(), options).ok());
-  int nans = 0;
-  for (int64_t i = 0; i < out; ++i) {
-    ASSERT_EQ(std::isnan(exact[i]), std::isnan(int8[i])) << i;
-    nans += std::isnan(exact[i]);
-    // Exact arithmetic (look-up tables here, so the summation order may
-    // differ from the default FP32 kernel).
-    if (!std::isnan(exact[i])) {
-      ASSERT_NEAR(exact[i], int8[i], 1e-5f * (1 + std::abs(exact[i]))) << i;
+  for (ActivationPrecision precision :
+       {ActivationPrecision::kInt8, ActivationPrecision::kInt16}) {
+    SCOPED_TRACE(ActivationPrecisionName(precision));
+    std::vector<float> int8(2 * out);
+    RunOptions options;
+    options.matmul.activations = precision;
+    ASSERT_TRUE(model->Run(x.data(), 2, int8.data(), options).ok());
+    int nans = 0;
+    for (int64_t i = 0; i < out; ++i) {
+      ASSERT_EQ(std::isnan(exact[i]), std::isnan(int8[i])) << i;
+      nans += std::isnan(exact[i]);
+      // Exact arithmetic (look-up tables here, so the summation order may
+      // differ from the default FP32 kernel).
+      if (!std::isnan(exact[i])) {
+        ASSERT_NEAR(exact[i], int8[i], 1e-5f * (1 + std::abs(exact[i]))) << i;
+      }
     }
+    EXPECT_GT(nans, 0);
+    bool differs = false;  // sample 1 was quantised
+    for (int64_t i = out; i < 2 * out; ++i) {
+      ASSERT_FALSE(std::isnan(int8[i]));
+      differs |= exact[i] != int8[i];
+    }
+    EXPECT_TRUE(differs);
   }
-  EXPECT_GT(nans, 0);
-  bool differs = false;  // sample 1 was quantised
-  for (int64_t i = out; i < 2 * out; ++i) {
-    ASSERT_FALSE(std::isnan(int8[i]));
-    differs |= exact[i] != int8[i];
-  }
-  EXPECT_TRUE(differs);
 }
 
 TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {
