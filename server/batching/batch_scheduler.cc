@@ -39,11 +39,13 @@ absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
         " requests waiting); retry with backoff or raise max_queue_size"));
   }
   task->enqueue_time_ = absl::Now();
+  task->arrival_ = arrivals_++;
   queue->tasks_.push_back(task);
   queue->queued_samples_ += task->num_samples();
   if (!queue->active_) {
     queue->active_ = true;
-    active_.push_back(queue);
+    queue->head_arrival_ = task->arrival_;
+    active_.emplace(task->arrival_, queue);
   }
   wake_.Signal();
   return absl::OkStatus();
@@ -84,13 +86,11 @@ void BatchScheduler::DispatchLoop() {
     absl::Time wake_at = absl::InfiniteFuture();
     if (running_ < max_concurrent_batches_ && !active_.empty()) {
       const absl::Time now = absl::Now();
-      const size_t n = active_.size();
-      for (size_t i = 0; i < n; ++i) {
-        const size_t index = (next_ + i) % n;
-        BatchQueue* candidate = active_[index];
+      // Oldest head first: the first ready queue is the one whose waiting
+      // request arrived earliest among those that may run now.
+      for (const auto& [arrival, candidate] : active_) {
         if (Ready(*candidate, now)) {
           queue = candidate;
-          next_ = index + 1;
           break;
         }
         wake_at = std::min(wake_at, candidate->tasks_.front()->enqueue_time_ +
@@ -115,9 +115,12 @@ void BatchScheduler::DispatchLoop() {
       samples += task->num_samples();
       batch.push_back(task);
     }
+    active_.erase(queue->head_arrival_);
     if (queue->tasks_.empty()) {
       queue->active_ = false;
-      active_.erase(std::find(active_.begin(), active_.end(), queue));
+    } else {
+      queue->head_arrival_ = queue->tasks_.front()->arrival_;
+      active_.emplace(queue->head_arrival_, queue);
     }
     ++running_;
     outstanding_.fetch_add(1, std::memory_order_relaxed);
