@@ -236,7 +236,8 @@ TEST_F(ModelMeshTest, BadPathsAndIdsAreClearErrors) {
       {"load m ''", "INVALID_ARGUMENT", "empty"},
       {"load ../m " + root_.path() + "/flat", "INVALID_ARGUMENT",
        "invalid model name"},
-      {"load m " + root_.path() + "/corrupt", "", ""},
+      {"load m " + root_.path() + "/corrupt", "INVALID_ARGUMENT",
+       "failed validation"},
       {"predict-size m /etc", "INVALID_ARGUMENT", "outside"},
       {"size never-loaded", "NOT_FOUND", "not loaded"},
   };
