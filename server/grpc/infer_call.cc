@@ -28,10 +28,9 @@ void InferTask::Start() {
     Answer(version.status());
     return;
   }
-  absl::StatusOr<ServablePtr> servable =
-      service_->manager_->Get(model_override_.empty() ? request_->model_name()
-                                                      : model_override_,
-                              *version);
+  absl::StatusOr<ServablePtr> servable = service_->manager_->Get(
+      model_override_.empty() ? request_->model_name() : model_override_,
+      *version);
   if (!servable.ok()) {
     Answer(servable.status());
     return;

@@ -7,8 +7,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/registry/repository.h"
 #include "server/metrics/process_collector.h"
+#include "server/registry/repository.h"
 
 namespace flexor::server {
 namespace {
@@ -143,9 +143,9 @@ ServerMetrics::ServerMetrics(PerModelHistograms per_model)
            .Add({}, DecryptBuckets());
   histograms_[VersionMetrics::kBatch] =
       &BuildHistogram()
-                     .Name("flexor_inference_batch_size")
-                     .Help("Samples per model execution (dynamic batching).")
-                     .Register(*registry_);
+           .Name("flexor_inference_batch_size")
+           .Help("Samples per model execution (dynamic batching).")
+           .Register(*registry_);
   in_flight_ = &BuildGauge()
                     .Name("flexor_inference_requests_in_flight")
                     .Help("ModelInfer requests accepted and not yet answered.")

@@ -76,8 +76,7 @@ absl::StatusOr<std::string> ReadBounded(const std::string& path,
 absl::StatusOr<ModelMeshFiles> FindModelMeshFiles(
     const std::string& root, const std::string& model_path) {
   if (model_path.empty()) return Invalid(model_path, "empty");
-  if (model_path.size() > 4096 ||
-      model_path.find('\0') != std::string::npos) {
+  if (model_path.size() > 4096 || model_path.find('\0') != std::string::npos) {
     return Invalid(model_path.substr(0, 200), "not a usable path");
   }
   std::error_code ec;
@@ -89,14 +88,15 @@ absl::StatusOr<ModelMeshFiles> FindModelMeshFiles(
   fs::path requested(model_path);
   if (requested.is_relative()) requested = root_path / requested;
   const fs::path path = fs::canonical(requested, ec);
-  if (ec) return Invalid(model_path, absl::StrCat("cannot open (", ec.message(), ")"));
-  // Inside the root, symbolic links followed: compare path components.
-  auto [root_end, unused] =
-      std::mismatch(root_path.begin(), root_path.end(), path.begin(), path.end());
-  if (root_end != root_path.end()) {
+  if (ec)
     return Invalid(model_path,
-                   absl::StrCat("outside --modelmesh-model-root (",
-                                root_path.string(), ")"));
+                   absl::StrCat("cannot open (", ec.message(), ")"));
+  // Inside the root, symbolic links followed: compare path components.
+  auto [root_end, unused] = std::mismatch(root_path.begin(), root_path.end(),
+                                          path.begin(), path.end());
+  if (root_end != root_path.end()) {
+    return Invalid(model_path, absl::StrCat("outside --modelmesh-model-root (",
+                                            root_path.string(), ")"));
   }
   ModelMeshFiles out;
   auto add = [&out](int64_t version, const fs::path& file) {
@@ -132,17 +132,20 @@ absl::StatusOr<ModelMeshFiles> FindModelMeshFiles(
     const fs::path file = it->path() / kModelFileName;
     if (IsRegularFile(file)) versions.emplace_back(version, file);
   }
-  if (ec) return Invalid(model_path, absl::StrCat("cannot list (", ec.message(), ")"));
-  if (versions.empty()) {
+  if (ec)
     return Invalid(model_path,
-                   absl::StrCat("holds no ", kModelFileName, " (expected a ",
-                                kModelFileName, " file, a directory with one, "
-                                "or <version>/", kModelFileName, ")"));
+                   absl::StrCat("cannot list (", ec.message(), ")"));
+  if (versions.empty()) {
+    return Invalid(model_path, absl::StrCat("holds no ", kModelFileName,
+                                            " (expected a ", kModelFileName,
+                                            " file, a directory with one, "
+                                            "or <version>/",
+                                            kModelFileName, ")"));
   }
   if (versions.size() > kMaxVersionsPerPath) {
-    return Invalid(model_path, absl::StrCat("holds ", versions.size(),
-                                            " versions; at most ",
-                                            kMaxVersionsPerPath));
+    return Invalid(model_path,
+                   absl::StrCat("holds ", versions.size(),
+                                " versions; at most ", kMaxVersionsPerPath));
   }
   std::sort(versions.begin(), versions.end());
   for (const auto& [version, file] : versions) add(version, file);
@@ -193,8 +196,8 @@ absl::Status ModelRuntimeService::Load(const std::string& id,
   const int64_t limit = admin_->limits().max_upload_bytes;
   if (found->total_bytes > limit) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "model '", id, "': ", found->total_bytes, " bytes at modelPath '",
-        path, "' exceed --max-upload-bytes (", limit,
+        "model '", id, "': ", found->total_bytes, " bytes at modelPath '", path,
+        "' exceed --max-upload-bytes (", limit,
         "), which bounds ModelMesh loads too"));
   }
   int64_t total = 0;
@@ -211,9 +214,9 @@ absl::Status ModelRuntimeService::Load(const std::string& id,
     }
   }
   if (total > limit) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "model '", id, "': the files at modelPath '", path,
-        "' exceed --max-upload-bytes (", limit, ")"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("model '", id, "': the files at modelPath '", path,
+                     "' exceed --max-upload-bytes (", limit, ")"));
   }
   std::optional<std::string> config;
   if (!found->config_path.empty()) {
@@ -223,8 +226,7 @@ absl::Status ModelRuntimeService::Load(const std::string& id,
     config = *std::move(text);
   }
   std::error_code ec;
-  const bool existed =
-      fs::exists(fs::path(repository_root_) / id, ec) || ec;
+  const bool existed = fs::exists(fs::path(repository_root_) / id, ec) || ec;
   absl::Status loaded =
       manager_->LoadWithFiles(id, std::move(config), std::move(found->files));
   if (!existed) {
@@ -239,8 +241,8 @@ absl::Status ModelRuntimeService::Load(const std::string& id,
   absl::StatusOr<int64_t> size = SizeOf(id);
   if (!size.ok()) return size.status();
   response->set_sizeinbytes(static_cast<uint64_t>(*size));
-  FLEXOR_LOG(INFO) << "ModelMesh loaded '" << id << "' from '" << path
-                   << "' (" << *size << " bytes)";
+  FLEXOR_LOG(INFO) << "ModelMesh loaded '" << id << "' from '" << path << "' ("
+                   << *size << " bytes)";
   return absl::OkStatus();
 }
 
@@ -293,9 +295,10 @@ grpc::ServerUnaryReactor* ModelRuntimeService::unloadModel(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
                                        absl::Now() + absl::Seconds(60));
-  absl::Status queued = admin_->Schedule(
-      [this, id = request->modelid(), deadline] { return Unload(id, deadline); },
-      reactor);
+  absl::Status queued =
+      admin_->Schedule([this, id = request->modelid(),
+                        deadline] { return Unload(id, deadline); },
+                       reactor);
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
@@ -352,13 +355,12 @@ grpc::ServerUnaryReactor* ModelRuntimeService::runtimeStatus(
         response->set_allowanymethod(false);
         // ModelMesh writes the model id into field 1 (model_name / name) of
         // these requests; ModelInfer also honours mm-model-id.
-        for (const char* method :
-             {"ModelInfer", "ModelMetadata", "ModelReady", "ModelConfig",
-              "ModelStatistics"}) {
-          (*response->mutable_methodinfos())[absl::StrCat(
-                                                 "inference."
-                                                 "GRPCInferenceService/",
-                                                 method)]
+        for (const char* method : {"ModelInfer", "ModelMetadata", "ModelReady",
+                                   "ModelConfig", "ModelStatistics"}) {
+          (*response
+                ->mutable_methodinfos())[absl::StrCat("inference."
+                                                      "GRPCInferenceService/",
+                                                      method)]
               .add_idinjectionpath(1);
         }
         return absl::OkStatus();

@@ -51,8 +51,8 @@ struct ModelMeshFiles {
 // (version 1), or a directory of <version>/model.flexor; config.pbtxt next
 // to them is used as the config. INVALID_ARGUMENT for anything else (outside
 // the root, missing, empty, not a model), naming the path.
-absl::StatusOr<ModelMeshFiles> FindModelMeshFiles(const std::string& root,
-                                                  const std::string& model_path);
+absl::StatusOr<ModelMeshFiles> FindModelMeshFiles(
+    const std::string& root, const std::string& model_path);
 
 // Bytes a loaded version costs besides its file (docs/operations.md,
 // "Sizing memory": about 29-36 KiB measured; rounded up).

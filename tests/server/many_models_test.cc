@@ -41,9 +41,9 @@ TEST(PerModelHistogramsTest, ServerWideByDefaultPerModelWhenChosen) {
   WriteModel(repo.path(), "optout", 1, ModelBytes(4));
   WriteText(repo.path() + "/optout/config.pbtxt",
             "metrics { per_model_histograms: false }\n");
-  ServerProcess server(repo.path(), {"--model-control-mode=explicit",
-                                     "--load-model=*",
-                                     "--per-model-histograms=flagged,optout"});
+  ServerProcess server(repo.path(),
+                       {"--model-control-mode=explicit", "--load-model=*",
+                        "--per-model-histograms=flagged,optout"});
   ASSERT_TRUE(server.started()) << server.Log();
   for (const char* name : {"plain", "detailed", "flagged", "optout"}) {
     ASSERT_TRUE(InferOk(server, name).ok()) << name;
@@ -56,9 +56,9 @@ TEST(PerModelHistogramsTest, ServerWideByDefaultPerModelWhenChosen) {
   // Not chosen (the config's false beats the flag): server-wide only.
   EXPECT_EQ(MetricValue(m, hist, {"model=\"plain\""}), -1);
   EXPECT_EQ(MetricValue(m, hist, {"model=\"optout\""}), -1);
-  EXPECT_EQ(MetricValue(m, "flexor_inference_batch_size_count",
-                        {"model=\"plain\""}),
-            -1);
+  EXPECT_EQ(
+      MetricValue(m, "flexor_inference_batch_size_count", {"model=\"plain\""}),
+      -1);
   ASSERT_TRUE(HasUnlabelled(m, hist)) << m;
   EXPECT_NE(m.find(absl::StrCat("\n", hist, " 2\n")), std::string::npos)
       << "plain + optout in the server-wide histogram";
@@ -73,8 +73,7 @@ TEST(PerModelHistogramsTest, ServerWideByDefaultPerModelWhenChosen) {
       MetricValue(m, "flexor_model_weight_bitwidth", {"model=\"detailed\""}),
       0);
   EXPECT_TRUE(HasUnlabelled(m, "flexor_model_compressed_weight_bytes"));
-  EXPECT_EQ(MetricValue(m, "flexor_model_loads_total",
-                        {"result=\"success\""}),
+  EXPECT_EQ(MetricValue(m, "flexor_model_loads_total", {"result=\"success\""}),
             4);
   EXPECT_EQ(MetricValue(m, "flexor_model_loads_total", {"model=\"plain\""}),
             -1);
@@ -82,9 +81,9 @@ TEST(PerModelHistogramsTest, ServerWideByDefaultPerModelWhenChosen) {
   WriteModel(repo.path(), "idle", 1, ModelBytes(5));
   WriteText(repo.path() + "/idle/config.pbtxt",
             "metrics { per_model_histograms: true }\n");
-  auto [code, out] = RunCommand(absl::StrCat(
-      FLEXORCTL_BINARY, " --server=localhost:", server.grpc_port(),
-      " load idle"));
+  auto [code, out] = RunCommand(
+      absl::StrCat(FLEXORCTL_BINARY, " --server=localhost:", server.grpc_port(),
+                   " load idle"));
   ASSERT_EQ(code, 0) << out;
   const std::string after = server.ScrapeMetrics();
   EXPECT_EQ(MetricValue(after, hist, {"model=\"idle\""}), -1);
@@ -114,17 +113,16 @@ class ModelMeshTest : public ::testing::Test {
     WriteText(root_.path() + "/corrupt/model.flexor", "not a model file");
     fs::create_symlink("/etc", root_.path() + "/escape");
     server_ = std::make_unique<ServerProcess>(
-        repo_.path(), std::vector<std::string>{
-                          "--model-control-mode=explicit", "--modelmesh",
-                          "--modelmesh-model-root=" + root_.path(),
-                          "--modelmesh-capacity-bytes=123456789"});
+        repo_.path(),
+        std::vector<std::string>{"--model-control-mode=explicit", "--modelmesh",
+                                 "--modelmesh-model-root=" + root_.path(),
+                                 "--modelmesh-capacity-bytes=123456789"});
   }
 
   // flexorctl mesh ARGS: (exit code, output).
   std::pair<int, std::string> Mesh(const std::string& args) {
-    return RunCommand(absl::StrCat(FLEXORCTL_BINARY,
-                                   " --server=localhost:", server_->grpc_port(),
-                                   " mesh ", args));
+    return RunCommand(absl::StrCat(FLEXORCTL_BINARY, " --server=localhost:",
+                                   server_->grpc_port(), " mesh ", args));
   }
 
   // ModelInfer routed by the mm-model-id header; model_name says otherwise.
@@ -162,8 +160,8 @@ TEST_F(ModelMeshTest, LoadSizeInferUnload) {
   ASSERT_EQ(code, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "status READY")) << out;
   EXPECT_TRUE(absl::StrContains(out, "capacity_bytes 123456789")) << out;
-  EXPECT_TRUE(absl::StrContains(
-      out, "inference.GRPCInferenceService/ModelInfer[1]"))
+  EXPECT_TRUE(
+      absl::StrContains(out, "inference.GRPCInferenceService/ModelInfer[1]"))
       << out;
 
   const std::string versioned = root_.path() + "/versioned";
@@ -225,7 +223,8 @@ TEST_F(ModelMeshTest, BadPathsAndIdsAreClearErrors) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {"load m /etc/passwd", "INVALID_ARGUMENT", "outside --modelmesh-model-root"},
+      {"load m /etc/passwd", "INVALID_ARGUMENT",
+       "outside --modelmesh-model-root"},
       {"load m " + root_.path() + "/escape/passwd", "INVALID_ARGUMENT",
        "outside --modelmesh-model-root"},
       {"load m " + root_.path() + "/../", "INVALID_ARGUMENT", "outside"},

@@ -87,11 +87,11 @@ void Slot::Send() {
     const inference::ModelInferRequest* request = request_;
     if (!options_->models.empty()) {
       const uint64_t i = shared_->next_model.fetch_add(1);
-      own_request_.set_model_name(options_->models[i % options_->models.size()]);
+      own_request_.set_model_name(
+          options_->models[i % options_->models.size()]);
       request = &own_request_;
     }
-    stub_->async()->ModelInfer(context_.get(), request, &infer_response_,
-                               done);
+    stub_->async()->ModelInfer(context_.get(), request, &infer_response_, done);
   }
 }
 

@@ -423,9 +423,9 @@ absl::Status Bench(const CommandContext& ctx) {
       // The first N ready models by name; they must take the same input.
       inference::RepositoryIndexRequest index_request;
       index_request.set_ready(true);
-      absl::StatusOr<inference::RepositoryIndexResponse> index = client.Call(
-          &inference::GRPCInferenceService::Stub::RepositoryIndex,
-          index_request);
+      absl::StatusOr<inference::RepositoryIndexResponse> index =
+          client.Call(&inference::GRPCInferenceService::Stub::RepositoryIndex,
+                      index_request);
       if (!index.ok()) return index.status();
       std::vector<std::string> names;
       for (const auto& m : index->models()) names.push_back(m.name());
@@ -433,8 +433,10 @@ absl::Status Bench(const CommandContext& ctx) {
       names.erase(std::unique(names.begin(), names.end()), names.end());
       if (static_cast<int>(names.size()) < ctx.spread_models) {
         return absl::FailedPreconditionError(
-            absl::StrCat("--spread-models=", ctx.spread_models, ": the server "
-                         "has only ", names.size(), " ready models"));
+            absl::StrCat("--spread-models=", ctx.spread_models,
+                         ": the server "
+                         "has only ",
+                         names.size(), " ready models"));
       }
       names.resize(static_cast<size_t>(ctx.spread_models));
       options.models = names;

@@ -23,11 +23,11 @@ constexpr char kMeshUsage[] =
     "mesh predict-size ID PATH";
 
 template <typename Req, typename Resp>
-absl::StatusOr<Resp> MeshCall(
-    const CommandContext& ctx, mmesh::ModelRuntime::Stub& stub,
-    grpc::Status (mmesh::ModelRuntime::Stub::*method)(grpc::ClientContext*,
-                                                      const Req&, Resp*),
-    const Req& request) {
+absl::StatusOr<Resp> MeshCall(const CommandContext& ctx,
+                              mmesh::ModelRuntime::Stub& stub,
+                              grpc::Status (mmesh::ModelRuntime::Stub::*method)(
+                                  grpc::ClientContext*, const Req&, Resp*),
+                              const Req& request) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + ctx.timeout));
   Resp response;
@@ -60,9 +60,8 @@ absl::Status MeshCommand(const CommandContext& ctx,
     if (!r.ok()) return r.status();
     std::vector<std::string> methods;
     for (const auto& [name, info] : r->methodinfos()) {
-      methods.push_back(
-          absl::StrCat(name, "[", absl::StrJoin(info.idinjectionpath(), "."),
-                       "]"));
+      methods.push_back(absl::StrCat(
+          name, "[", absl::StrJoin(info.idinjectionpath(), "."), "]"));
     }
     std::sort(methods.begin(), methods.end());
     std::cout << "status "
