@@ -24,17 +24,42 @@ for i in $(seq 1 "$N"); do
   cp "$MODEL_FILE" "$dir/model.flexor"
 done
 "$SERVER" --model-repository="$TMP/repo" --model-control-mode=explicit \
-  --load-model='*' --grpc-port=0 --metrics-port=-1 --port-file="$TMP/ports" \
+  --load-model='*' --grpc-port=0 --metrics-port=0 --port-file="$TMP/ports" \
   --threads="${THREADS:-2}" --log-level=error ${SERVER_FLAGS:-} &
 PID=$!
 for _ in $(seq 1 6000); do [ -s "$TMP/ports" ] && break; sleep 0.01; done
 GRPC=$(sed -n 's/^grpc=//p' "$TMP/ports")
-CTL=("$BUILD/tools/flexorctl" --server="localhost:$GRPC" bench
-  --concurrency="$CONCURRENCY" --duration-s="$DURATION" --warmup-s=2)
+METRICS=$(sed -n 's/^metrics=//p' "$TMP/ports")
+# Sums and counts of the server-wide queue, compute and batch-size
+# histograms (label-free series, the default --per-model-histograms=none).
+sums() {
+  curl -s "http://127.0.0.1:$METRICS/metrics" | awk '
+    /^flexor_inference_(queue_duration_seconds|compute_duration_seconds|batch_size)_(sum|count) / {
+      printf "%s=%s ", $1, $2 }'
+}
+# Mean queue wait, compute time per execution and batch size between two
+# sums() snapshots.
+delta() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); v0[kv[1]] = kv[2] }
+    n = split(b, y, " "); for (i = 1; i <= n; i++) { split(y[i], kv, "="); v1[kv[1]] = kv[2] }
+    for (k in v1) d[k] = v1[k] - v0[k]
+    q = "flexor_inference_queue_duration_seconds_"; c = "flexor_inference_compute_duration_seconds_"
+    s = "flexor_inference_batch_size_"
+    printf "server: queue mean %.0f us, compute mean %.0f us per execution, batch mean %.2f",
+      d[q "count"] ? 1e6 * d[q "sum"] / d[q "count"] : 0,
+      d[c "count"] ? 1e6 * d[c "sum"] / d[c "count"] : 0,
+      d[s "count"] ? d[s "sum"] / d[s "count"] : 0 }'
+}
 echo "server $SERVER, $N models, concurrency $CONCURRENCY, ${DURATION} s per run"
 for r in $(seq 1 "$REPEAT"); do
   echo "run $r, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  a=$(sums)
   echo "  one model:   $("${CTL[@]}" --model=m000001)"
+  b=$(sums)
+  echo "               $(delta "$a" "$b")"
   echo "  spread $N: $("${CTL[@]}" --spread-models="$N")"
+  c=$(sums)
+  echo "               $(delta "$b" "$c")"
 done
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
