@@ -6,7 +6,8 @@
 # Usage: tools/scripts/spread_bench.sh [BUILD_DIR] [N] [REPEAT]
 # Env: MODEL_FILE (default models/fashion_lenet/1/model.flexor),
 # CONCURRENCY (8), DURATION (10 s), THREADS (2), SERVER (a flexor_server
-# binary to compare, default BUILD_DIR's), SERVER_FLAGS.
+# binary to compare, default BUILD_DIR's), SERVER_FLAGS, SCRAPE_EVERY
+# (seconds: scrape /metrics that often during the runs, as Prometheus would).
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-1000}
@@ -30,6 +31,8 @@ PID=$!
 for _ in $(seq 1 6000); do [ -s "$TMP/ports" ] && break; sleep 0.01; done
 GRPC=$(sed -n 's/^grpc=//p' "$TMP/ports")
 METRICS=$(sed -n 's/^metrics=//p' "$TMP/ports")
+CTL=("$BUILD/tools/flexorctl" --server="localhost:$GRPC" bench
+  --concurrency="$CONCURRENCY" --duration-s="$DURATION" --warmup-s=2)
 # Sums and counts of the server-wide queue, compute and batch-size
 # histograms (label-free series, the default --per-model-histograms=none).
 sums() {
@@ -51,6 +54,11 @@ delta() {
       d[c "count"] ? 1e6 * d[c "sum"] / d[c "count"] : 0,
       d[s "count"] ? d[s "sum"] / d[s "count"] : 0 }'
 }
+if [ -n "${SCRAPE_EVERY:-}" ]; then
+  (while kill -0 "$PID" 2>/dev/null; do
+     curl -s -o /dev/null "http://127.0.0.1:$METRICS/metrics"; sleep "$SCRAPE_EVERY"
+   done) &
+fi
 echo "server $SERVER, $N models, concurrency $CONCURRENCY, ${DURATION} s per run"
 for r in $(seq 1 "$REPEAT"); do
   echo "run $r, load average $(cut -d' ' -f1-3 /proc/loadavg)"
