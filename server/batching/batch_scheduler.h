@@ -60,6 +60,12 @@ class BatchScheduler {
 
  private:
   void DispatchLoop();
+  // The next batch to run in arrival order (counted in running_), or null
+  // when none may run now; then `wake_at` is lowered to when a waiting
+  // queue's delay ends.
+  BatchQueue* TakeBatch(absl::Time now, absl::Time* wake_at,
+                        std::vector<BatchTask*>* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Ready(const BatchQueue& queue, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Execute(BatchQueue* queue, const std::vector<BatchTask*>& batch);
