@@ -6,7 +6,11 @@
 // holds max_batch_size samples, when its oldest request has waited
 // max_queue_delay, or at once when the queue does not batch. Serving queues
 // by the age of their oldest request instead of in turn keeps latency with
-// requests spread over many models close to that of one model. Batches run as
+// requests spread over many models close to that of one model. A task that
+// finishes a batch takes the next ready one itself (work-conserving), so a
+// busy server does not pay a dispatcher wake-up and a new arena task per
+// batch; the dispatcher thread starts tasks for free slots and handles the
+// batching delays. Batches run as
 // tasks in one oneTBB arena of `threads` threads, inside which the engine's
 // kernels parallelise further. Under load, requests accumulate while the
 // arena is busy, so concurrent requests share one decrypt+GEMM pass.
