@@ -37,3 +37,5 @@ flexor_grpc_library(flexor_grpc_proto grpc_service model_config)
 flexor_grpc_library(flexor_health_proto health)
 # grpc.reflection.v1 (gRPC 1.51 serves only v1alpha).
 flexor_grpc_library(flexor_reflection_v1_proto reflection_v1)
+# KServe ModelMesh's model-runtime SPI (mmesh.ModelRuntime).
+flexor_grpc_library(flexor_model_runtime_proto model_runtime)

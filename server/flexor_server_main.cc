@@ -151,6 +151,28 @@ ABSL_FLAG(std::string, auth_inference_token_file, "",
           "Bearer tokens that allow inference RPCs only (with "
           "--auth-inference=authenticated).");
 
+ABSL_FLAG(std::string, per_model_histograms, "none",
+          "Which models get their own latency and batch-size histograms, "
+          "in-flight and weight-size gauges (about 80 series per version): "
+          "none (server-wide histograms only; docs/metrics.md), all, or a "
+          "comma list of model names. A model's config.pbtxt `metrics { "
+          "per_model_histograms: ... }` overrides it.");
+ABSL_FLAG(bool, modelmesh, false,
+          "Serve KServe ModelMesh's model-runtime SPI (mmesh.ModelRuntime) "
+          "on the gRPC port and route ModelInfer by the mm-model-id header "
+          "(docs/modelmesh.md). Needs --model-control-mode=explicit.");
+ABSL_FLAG(std::string, modelmesh_model_root, "/models",
+          "ModelMesh: loadModel's modelPath must lie under this directory "
+          "(where the puller places models).");
+ABSL_FLAG(int64_t, modelmesh_capacity_bytes, int64_t{256} << 20,
+          "ModelMesh: memory for loaded models reported by runtimeStatus "
+          "(capacityInBytes).");
+ABSL_FLAG(int64_t, modelmesh_default_model_size_bytes, int64_t{1} << 20,
+          "ModelMesh: the conservative default model size reported by "
+          "runtimeStatus.");
+ABSL_FLAG(int, modelmesh_load_timeout_ms, 90000,
+          "ModelMesh: modelLoadingTimeoutMs reported by runtimeStatus.");
+
 namespace {
 
 using flexor::server::ModelControlMode;
@@ -309,6 +331,34 @@ int main(int argc, char** argv) {
           absl::GetFlag(FLAGS_version_policy));
   if (!policy.ok()) return Fail(std::string(policy.status().message()));
   defaults.version_policy = *policy;
+  absl::StatusOr<flexor::server::PerModelHistograms> per_model =
+      flexor::server::PerModelHistograms::Parse(
+          absl::GetFlag(FLAGS_per_model_histograms));
+  if (!per_model.ok()) return Fail(std::string(per_model.status().message()));
+  options.per_model_histograms = *std::move(per_model);
+  options.modelmesh.enabled = absl::GetFlag(FLAGS_modelmesh);
+  options.modelmesh.model_root = absl::GetFlag(FLAGS_modelmesh_model_root);
+  options.modelmesh.capacity_bytes =
+      absl::GetFlag(FLAGS_modelmesh_capacity_bytes);
+  options.modelmesh.default_model_size_bytes =
+      absl::GetFlag(FLAGS_modelmesh_default_model_size_bytes);
+  options.modelmesh.load_timeout_ms =
+      absl::GetFlag(FLAGS_modelmesh_load_timeout_ms);
+  if (options.modelmesh.enabled) {
+    if (options.control_mode != ModelControlMode::kExplicit) {
+      return Fail("--modelmesh needs --model-control-mode=explicit");
+    }
+    if (options.modelmesh.model_root.empty() ||
+        options.modelmesh.model_root[0] != '/' ||
+        options.modelmesh.capacity_bytes <= 0 ||
+        options.modelmesh.default_model_size_bytes <= 0 ||
+        options.modelmesh.load_timeout_ms <= 0) {
+      return Fail(
+          "--modelmesh-model-root must be an absolute path and "
+          "--modelmesh-capacity-bytes, --modelmesh-default-model-size-bytes "
+          "and --modelmesh-load-timeout-ms positive");
+    }
+  }
 
   // Signals are taken synchronously by this thread (sigwait), so they are
   // blocked before any other thread exists and inherit the mask.

@@ -35,7 +35,7 @@ absl::Status Server::Init() {
   const int batches = options_.max_concurrent_batches > 0
                           ? options_.max_concurrent_batches
                           : threads;
-  metrics_ = std::make_unique<ServerMetrics>();
+  metrics_ = std::make_unique<ServerMetrics>(options_.per_model_histograms);
   if (options_.metrics_port >= 0) {
     if (absl::Status s = metrics_->StartExposer(options_.metrics_address,
                                                 options_.metrics_port);
@@ -104,6 +104,14 @@ absl::Status Server::Init() {
   if (!authorizer.ok()) return authorizer.status();
   authorizer_ = *std::move(authorizer);
   service_->SetAuthorizer(authorizer_.get());
+  if (options_.modelmesh.enabled) {
+    model_runtime_ = std::make_unique<ModelRuntimeService>(
+        manager_.get(), admin_.get(), authorizer_.get(), options_.modelmesh,
+        options_.model_repository);
+    FLEXOR_LOG(INFO) << "ModelMesh model-runtime SPI (mmesh.ModelRuntime) on "
+                        "the gRPC port; model paths under "
+                     << options_.modelmesh.model_root;
+  }
   LogSecurity();
   FLEXOR_LOG(INFO) << "compute: oneTBB arena of " << threads
                    << " threads, up to " << batches << " concurrent batches";
@@ -157,6 +165,7 @@ absl::Status Server::Init() {
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
   builder.RegisterService(reflection_v1_.get());
+  if (model_runtime_ != nullptr) builder.RegisterService(model_runtime_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(

@@ -20,6 +20,7 @@
 #include "server/grpc/inference_service.h"
 #include "server/grpc/reflection_v1.h"
 #include "server/metrics/server_metrics.h"
+#include "server/modelmesh/model_runtime_service.h"
 #include "server/registry/loader.h"
 #include "server/registry/model_manager.h"
 #include "server/registry/repository.h"
@@ -61,6 +62,10 @@ struct ServerOptions {
   // flag defaults to 4 x max_message_bytes.
   int64_t grpc_memory_quota_bytes = 0;
   bool require_signed_models = false;
+  // Which models get per-model histograms (--per-model-histograms).
+  PerModelHistograms per_model_histograms;
+  // KServe ModelMesh's model-runtime SPI (--modelmesh...).
+  ModelMeshOptions modelmesh;
 };
 
 class Server {
@@ -93,6 +98,7 @@ class Server {
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<ReflectionV1Service> reflection_v1_;
+  std::unique_ptr<ModelRuntimeService> model_runtime_;  // --modelmesh
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
   absl::Notification stop_polling_;

@@ -50,7 +50,8 @@ class BatchQueue {
   // Guarded by the scheduler's mutex.
   std::deque<BatchTask*> tasks_;
   int64_t queued_samples_ = 0;
-  bool active_ = false;  // listed in the scheduler's active queues
+  bool active_ = false;        // listed in the scheduler's active queues
+  uint64_t head_arrival_ = 0;  // arrival number of tasks_.front()
 };
 
 }  // namespace flexor::server

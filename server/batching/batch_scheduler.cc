@@ -39,11 +39,13 @@ absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
         " requests waiting); retry with backoff or raise max_queue_size"));
   }
   task->enqueue_time_ = absl::Now();
+  task->arrival_ = arrivals_++;
   queue->tasks_.push_back(task);
   queue->queued_samples_ += task->num_samples();
   if (!queue->active_) {
     queue->active_ = true;
-    active_.push_back(queue);
+    queue->head_arrival_ = task->arrival_;
+    active_.emplace(task->arrival_, queue);
   }
   wake_.Signal();
   return absl::OkStatus();
@@ -76,57 +78,71 @@ bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
          now >= queue.tasks_.front()->enqueue_time_ + o.max_queue_delay;
 }
 
+BatchQueue* BatchScheduler::TakeBatch(absl::Time now, absl::Time* wake_at,
+                                      std::vector<BatchTask*>* batch) {
+  if (running_ >= max_concurrent_batches_ || active_.empty()) return nullptr;
+  BatchQueue* queue = nullptr;
+  // Oldest head first: the first ready queue is the one whose waiting
+  // request arrived earliest among those that may run now.
+  for (const auto& [arrival, candidate] : active_) {
+    if (Ready(*candidate, now)) {
+      queue = candidate;
+      break;
+    }
+    *wake_at = std::min(*wake_at, candidate->tasks_.front()->enqueue_time_ +
+                                      candidate->options().max_queue_delay);
+  }
+  if (queue == nullptr) return nullptr;
+  // Form the batch: whole requests, up to max_batch_size samples (a single
+  // request is never split; its size was checked on arrival).
+  int64_t samples = 0;
+  const int64_t limit =
+      queue->options().dynamic_batching ? queue->options().max_batch_size : 0;
+  while (!queue->tasks_.empty()) {
+    BatchTask* task = queue->tasks_.front();
+    if (!batch->empty() && samples + task->num_samples() > limit) break;
+    queue->tasks_.pop_front();
+    queue->queued_samples_ -= task->num_samples();
+    samples += task->num_samples();
+    batch->push_back(task);
+  }
+  active_.erase(queue->head_arrival_);
+  if (queue->tasks_.empty()) {
+    queue->active_ = false;
+  } else {
+    queue->head_arrival_ = queue->tasks_.front()->arrival_;
+    active_.emplace(queue->head_arrival_, queue);
+  }
+  ++running_;
+  return queue;
+}
+
 void BatchScheduler::DispatchLoop() {
   absl::MutexLock lock(&mu_);
   while (true) {
     if (stopping_ && active_.empty() && running_ == 0) return;
-    BatchQueue* queue = nullptr;
     absl::Time wake_at = absl::InfiniteFuture();
-    if (running_ < max_concurrent_batches_ && !active_.empty()) {
-      const absl::Time now = absl::Now();
-      const size_t n = active_.size();
-      for (size_t i = 0; i < n; ++i) {
-        const size_t index = (next_ + i) % n;
-        BatchQueue* candidate = active_[index];
-        if (Ready(*candidate, now)) {
-          queue = candidate;
-          next_ = index + 1;
-          break;
-        }
-        wake_at = std::min(wake_at, candidate->tasks_.front()->enqueue_time_ +
-                                        candidate->options().max_queue_delay);
-      }
-    }
+    std::vector<BatchTask*> batch;
+    BatchQueue* queue = TakeBatch(absl::Now(), &wake_at, &batch);
     if (queue == nullptr) {
       wake_.WaitWithDeadline(&mu_, wake_at);
       continue;
     }
-    // Form the batch: whole requests, up to max_batch_size samples (a
-    // single request is never split; its size was checked on arrival).
-    std::vector<BatchTask*> batch;
-    int64_t samples = 0;
-    const int64_t limit =
-        queue->options().dynamic_batching ? queue->options().max_batch_size : 0;
-    while (!queue->tasks_.empty()) {
-      BatchTask* task = queue->tasks_.front();
-      if (!batch.empty() && samples + task->num_samples() > limit) break;
-      queue->tasks_.pop_front();
-      queue->queued_samples_ -= task->num_samples();
-      samples += task->num_samples();
-      batch.push_back(task);
-    }
-    if (queue->tasks_.empty()) {
-      queue->active_ = false;
-      active_.erase(std::find(active_.begin(), active_.end(), queue));
-    }
-    ++running_;
     outstanding_.fetch_add(1, std::memory_order_relaxed);
-    arena_.enqueue([this, queue, batch = std::move(batch)] {
-      Execute(queue, batch);
-      {
+    arena_.enqueue([this, first = queue, first_batch = std::move(batch)] {
+      // Work-conserving: when a batch is done, the same task takes the
+      // next ready one (same order as the dispatcher), without waking the
+      // dispatcher thread and queueing a new arena task per batch.
+      BatchQueue* queue = first;
+      std::vector<BatchTask*> batch = first_batch;
+      while (queue != nullptr) {
+        Execute(queue, batch);
         absl::MutexLock done(&mu_);
         --running_;
-        wake_.Signal();
+        batch.clear();
+        absl::Time unused = absl::InfiniteFuture();
+        queue = TakeBatch(absl::Now(), &unused, &batch);
+        if (queue == nullptr) wake_.Signal();
       }
       // Last touch of `this`.
       outstanding_.fetch_sub(1, std::memory_order_acq_rel);

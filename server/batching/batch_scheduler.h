@@ -1,9 +1,16 @@
 // Dynamic batching shared by every model (in the spirit of TF Serving's
 // SharedBatchScheduler): one dispatcher thread watches all non-empty queues
 // and, while fewer than `max_concurrent_batches` executions are running,
-// turns the next ready queue into a batch: a queue is ready when it holds
-// max_batch_size samples, when its oldest request has waited
-// max_queue_delay, or at once when the queue does not batch. Batches run as
+// turns the ready queue whose oldest request arrived first (server-wide
+// arrival order, whatever the model) into a batch: a queue is ready when it
+// holds max_batch_size samples, when its oldest request has waited
+// max_queue_delay, or at once when the queue does not batch. Serving queues
+// by the age of their oldest request instead of in turn keeps latency with
+// requests spread over many models close to that of one model. A task that
+// finishes a batch takes the next ready one itself (work-conserving), so a
+// busy server does not pay a dispatcher wake-up and a new arena task per
+// batch; the dispatcher thread starts tasks for free slots and handles the
+// batching delays. Batches run as
 // tasks in one oneTBB arena of `threads` threads, inside which the engine's
 // kernels parallelise further. Under load, requests accumulate while the
 // arena is busy, so concurrent requests share one decrypt+GEMM pass.
@@ -11,6 +18,8 @@
 #define FLEXOR_SERVER_BATCHING_BATCH_SCHEDULER_H_
 
 #include <atomic>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -55,6 +64,12 @@ class BatchScheduler {
 
  private:
   void DispatchLoop();
+  // The next batch to run in arrival order (counted in running_), or null
+  // when none may run now; then `wake_at` is lowered to when a waiting
+  // queue's delay ends.
+  BatchQueue* TakeBatch(absl::Time now, absl::Time* wake_at,
+                        std::vector<BatchTask*>* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Ready(const BatchQueue& queue, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Execute(BatchQueue* queue, const std::vector<BatchTask*>& batch);
@@ -69,8 +84,9 @@ class BatchScheduler {
 
   absl::Mutex mu_;
   absl::CondVar wake_;
-  std::vector<BatchQueue*> active_ ABSL_GUARDED_BY(mu_);
-  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin start
+  // Non-empty queues by the arrival number of their oldest request.
+  std::map<uint64_t, BatchQueue*> active_ ABSL_GUARDED_BY(mu_);
+  uint64_t arrivals_ ABSL_GUARDED_BY(mu_) = 0;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool flushing_ ABSL_GUARDED_BY(mu_) = false;

@@ -39,6 +39,7 @@ class BatchTask {
  private:
   friend class BatchScheduler;
   absl::Time enqueue_time_;
+  uint64_t arrival_ = 0;  // server-wide arrival order (BatchScheduler)
 };
 
 }  // namespace flexor::server

@@ -107,6 +107,10 @@ std::string ModelConfig::DebugString() const {
       " max_queue_size=", max_queue_size,
       " version_policy=", version_policy.ToString(),
       " activation_precision=", ActivationPrecisionName(activations),
+      !per_model_histograms.has_value()
+          ? ""
+          : (*per_model_histograms ? " per_model_histograms=on"
+                                   : " per_model_histograms=off"),
       inputs.empty() && outputs.empty() ? "" : " io=declared");
 }
 
@@ -189,6 +193,9 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
     default:  // ACTIVATION_PRECISION_DEFAULT (unknown values: text format
               // rejects them)
       break;
+  }
+  if (proto.has_metrics()) {
+    config.per_model_histograms = proto.metrics().per_model_histograms();
   }
   return config;
 }

@@ -4,6 +4,7 @@
 #define FLEXOR_SERVER_CONFIG_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct ModelConfig {
   VersionPolicySpec version_policy;
   // Binary-coded / ternary layers: exact FP32 or int8 activations.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // config.pbtxt `metrics { per_model_histograms: ... }`; nullopt: the
+  // server's --per-model-histograms decides (ServerMetrics::ForVersion).
+  std::optional<bool> per_model_histograms;
   // From a Triton config's input/output sections (empty: not declared).
   std::vector<TensorDecl> inputs;
   std::vector<TensorDecl> outputs;

@@ -13,12 +13,13 @@ namespace flexor::server {
 InferTask::InferTask(InferenceService* service,
                      const inference::ModelInferRequest* request,
                      inference::ModelInferResponse* response,
-                     absl::Time deadline)
+                     absl::Time deadline, std::string model_override)
     : service_(service),
       request_(request),
       response_(response),
       start_(absl::Now()),
-      deadline_(deadline) {}
+      deadline_(deadline),
+      model_override_(std::move(model_override)) {}
 
 void InferTask::Start() {
   absl::StatusOr<std::optional<int64_t>> version =
@@ -27,8 +28,9 @@ void InferTask::Start() {
     Answer(version.status());
     return;
   }
-  absl::StatusOr<ServablePtr> servable =
-      service_->manager_->Get(request_->model_name(), *version);
+  absl::StatusOr<ServablePtr> servable = service_->manager_->Get(
+      model_override_.empty() ? request_->model_name() : model_override_,
+      *version);
   if (!servable.ok()) {
     Answer(servable.status());
     return;

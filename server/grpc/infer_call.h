@@ -23,6 +23,7 @@
 #include "proto/grpc_service.pb.h"
 #include "server/batching/batch_task.h"
 #include "server/grpc/tensor_codec.h"
+#include "server/modelmesh/model_id.h"
 #include "server/registry/model_manager.h"
 
 namespace flexor::server {
@@ -32,9 +33,12 @@ class InferenceService;
 class InferTask : public BatchTask {
  public:
   // `request` and `response` must stay valid until Done().
+  // `model_override`: the model to run instead of request->model_name()
+  // (ModelMesh's mm-model-id header); "" for none.
   InferTask(InferenceService* service,
             const inference::ModelInferRequest* request,
-            inference::ModelInferResponse* response, absl::Time deadline);
+            inference::ModelInferResponse* response, absl::Time deadline,
+            std::string model_override = "");
 
   // Validates and queues the request, or answers it at once.
   void Start();
@@ -61,6 +65,7 @@ class InferTask : public BatchTask {
   inference::ModelInferResponse* const response_;
   const absl::Time start_;
   const absl::Time deadline_;
+  const std::string model_override_;
   std::atomic<bool> cancelled_{false};
   ServablePtr servable_;
   DecodedRequest decoded_;
@@ -73,7 +78,8 @@ class InferCall final : public grpc::ServerUnaryReactor, public InferTask {
             const inference::ModelInferRequest* request,
             inference::ModelInferResponse* response)
       : InferTask(service, request, response,
-                  absl::FromChrono(context->deadline())) {}
+                  absl::FromChrono(context->deadline()),
+                  ModelMeshModelId(*context)) {}
 
   // grpc::ServerUnaryReactor
   void OnCancel() override { Cancel(); }

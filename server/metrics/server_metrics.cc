@@ -6,7 +6,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/metrics/process_collector.h"
+#include "server/registry/repository.h"
 
 namespace flexor::server {
 namespace {
@@ -39,7 +41,44 @@ std::string CodeName(int code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
+const prometheus::Histogram::BucketBoundaries& BucketsOf(int kind) {
+  return kind == 3 ? BatchBuckets() : LatencyBuckets();
+}
+
 }  // namespace
+
+absl::StatusOr<PerModelHistograms> PerModelHistograms::Parse(
+    absl::string_view text) {
+  PerModelHistograms out;
+  if (text == "none" || text.empty()) return out;
+  if (text == "all") {
+    out.mode = Mode::kAll;
+    return out;
+  }
+  out.mode = Mode::kListed;
+  for (absl::string_view name : absl::StrSplit(text, ',')) {
+    if (absl::Status s = ModelRepository::ValidateModelName(name); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--per-model-histograms (none, all or a comma list of model "
+          "names): ",
+          s.message()));
+    }
+    out.models.insert(std::string(name));
+  }
+  return out;
+}
+
+prometheus::Histogram& VersionMetrics::Histogram(Kind kind) {
+  prometheus::Histogram* h = histograms_[kind].load(std::memory_order_acquire);
+  if (h != nullptr) return *h;
+  absl::MutexLock lock(&owner_->mu_);
+  h = histograms_[kind].load(std::memory_order_relaxed);
+  if (h == nullptr) {
+    h = &owner_->histograms_[kind]->Add(labels_, BucketsOf(kind));
+    histograms_[kind].store(h, std::memory_order_release);
+  }
+  return *h;
+}
 
 void VersionMetrics::RecordRequest(int code, double seconds) {
   if (code < 0 || code > 16) code = 2;
@@ -53,16 +92,17 @@ void VersionMetrics::RecordRequest(int code, double seconds) {
     requests_[code].store(counter, std::memory_order_release);
   }
   counter->Increment();
-  request_->Observe(seconds);
+  Histogram(kRequest).Observe(seconds);
 }
 
 void VersionMetrics::RecordDecrypt(double seconds) {
   owner_->decrypt_duration_->Observe(seconds);
 }
 
-ServerMetrics::ServerMetrics()
+ServerMetrics::ServerMetrics(PerModelHistograms per_model)
     : registry_(std::make_shared<prometheus::Registry>()),
-      process_collector_(std::make_shared<ProcessCollector>()) {
+      process_collector_(std::make_shared<ProcessCollector>()),
+      per_model_(std::move(per_model)) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -71,21 +111,21 @@ ServerMetrics::ServerMetrics()
            .Name("flexor_inference_requests_total")
            .Help("ModelInfer requests by model, version and gRPC status code.")
            .Register(*registry_);
-  request_duration_ =
+  histograms_[VersionMetrics::kRequest] =
       &BuildHistogram()
            .Name("flexor_inference_request_duration_seconds")
            .Help(
                "ModelInfer time in the server, from the handler's start to "
                "the response, in seconds.")
            .Register(*registry_);
-  queue_duration_ =
+  histograms_[VersionMetrics::kQueue] =
       &BuildHistogram()
            .Name("flexor_inference_queue_duration_seconds")
            .Help(
                "Time a request waited in the model's batching queue, in "
                "seconds.")
            .Register(*registry_);
-  compute_duration_ =
+  histograms_[VersionMetrics::kCompute] =
       &BuildHistogram()
            .Name("flexor_inference_compute_duration_seconds")
            .Help(
@@ -101,10 +141,11 @@ ServerMetrics::ServerMetrics()
                "sampled (--decrypt-sample-rate), all models together.")
            .Register(*registry_)
            .Add({}, DecryptBuckets());
-  batch_size_ = &BuildHistogram()
-                     .Name("flexor_inference_batch_size")
-                     .Help("Samples per model execution (dynamic batching).")
-                     .Register(*registry_);
+  histograms_[VersionMetrics::kBatch] =
+      &BuildHistogram()
+           .Name("flexor_inference_batch_size")
+           .Help("Samples per model execution (dynamic batching).")
+           .Register(*registry_);
   in_flight_ = &BuildGauge()
                     .Name("flexor_inference_requests_in_flight")
                     .Help("ModelInfer requests accepted and not yet answered.")
@@ -153,6 +194,12 @@ ServerMetrics::ServerMetrics()
                           .Help("Model versions ready to serve.")
                           .Register(*registry_)
                           .Add({});
+  for (int kind = 0; kind < 4; ++kind) {
+    server_histograms_[kind] = &histograms_[kind]->Add({}, BucketsOf(kind));
+  }
+  server_in_flight_ = &in_flight_->Add({});
+  server_compressed_bytes_ = &compressed_bytes_->Add({});
+  server_dense_bytes_ = &dense_bytes_->Add({});
 }
 
 ServerMetrics::~ServerMetrics() = default;
@@ -178,7 +225,7 @@ absl::Status ServerMetrics::StartExposer(const std::string& host, int port) {
 
 std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
     const std::string& model, const std::string& version,
-    const ModelSizeInfo& sizes) {
+    const ModelSizeInfo& sizes, std::optional<bool> per_model_histograms) {
   const std::string key = absl::StrCat(model, "\n", version);
   while (true) {
     {
@@ -193,24 +240,33 @@ std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
     // and erases the entry; wait for it so the series are recreated fresh.
     std::this_thread::yield();
   }
+  const bool detail = per_model_histograms.value_or(per_model_.Selects(model));
   absl::MutexLock lock(&mu_);
-  auto* raw = new VersionMetrics(this, key);
+  auto* raw = new VersionMetrics(this, key, detail);
   raw->labels_ = {{"model", model}, {"version", version}};
+  raw->sizes_ = sizes;
   const prometheus::Labels& l = raw->labels_;
-  raw->request_ = &request_duration_->Add(l, LatencyBuckets());
-  raw->queue_ = &queue_duration_->Add(l, LatencyBuckets());
-  raw->compute_ = &compute_duration_->Add(l, LatencyBuckets());
-  raw->batch_ = &batch_size_->Add(l, BatchBuckets());
-  raw->in_flight_ = &in_flight_->Add(l);
   raw->file_bytes_ = &file_bytes_->Add(l);
-  raw->compressed_bytes_ = &compressed_bytes_->Add(l);
-  raw->dense_bytes_ = &dense_bytes_->Add(l);
-  raw->bits_per_weight_ = &bits_per_weight_->Add(l);
   raw->file_bytes_->Set(static_cast<double>(sizes.file_bytes));
-  raw->compressed_bytes_->Set(
-      static_cast<double>(sizes.compressed_weight_bytes));
-  raw->dense_bytes_->Set(static_cast<double>(sizes.dense_fp32_bytes));
-  raw->bits_per_weight_->Set(sizes.bits_per_weight);
+  if (detail) {
+    raw->in_flight_ = &in_flight_->Add(l);
+    raw->compressed_bytes_ = &compressed_bytes_->Add(l);
+    raw->dense_bytes_ = &dense_bytes_->Add(l);
+    raw->bits_per_weight_ = &bits_per_weight_->Add(l);
+    raw->compressed_bytes_->Set(
+        static_cast<double>(sizes.compressed_weight_bytes));
+    raw->dense_bytes_->Set(static_cast<double>(sizes.dense_fp32_bytes));
+    raw->bits_per_weight_->Set(sizes.bits_per_weight);
+  } else {
+    raw->in_flight_ = server_in_flight_;
+    for (int kind = 0; kind < 4; ++kind) {
+      raw->histograms_[kind].store(server_histograms_[kind],
+                                   std::memory_order_relaxed);
+    }
+    server_compressed_bytes_->Increment(
+        static_cast<double>(sizes.compressed_weight_bytes));
+    server_dense_bytes_->Increment(static_cast<double>(sizes.dense_fp32_bytes));
+  }
   std::shared_ptr<VersionMetrics> handle(
       raw, [this](VersionMetrics* m) { Release(m); });
   live_[key] = handle;
@@ -222,15 +278,23 @@ void ServerMetrics::Release(VersionMetrics* m) {
   for (auto& slot : m->requests_) {
     if (prometheus::Counter* c = slot.load()) requests_total_->Remove(c);
   }
-  request_duration_->Remove(m->request_);
-  queue_duration_->Remove(m->queue_);
-  compute_duration_->Remove(m->compute_);
-  batch_size_->Remove(m->batch_);
-  in_flight_->Remove(m->in_flight_);
   file_bytes_->Remove(m->file_bytes_);
-  compressed_bytes_->Remove(m->compressed_bytes_);
-  dense_bytes_->Remove(m->dense_bytes_);
-  bits_per_weight_->Remove(m->bits_per_weight_);
+  if (m->detail_) {
+    for (int kind = 0; kind < 4; ++kind) {
+      if (prometheus::Histogram* h = m->histograms_[kind].load()) {
+        histograms_[kind]->Remove(h);
+      }
+    }
+    in_flight_->Remove(m->in_flight_);
+    compressed_bytes_->Remove(m->compressed_bytes_);
+    dense_bytes_->Remove(m->dense_bytes_);
+    bits_per_weight_->Remove(m->bits_per_weight_);
+  } else {
+    server_compressed_bytes_->Decrement(
+        static_cast<double>(m->sizes_.compressed_weight_bytes));
+    server_dense_bytes_->Decrement(
+        static_cast<double>(m->sizes_.dense_fp32_bytes));
+  }
   live_.erase(m->key_);
   delete m;
 }
@@ -241,16 +305,23 @@ void ServerMetrics::RecordUnresolvedRequest(int code) {
       .Increment();
 }
 
+// Successes are counted server-wide: one series per model name ever loaded
+// would grow without bound where models come and go (ModelMesh). Failures,
+// rare and worth a name, keep the model label.
 void ServerMetrics::RecordLoad(const std::string& model, bool success) {
-  loads_total_
-      ->Add({{"model", model}, {"result", success ? "success" : "failure"}})
-      .Increment();
+  if (success) {
+    loads_total_->Add({{"result", "success"}}).Increment();
+  } else {
+    loads_total_->Add({{"model", model}, {"result", "failure"}}).Increment();
+  }
 }
 
 void ServerMetrics::RecordUnload(const std::string& model, bool success) {
-  unloads_total_
-      ->Add({{"model", model}, {"result", success ? "success" : "failure"}})
-      .Increment();
+  if (success) {
+    unloads_total_->Add({{"result", "success"}}).Increment();
+  } else {
+    unloads_total_->Add({{"model", model}, {"result", "failure"}}).Increment();
+  }
 }
 
 void ServerMetrics::SetModelsLoaded(int models, int versions) {

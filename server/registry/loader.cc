@@ -171,7 +171,8 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
   sizes.dense_fp32_bytes = stats.dense_fp32_bytes;
   sizes.bits_per_weight = stats.bits_per_weight;
   std::shared_ptr<VersionMetrics> metrics =
-      metrics_->ForVersion(model_name, absl::StrCat(file.version), sizes);
+      metrics_->ForVersion(model_name, absl::StrCat(file.version), sizes,
+                           config.per_model_histograms);
   return std::make_shared<const ServableVersion>(
       model_name, file.version, *std::move(model), config, file.identity,
       std::move(metrics), decrypt_sample_period_);

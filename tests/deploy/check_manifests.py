@@ -2,7 +2,7 @@
 """Checks invariants of the Kubernetes, KServe and monitoring manifests.
 
 Runs on the raw resource files (deploy/k8s/base, deploy/k8s/kserve,
-deploy/monitoring) always, and on each rendered overlay when `kubectl
+deploy/k8s/modelmesh, deploy/monitoring) always, and on each rendered overlay when `kubectl
 kustomize` or `kustomize build` is available. The invariants are the ones a
 schema validator cannot see: objects that must refer to each other (selectors,
 port names, claims, scale targets), flags that must agree with the pod spec
@@ -236,7 +236,8 @@ class Checker:
                       self.check_server_flags, self.check_services,
                       self.check_service_monitors, self.check_scale_targets,
                       self.check_claims, self.check_trainer_publish,
-                      self.check_prometheus_rules, self.check_kserve):
+                      self.check_prometheus_rules, self.check_kserve,
+                      self.check_modelmesh):
             check()
         return self.errors
 
@@ -527,7 +528,8 @@ class Checker:
                            "deploy/monitoring/gen-prometheusrule.sh" % self.alerts_path)
 
     def check_kserve(self):
-        runtimes = self.of_kind("ClusterServingRuntime", "ServingRuntime")
+        runtimes = [rt for rt in self.of_kind("ClusterServingRuntime", "ServingRuntime")
+                    if not dig(rt, "spec", "multiModel", default=False)]
         for rt in runtimes:
             protos = dig(rt, "spec", "protocolVersions", default=[])
             if "grpc-v2" not in protos:
@@ -553,6 +555,9 @@ class Checker:
                    for f in dig(rt, "spec", "supportedModelFormats", default=[])
                    for p in dig(rt, "spec", "protocolVersions", default=[])}
         for isvc in self.of_kind("InferenceService"):
+            if dig(isvc, "metadata", "annotations", default={}).get(
+                    "serving.kserve.io/deploymentMode") == "ModelMesh":
+                continue  # check_modelmesh
             model = dig(isvc, "spec", "predictor", "model") or {}
             fmt = dig(model, "modelFormat", "name")
             proto = model.get("protocolVersion", "v1")
@@ -567,6 +572,56 @@ class Checker:
                     self.error(isvc, "spec.predictor.model.storageUri",
                                "claim %s is not defined in deploy/k8s" % claim)
             self.ok("%s: format %s, protocol %s, %s" % (name_of(isvc), fmt, proto, uri))
+
+    # ModelMesh (multiModel) runtimes: the SPI is on, explicit mode, model
+    # paths under the puller's /models, both endpoints on the gRPC port, a
+    # repository volume that is mounted, loopback (the admin RPCs are open).
+    def check_modelmesh(self):
+        runtimes = [rt for rt in self.of_kind("ClusterServingRuntime", "ServingRuntime")
+                    if dig(rt, "spec", "multiModel", default=False)]
+        for rt in runtimes:
+            for c in dig(rt, "spec", "containers", default=[]):
+                field = "spec.containers[%s]" % c.get("name")
+                flags = parse_flags(c)
+                if "modelmesh" not in flags:
+                    self.error(rt, field + ".args", "multiModel needs --modelmesh")
+                if flags.get("model-control-mode") != "explicit":
+                    self.error(rt, field + ".args --model-control-mode",
+                               "--modelmesh needs explicit")
+                if flags.get("modelmesh-model-root", "/models") != "/models":
+                    self.error(rt, field + ".args --modelmesh-model-root",
+                               "must be /models (where ModelMesh's puller puts models)")
+                if flags.get("address") != "127.0.0.1":
+                    self.error(rt, field + ".args --address",
+                               "must be 127.0.0.1: the SPI and admin RPCs carry no token")
+                port = int(flags.get("grpc-port", DEFAULT_GRPC_PORT))
+                for key in ("grpcEndpoint", "grpcDataEndpoint"):
+                    if dig(rt, "spec", key) != "port:%d" % port:
+                        self.error(rt, "spec." + key, "must be port:%d (--grpc-port)" % port)
+                repo = flags.get("model-repository", "")
+                mounts = [m.get("mountPath") for m in c.get("volumeMounts") or []]
+                if repo not in mounts:
+                    self.error(rt, field + ".volumeMounts",
+                               "--model-repository=%s is not a mounted volume "
+                               "(flexor_server writes loaded models there)" % repo)
+                limit = cpu_cores(dig(c, "resources", "limits", "cpu"))
+                threads = flags.get("threads")
+                if limit is None or threads is None or int(threads) != math.ceil(limit):
+                    self.error(rt, field + ".args --threads",
+                               "--threads=%s must equal the CPU limit rounded up" % threads)
+            self.ok("%s: --modelmesh, explicit, /models, endpoints" % name_of(rt))
+        names = {dig(rt, "metadata", "name") for rt in runtimes}
+        for isvc in self.of_kind("InferenceService"):
+            if dig(isvc, "metadata", "annotations", default={}).get(
+                    "serving.kserve.io/deploymentMode") != "ModelMesh":
+                continue
+            model = dig(isvc, "spec", "predictor", "model") or {}
+            if dig(model, "modelFormat", "name") != "flexor" or \
+                    model.get("runtime") not in names:
+                self.error(isvc, "spec.predictor.model",
+                           "must name modelFormat flexor and a ModelMesh runtime here (%s)"
+                           % sorted(names))
+            self.ok("%s: ModelMesh, runtime %s" % (name_of(isvc), model.get("runtime")))
 
 
 # ---------------------------------------------------------------- inputs
@@ -584,7 +639,8 @@ def load_files(paths):
 
 def raw_files(repo):
     files = []
-    for d in ("deploy/k8s/base", "deploy/k8s/kserve", "deploy/k8s/tools"):
+    for d in ("deploy/k8s/base", "deploy/k8s/kserve", "deploy/k8s/modelmesh",
+              "deploy/k8s/tools"):
         files += sorted(f for f in glob.glob(os.path.join(repo, d, "*.yaml"))
                         if os.path.basename(f) != "kustomization.yaml")
     for f in ("servicemonitor.yaml", "prometheusrule.yaml"):
@@ -653,7 +709,19 @@ def mutations(has_alerts):
     def runtime(o):
         return find(o, "ClusterServingRuntime", "flexor")["spec"]["containers"][0]
 
+    def mesh(o):
+        return find(o, "ServingRuntime", "flexor-modelmesh")["spec"]["containers"][0]
+
     cases = [
+        ("ModelMesh runtime without --modelmesh", "multiModel needs --modelmesh",
+         lambda o: mesh(o).update(args=[a for a in mesh(o)["args"] if a != "--modelmesh"])),
+        ("ModelMesh runtime on all addresses", "--address",
+         lambda o: set_flag(mesh(o), "address", "0.0.0.0")),
+        ("ModelMesh endpoint on another port", "spec.grpcEndpoint",
+         lambda o: find(o, "ServingRuntime", "flexor-modelmesh")["spec"].update(
+             grpcEndpoint="port:8085")),
+        ("ModelMesh repository not mounted", "volumeMounts",
+         lambda o: mesh(o).pop("volumeMounts")),
         ("Service selector broken", "selects no Deployment",
          lambda o: find(o, "Service", "flexor-server")["spec"].update(
              selector={"app.kubernetes.io/name": "typo"})),

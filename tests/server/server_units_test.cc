@@ -12,7 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "base/flag_names.h"
 #include "gtest/gtest.h"
 #include "server/batching/batch_scheduler.h"
@@ -364,6 +368,57 @@ TEST(BatchSchedulerTest, BoundedQueueAndStop) {
   EXPECT_EQ(a.output(), 1);
   EXPECT_EQ(scheduler.Submit(&queue, &c).code(),
             absl::StatusCode::kUnavailable);
+}
+
+// Requests spread over many models start in arrival order (the oldest
+// waiting request first, whatever its model), while requests of one model
+// still share an execution.
+TEST(BatchSchedulerTest, StartsRequestsInArrivalOrderAcrossModels) {
+  BatchScheduler scheduler(1, 1);
+  absl::Mutex mu;
+  std::vector<std::string> order;  // "<queue>:<batch>" per execution
+  absl::Notification release;
+  auto make = [&](const std::string& name, bool batching, int max_batch) {
+    BatchQueue::Options options;
+    options.name = name;
+    options.max_batch_size = max_batch;
+    options.dynamic_batching = batching;
+    options.max_queue_delay = absl::Seconds(30);
+    options.input_size = 4;
+    options.output_size = 1;
+    return std::make_unique<BatchQueue>(
+        options,
+        [&, name](const float*, int64_t batch, float* out) {
+          if (name == "gate") release.WaitForNotification();
+          absl::MutexLock lock(&mu);
+          order.push_back(absl::StrCat(name, ":", batch));
+          for (int64_t b = 0; b < batch; ++b) out[b] = 1;
+          return absl::OkStatus();
+        },
+        nullptr);
+  };
+  // Queues created (and first used) in an order unrelated to arrival.
+  auto c = make("c", false, 8);
+  auto b = make("b", false, 8);
+  auto a = make("a", false, 8);
+  auto m = make("m", true, 3);  // batches 3 requests, long delay
+  auto gate = make("gate", false, 8);
+  FakeTask g(0), m1(1), a1(2), b1(3), m2(4), c1(5), m3(6), a2(7);
+  ASSERT_TRUE(scheduler.Submit(gate.get(), &g).ok());
+  // The only execution slot is taken by the gate; everything below waits.
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(scheduler.Submit(m.get(), &m1).ok());
+  ASSERT_TRUE(scheduler.Submit(a.get(), &a1).ok());
+  ASSERT_TRUE(scheduler.Submit(b.get(), &b1).ok());
+  ASSERT_TRUE(scheduler.Submit(m.get(), &m2).ok());
+  ASSERT_TRUE(scheduler.Submit(c.get(), &c1).ok());
+  ASSERT_TRUE(scheduler.Submit(m.get(), &m3).ok());
+  ASSERT_TRUE(scheduler.Submit(a.get(), &a2).ok());
+  release.Notify();
+  for (FakeTask* t : {&g, &m1, &a1, &b1, &m2, &c1, &m3, &a2}) t->Wait();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(absl::StrJoin(order, " "), "gate:1 m:3 a:1 b:1 c:1 a:1");
+  EXPECT_EQ(m1.batch(), 3);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ struct Shared {
   absl::Time start;  // measurement start (after warm-up)
   absl::Time end;    // stop sending at
   std::atomic<int64_t> issued{0};
+  std::atomic<uint64_t> next_model{0};  // round robin over options.models
   int64_t max_requests = 0;
   absl::Mutex mu;
   int running = 0;  // slots with a request in flight
@@ -38,7 +39,9 @@ class Slot {
   Slot(inference::GRPCInferenceService::Stub* stub,
        const inference::ModelInferRequest* request, const BenchOptions* options,
        Shared* shared)
-      : stub_(stub), request_(request), options_(options), shared_(shared) {}
+      : stub_(stub), request_(request), options_(options), shared_(shared) {
+    if (!options->models.empty()) own_request_ = *request;
+  }
   void Send();
   std::vector<int64_t> latencies_ns;
   std::map<std::string, int64_t> errors;
@@ -50,6 +53,7 @@ class Slot {
   const BenchOptions* options_;
   Shared* shared_;
   std::unique_ptr<grpc::ClientContext> context_;
+  inference::ModelInferRequest own_request_;  // spread: model name varies
   inference::ModelInferResponse infer_response_;
   inference::ServerLiveRequest live_request_;
   inference::ServerLiveResponse live_response_;
@@ -80,8 +84,14 @@ void Slot::Send() {
                                     &index_response_, done);
   } else {
     infer_response_.Clear();
-    stub_->async()->ModelInfer(context_.get(), request_, &infer_response_,
-                               done);
+    const inference::ModelInferRequest* request = request_;
+    if (!options_->models.empty()) {
+      const uint64_t i = shared_->next_model.fetch_add(1);
+      own_request_.set_model_name(
+          options_->models[i % options_->models.size()]);
+      request = &own_request_;
+    }
+    stub_->async()->ModelInfer(context_.get(), request, &infer_response_, done);
   }
 }
 

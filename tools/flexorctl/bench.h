@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "proto/grpc_service.grpc.pb.h"
@@ -23,6 +24,9 @@ struct BenchOptions {
   int64_t max_requests = 0;  // 0: no count limit (the duration bounds it)
   absl::Duration warmup = absl::Seconds(1);
   absl::Duration timeout = absl::Seconds(10);  // per request
+  // kInfer: when not empty, request i goes to models[i % size] (the
+  // request's model_name is replaced), spreading the load over them.
+  std::vector<std::string> models;
 };
 
 struct BenchResult {

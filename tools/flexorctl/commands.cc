@@ -23,6 +23,7 @@
 #include "tools/flexorctl/bench.h"
 #include "tools/flexorctl/client.h"
 #include "tools/flexorctl/idx.h"
+#include "tools/flexorctl/mesh.h"
 #include "tools/flexorctl/model_bench.h"
 #include "tools/flexorctl/model_eval.h"
 
@@ -418,6 +419,29 @@ absl::Status Bench(const CommandContext& ctx) {
   inference::ModelInferRequest request;
   if (options.rpc == BenchOptions::Rpc::kInfer) {
     absl::StatusOr<std::string> model = ResolveModel(ctx, client);
+    if (ctx.spread_models > 0) {
+      // The first N ready models by name; they must take the same input.
+      inference::RepositoryIndexRequest index_request;
+      index_request.set_ready(true);
+      absl::StatusOr<inference::RepositoryIndexResponse> index =
+          client.Call(&inference::GRPCInferenceService::Stub::RepositoryIndex,
+                      index_request);
+      if (!index.ok()) return index.status();
+      std::vector<std::string> names;
+      for (const auto& m : index->models()) names.push_back(m.name());
+      std::sort(names.begin(), names.end());
+      names.erase(std::unique(names.begin(), names.end()), names.end());
+      if (static_cast<int>(names.size()) < ctx.spread_models) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("--spread-models=", ctx.spread_models,
+                         ": the server "
+                         "has only ",
+                         names.size(), " ready models"));
+      }
+      names.resize(static_cast<size_t>(ctx.spread_models));
+      options.models = names;
+      model = names.front();
+    }
     if (!model.ok()) return model.status();
     inference::ModelMetadataRequest md_request;
     md_request.set_name(*model);
@@ -622,6 +646,7 @@ absl::Status RunCommand(const CommandContext& ctx,
   if (command == "bench") return Bench(ctx);
   if (command == "model") return ModelCommand(ctx, args);
   if (command == "keygen") return Keygen(ctx);
+  if (command == "mesh") return MeshCommand(ctx, args);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", command, "'; see flexorctl --help"));
 }

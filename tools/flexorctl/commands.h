@@ -43,6 +43,7 @@ struct CommandContext {
   int64_t requests = 0;
   absl::Duration warmup;
   std::string rpc;
+  int spread_models = 0;  // bench: 0 = --model only
 };
 
 // args[0] is the command.

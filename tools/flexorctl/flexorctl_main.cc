@@ -81,6 +81,9 @@ ABSL_FLAG(std::vector<std::string>, pubkey, {},
           "model verify: trusted Ed25519 public keys (PEM), comma separated.");
 ABSL_FLAG(std::string, out, "flexor-signing",
           "keygen: writes <out>.pem (private) and <out>.pub.pem (public).");
+ABSL_FLAG(int, spread_models, 0,
+          "bench: send the requests round robin to the first N ready models "
+          "(by name; RepositoryIndex) instead of one --model (0: off).");
 ABSL_FLAG(std::string, rpc, "infer",
           "bench: infer (ModelInfer), live (ServerLive, the empty-RPC "
           "baseline) or index (RepositoryIndex).");
@@ -101,6 +104,11 @@ constexpr char kUsage[] =
     " exit 0 if SERVING\n"
     "  bench                 load generator: latency percentiles, "
     "throughput\n"
+    "                        (--spread-models=N: round robin over the "
+    "first N ready models)\n"
+    "  mesh status|load ID PATH|unload ID|size ID|predict-size ID PATH\n"
+    "                        ModelMesh model-runtime SPI calls "
+    "(flexor_server --modelmesh)\n"
     "Commands (offline):\n"
     "  model sign FILE       write FILE.sig, an Ed25519 signature, with "
     "--key\n"
@@ -187,6 +195,11 @@ int main(int argc, char** argv) {
   ctx.requests = absl::GetFlag(FLAGS_requests);
   ctx.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
   ctx.rpc = absl::GetFlag(FLAGS_rpc);
+  ctx.spread_models = absl::GetFlag(FLAGS_spread_models);
+  if (ctx.spread_models < 0) {
+    std::cerr << "--spread-models must be >= 0\n";
+    return 2;
+  }
   ctx.auth.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   ctx.auth.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   ctx.auth.key_file = absl::GetFlag(FLAGS_tls_key_file);

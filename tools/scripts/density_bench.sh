@@ -8,6 +8,10 @@
 # With MODEL_FILE=path the N models are copies of that file (separate files:
 # the server reads each into its own memory, so nothing is shared) instead of
 # N random models (distinct seeds; slower to build for large N).
+# SERVER_FLAGS adds flexor_server flags (e.g. --per-model-histograms=all).
+# The scrape is measured twice: idle, and after every model has answered
+# requests (flexorctl bench --spread-models=N), when each has its request
+# counter series too.
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-1000}
@@ -37,7 +41,7 @@ start() {  # $1 = repository
   "$BUILD/server/flexor_server" --model-repository="$1" \
     --model-control-mode=explicit --load-model='*' --grpc-port=0 \
     --metrics-port=0 --port-file="$TMP/ports" --threads=2 \
-    --log-level=warning &
+    --log-level=warning ${SERVER_FLAGS:-} &
   PID=$!
 }
 rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status"; }
@@ -74,6 +78,11 @@ awk -v b="$BASE_RSS" -v r="$RSS" -v f="$FILE_BYTES" -v n="$N" 'BEGIN {
   printf "RSS %.1f MiB (empty server %.1f MiB): growth %.1f MiB = files x %.3f (overhead %.1f%%), %.1f KiB per model\n",
     r / 1048576, b / 1048576, (r - b) / 1048576, (r - b) / f, 100 * ((r - b) / f - 1),
     (r - b - f) / n / 1024 }'
-echo "one /metrics scrape: $SCRAPE bytes, $LINES lines"
+echo "one /metrics scrape (idle): $SCRAPE bytes, $LINES lines"
+"$BUILD/tools/flexorctl" --server="localhost:$GRPC" bench --spread-models="$N" \
+  --requests=$((2 * N)) --concurrency=8 --warmup-s=0 --duration-s=600 >/dev/null
+SCRAPE=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -c)
+LINES=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -l)
+echo "one /metrics scrape (every model used): $SCRAPE bytes, $LINES lines"
 "$BUILD/tools/flexorctl" --server="localhost:$GRPC" bench --rpc=index \
   --concurrency=1 --duration-s=3 --warmup-s=0.5
