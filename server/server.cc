@@ -85,9 +85,9 @@ absl::Status Server::Init() {
     FLEXOR_LOG(INFO) << "model signatures: not checked (no "
                         "--model-trusted-keys)";
   }
-  manager_ =
-      std::make_unique<ModelManager>(repository_.get(), loader_.get(),
-                                     metrics_.get(), options_.model_defaults);
+  manager_ = std::make_unique<ModelManager>(
+      repository_.get(), loader_.get(), metrics_.get(), options_.model_defaults,
+      options_.memory_budget_bytes, &scheduler_->arena());
   admin_ = std::make_unique<AdminExecutor>(options_.admin_limits);
   service_ = std::make_unique<InferenceService>(
       manager_.get(), scheduler_.get(), metrics_.get(), options_.control_mode,
@@ -108,7 +108,8 @@ absl::Status Server::Init() {
   FLEXOR_LOG(INFO) << "compute: oneTBB arena of " << threads
                    << " threads, up to " << batches << " concurrent batches";
 
-  // Startup models.
+  // Startup models: listed now (a missing repository fails the start),
+  // loaded after the endpoints are up.
   std::vector<std::string> startup;
   const bool all =
       options_.control_mode != ModelControlMode::kExplicit ||
@@ -121,17 +122,12 @@ absl::Status Server::Init() {
   } else {
     startup = options_.startup_models;
   }
-  int loaded = 0;
-  for (const std::string& name : startup) {
-    if (absl::Status s = manager_->Load(name); s.ok()) {
-      ++loaded;
-    } else {
-      FLEXOR_LOG(ERROR) << "startup load of model '" << name
-                        << "' failed: " << s;
-    }
+  if (options_.memory_budget_bytes > 0) {
+    FLEXOR_LOG(INFO) << "memory budget: " << options_.memory_budget_bytes
+                     << " bytes for resident versions; models that are not "
+                        "pinned load on first request and are evicted "
+                        "least-recently-used";
   }
-  FLEXOR_LOG(INFO) << "loaded " << loaded << " of " << startup.size()
-                   << " startup models from " << options_.model_repository;
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -163,21 +159,40 @@ absl::Status Server::Init() {
         absl::StrCat("cannot listen for gRPC on ", options_.address, ":",
                      options_.grpc_port, " (port in use?)"));
   }
+  // Live from here (health service "" is SERVING); ready once the startup
+  // loads are done.
   grpc::HealthCheckServiceInterface* health =
       grpc_server_->GetHealthCheckService();
-  health->SetServingStatus("inference.GRPCInferenceService", true);
-  for (const std::string& name : manager_->ServingModels()) {
-    health->SetServingStatus(name, true);
-  }
+  health->SetServingStatus("inference.GRPCInferenceService", false);
   manager_->SetReadinessListener(
       [health](const std::string& model, bool ready) {
         health->SetServingStatus(model, ready);
       });
+  FLEXOR_LOG(INFO) << "listening on " << options_.address << ":" << grpc_port_
+                   << "; loading " << startup.size() << " startup model(s)";
+  startup_thread_ = std::thread([this, names = std::move(startup)]() mutable {
+    StartupLoads(std::move(names));
+  });
+  return absl::OkStatus();
+}
+
+void Server::StartupLoads(std::vector<std::string> names) {
+  const absl::Time start = absl::Now();
+  const int servable =
+      manager_->LoadInitial(names, scheduler_->arena(), &cancel_startup_);
+  if (cancel_startup_.load()) return;
+  FLEXOR_LOG(INFO) << (options_.memory_budget_bytes > 0 ? "registered "
+                                                        : "loaded ")
+                   << servable << " of " << names.size()
+                   << " startup models from " << options_.model_repository
+                   << " in " << absl::FormatDuration(absl::Now() - start);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(
+      "inference.GRPCInferenceService", true);
   service_->SetReady(true);
+  ready_.Notify();
   if (options_.control_mode == ModelControlMode::kPoll) {
     poll_thread_ = std::thread([this] { PollLoop(); });
   }
-  return absl::OkStatus();
 }
 
 void Server::LogSecurity() const {
@@ -228,6 +243,8 @@ void Server::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   if (service_) service_->SetReady(false);
+  cancel_startup_.store(true);
+  if (startup_thread_.joinable()) startup_thread_.join();
   if (poll_thread_.joinable()) {
     stop_polling_.Notify();
     poll_thread_.join();

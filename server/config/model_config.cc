@@ -107,6 +107,7 @@ std::string ModelConfig::DebugString() const {
       " max_queue_size=", max_queue_size,
       " version_policy=", version_policy.ToString(),
       " activation_precision=", ActivationPrecisionName(activations),
+      pinned ? " pinned" : "",
       inputs.empty() && outputs.empty() ? "" : " io=declared");
 }
 
@@ -188,6 +189,7 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
     }
     config.version_policy = spec;
   }
+  config.pinned = proto.pinned();
   switch (proto.activation_precision()) {
     case config::FP32:
       config.activations = ActivationPrecision::kFloat32;

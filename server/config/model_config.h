@@ -46,6 +46,9 @@ struct ModelConfig {
   VersionPolicySpec version_policy;
   // Binary-coded / ternary layers: exact FP32 or int8 activations.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // Memory budget: never evicted, loaded at startup (config.pbtxt
+  // `pinned: true`; Triton form: parameters["pinned"] = "true").
+  bool pinned = false;
   // From a Triton config's input/output sections (empty: not declared).
   std::vector<TensorDecl> inputs;
   std::vector<TensorDecl> outputs;

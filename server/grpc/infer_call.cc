@@ -27,8 +27,13 @@ void InferTask::Start() {
     Answer(version.status());
     return;
   }
-  absl::StatusOr<ServablePtr> servable =
-      service_->manager_->Get(request_->model_name(), *version);
+  service_->manager_->GetAsync(request_->model_name(), *version, deadline_,
+                               [this](absl::StatusOr<ServablePtr> servable) {
+                                 Resolved(std::move(servable));
+                               });
+}
+
+void InferTask::Resolved(absl::StatusOr<ServablePtr> servable) {
   if (!servable.ok()) {
     Answer(servable.status());
     return;

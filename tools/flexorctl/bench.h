@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "proto/grpc_service.grpc.pb.h"
@@ -23,6 +24,11 @@ struct BenchOptions {
   int64_t max_requests = 0;  // 0: no count limit (the duration bounds it)
   absl::Duration warmup = absl::Seconds(1);
   absl::Duration timeout = absl::Seconds(10);  // per request
+  // kInfer: when not empty, each request goes to one of these models,
+  // models[k] drawn with probability ~ 1/(k+1)^zipf_s (Zipf); the request's
+  // own model name otherwise.
+  std::vector<std::string> models;
+  double zipf_s = 1.1;
 };
 
 struct BenchResult {

@@ -41,6 +41,11 @@ struct CommandContext {
   int64_t requests = 0;
   absl::Duration warmup;
   std::string rpc;
+  // bench: spread ModelInfer over zipf_models models (names: zipf_format
+  // with the rank 1..N), rank k drawn with probability ~ 1/k^zipf_s.
+  int zipf_models = 0;
+  double zipf_s = 1.1;
+  std::string zipf_format;
 };
 
 // args[0] is the command.
