@@ -1,5 +1,7 @@
 #include "server/registry/model_manager.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -386,7 +388,9 @@ void ModelManager::Publish(ModelState* model,
     resident = resident_bytes_;
   }
   if (budget_ > 0) metrics_->SetResidency(resident, budget_);
-  if (listener_) listener_(model->name, ready);
+  // Models that come and go under the budget get no per-model health
+  // status: 100,000 registered models would make 100,000 entries.
+  if (listener_ && !on_demand) listener_(model->name, ready);
   // `old` drops here: versions no longer serving are freed when their last
   // in-flight request finishes.
 }
@@ -426,8 +430,18 @@ void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
                      << " least recently used model(s)";
   }
   metrics_->SetResidency(resident, budget_);
-  // `evicted` drops here: requests still running on those versions hold
-  // their own references and finish on them.
+  // Requests still running on the evicted versions hold their own
+  // references and finish on them; the manager's go here.
+  evicted.clear();
+  // Loads and evictions on different threads fragment the allocator's
+  // arenas: at most once a second, pages that are free again go back to the
+  // system, so that the resident set follows the budget.
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  int64_t last = last_trim_ms_.load(std::memory_order_relaxed);
+  if (now_ms - last >= 1000 &&
+      last_trim_ms_.compare_exchange_strong(last, now_ms)) {
+    malloc_trim(0);
+  }
 }
 
 void ModelManager::UpdateGauges() {
