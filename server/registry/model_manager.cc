@@ -175,10 +175,13 @@ absl::Status ModelManager::Register(ModelState* model, LoadMode mode) {
   }
   absl::StatusOr<std::string> text = repository_->ReadConfig(model->name);
   if (!text.ok()) return text.status();
+  // No config.pbtxt (the common case with 100,000 models): not pinned.
   absl::StatusOr<ModelConfig> config =
-      ParseModelConfigText(*text, defaults_, model->name,
-                           absl::StrCat(repository_->root(), "/", model->name,
-                                        "/", kModelConfigName));
+      text->empty() ? absl::StatusOr<ModelConfig>(defaults_)
+                    : ParseModelConfigText(
+                          *text, defaults_, model->name,
+                          absl::StrCat(repository_->root(), "/", model->name,
+                                       "/", kModelConfigName));
   if (!config.ok()) return config.status();
   if (config->pinned) return LoadLocked(model, mode);
   // Registered only: no per-model health status (it would cost memory per
@@ -434,11 +437,12 @@ void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
   // references and finish on them; the manager's go here.
   evicted.clear();
   // Loads and evictions on different threads fragment the allocator's
-  // arenas: at most once a second, pages that are free again go back to the
-  // system, so that the resident set follows the budget.
+  // arenas: at most every 5 s, pages that are free again go back to the
+  // system, so that the resident set follows the budget (a trim of a 2 GiB
+  // heap takes up to ~50 ms and holds the allocator meanwhile).
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   int64_t last = last_trim_ms_.load(std::memory_order_relaxed);
-  if (now_ms - last >= 1000 &&
+  if (now_ms - last >= 5000 &&
       last_trim_ms_.compare_exchange_strong(last, now_ms)) {
     malloc_trim(0);
   }
