@@ -100,7 +100,7 @@ std::string BudgetFor(double n) {
 
 TEST(FleetTest, HealthAnswersWhileStartupModelsLoad) {
   TempDir repo;
-  constexpr int kModels = 300;
+  constexpr int kModels = 600;
   const std::string bytes = ModelBytes(7);
   for (int i = 0; i < kModels; ++i) {
     WriteModel(repo.path(), absl::StrCat("m", i), 1, bytes);
@@ -108,7 +108,7 @@ TEST(FleetTest, HealthAnswersWhileStartupModelsLoad) {
   ServerProcess server(repo.path(), {"--threads=1", "--log-level=warning"}, {},
                        /*wait_until_ready=*/false);
   ASSERT_TRUE(server.started());
-  // Live and healthy at once, not ready: 300 loads on one thread take
+  // Live and healthy at once, not ready: 600 loads on one thread take
   // longer than these three RPCs.
   EXPECT_EQ(Health(server, ""), grpc::health::v1::HealthCheckResponse::SERVING);
   grpc::ClientContext live_context;
@@ -135,7 +135,7 @@ TEST(FleetTest, HealthAnswersWhileStartupModelsLoad) {
             grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(Health(server, "m123"),
             grpc::health::v1::HealthCheckResponse::SERVING);
-  ExpectInfers(server, "m299", 7);
+  ExpectInfers(server, "m599", 7);
   // The ready file follows readiness.
   for (int i = 0; i < 100 && !server.ReadyFileWritten(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
