@@ -78,8 +78,10 @@ USER flexor
 WORKDIR /home/flexor
 EXPOSE 8001 8002
 STOPSIGNAL SIGTERM
+# Healthy = ready: the port answers at once, the startup models load in the
+# background, and ServerReady (this service) follows them.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["/usr/local/bin/flexor-probe"]
+  CMD ["/usr/local/bin/flexor-probe", "inference.GRPCInferenceService"]
 ENTRYPOINT ["/usr/local/bin/flexor-entrypoint"]
 CMD ["--model-repository=/opt/flexor/models", "--model-control-mode=explicit", \
      "--load-model=*", "--grpc-port=8001", "--metrics-address=0.0.0.0", \

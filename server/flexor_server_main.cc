@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,16 @@ ABSL_FLAG(int, metrics_port, 8002,
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound ports are written there (atomically) as "
           "'grpc=<port>' and 'metrics=<port>' lines once the server is "
-          "ready.");
+          "ready (the startup models are loaded).");
+ABSL_FLAG(std::string, listening_port_file, "",
+          "As --port-file, but written as soon as the ports listen, while "
+          "the startup models may still be loading (ServerLive and "
+          "grpc.health answer from then on).");
+ABSL_FLAG(std::string, memory_budget, "0",
+          "Memory for resident model versions (bytes, or 2GiB, 512MiB, "
+          "1.5G...); 0: none, every model stays loaded. With a budget, "
+          "models not pinned in their config.pbtxt are loaded by their "
+          "first request and evicted least-recently-used.");
 ABSL_FLAG(int, threads, 0,
           "Compute threads (the oneTBB arena); 0: one per CPU.");
 ABSL_FLAG(int, max_concurrent_batches, 0,
@@ -269,6 +279,12 @@ int main(int argc, char** argv) {
     if (!key.empty()) options.trusted_key_files.push_back(key);
   }
   options.require_signed_models = absl::GetFlag(FLAGS_require_signed_models);
+  absl::StatusOr<int64_t> budget =
+      flexor::server::ParseByteSize(absl::GetFlag(FLAGS_memory_budget));
+  if (!budget.ok()) {
+    return Fail(absl::StrCat("--memory-budget: ", budget.status().message()));
+  }
+  options.memory_budget_bytes = *budget;
   options.admin_limits.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
   options.admin_limits.max_inflight_upload_bytes =
       absl::GetFlag(FLAGS_max_inflight_upload_bytes);
@@ -379,22 +395,38 @@ int main(int argc, char** argv) {
   }
   const int grpc_port = (*server)->grpc_port();
   const int metrics_port = (*server)->metrics_port();
-  FLEXOR_LOG(INFO) << "ready: gRPC (KServe v2, health, reflection) on "
+  const std::string ports =
+      absl::StrCat("grpc=", grpc_port, "\nmetrics=", metrics_port, "\n");
+  FLEXOR_LOG(INFO) << "live: gRPC (KServe v2, health, reflection) on "
                    << options.address << ":" << grpc_port;
   if (metrics_port >= 0) {
     FLEXOR_LOG(INFO) << "metrics on http://" << options.metrics_address << ":"
                      << metrics_port << "/metrics";
   }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    absl::Status s = flexor::WriteFileAtomically(
-        port_file,
-        absl::StrCat("grpc=", grpc_port, "\nmetrics=", metrics_port, "\n"));
-    if (!s.ok()) FLEXOR_LOG(ERROR) << "cannot write --port-file: " << s;
+  const std::string listening_file = absl::GetFlag(FLAGS_listening_port_file);
+  if (!listening_file.empty()) {
+    absl::Status s = flexor::WriteFileAtomically(listening_file, ports);
+    if (!s.ok()) {
+      FLEXOR_LOG(ERROR) << "cannot write --listening-port-file: " << s;
+    }
   }
-
+  // Startup loads run in the background; a signal meanwhile stops them.
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const timespec tick = {0, 50 * 1000 * 1000};
+  while (!(*server)->WaitUntilReady(absl::ZeroDuration())) {
+    signal_number = sigtimedwait(&signals, nullptr, &tick);
+    if (signal_number > 0) break;
+    signal_number = 0;
+  }
+  if (signal_number == 0) {
+    FLEXOR_LOG(INFO) << "ready: startup models loaded";
+    const std::string port_file = absl::GetFlag(FLAGS_port_file);
+    if (!port_file.empty()) {
+      absl::Status s = flexor::WriteFileAtomically(port_file, ports);
+      if (!s.ok()) FLEXOR_LOG(ERROR) << "cannot write --port-file: " << s;
+    }
+    sigwait(&signals, &signal_number);
+  }
   FLEXOR_LOG(INFO) << "received "
                    << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
                    << "; shutting down gracefully";

@@ -3,6 +3,7 @@
 #ifndef FLEXOR_SERVER_SERVER_H_
 #define FLEXOR_SERVER_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,13 +67,24 @@ struct ServerOptions {
   PerModelHistograms per_model_histograms;
   // KServe ModelMesh's model-runtime SPI (--modelmesh...).
   ModelMeshOptions modelmesh;
+  // Memory budget for resident model versions (0: none). See ModelManager.
+  int64_t memory_budget_bytes = 0;
 };
 
 class Server {
  public:
-  // Loads the startup models and starts serving; fails if an endpoint
-  // cannot be bound. Models that fail to load are reported and skipped.
+  // Opens the endpoints and starts loading the startup models in the
+  // background (in parallel); fails if an endpoint cannot be bound. From
+  // the start ServerLive and grpc.health (service "") answer; ServerReady
+  // and the health of "inference.GRPCInferenceService" turn true once the
+  // startup loads have finished (Triton), each model's ModelReady and
+  // health as it becomes ready. Models that fail to load are reported and
+  // skipped.
   static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options);
+  // Waits until the startup loads have finished (true) or `timeout` passed.
+  bool WaitUntilReady(absl::Duration timeout) {
+    return ready_.WaitForNotificationWithTimeout(timeout);
+  }
   ~Server();  // Shutdown(zero grace) if not done
 
   int grpc_port() const { return grpc_port_; }
@@ -86,6 +98,8 @@ class Server {
   explicit Server(ServerOptions options);
   absl::Status Init();
   void PollLoop();
+  // The startup loads, then ready, then polling (poll mode).
+  void StartupLoads(std::vector<std::string> names);
   void LogSecurity() const;
 
   const ServerOptions options_;
@@ -103,6 +117,9 @@ class Server {
   int grpc_port_ = 0;
   absl::Notification stop_polling_;
   std::thread poll_thread_;
+  std::atomic<bool> cancel_startup_{false};
+  std::thread startup_thread_;
+  absl::Notification ready_;
   bool shut_down_ = false;
 };
 

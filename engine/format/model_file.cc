@@ -248,6 +248,15 @@ absl::Status ModelFile::Parse() {
   return absl::OkStatus();
 }
 
+void ModelFile::ReleaseGraph() {
+  // Swapped out, not cleared: Clear() keeps the elements for reuse.
+  google::protobuf::RepeatedPtrField<model::v1::Node>().Swap(
+      header_.mutable_nodes());
+  google::protobuf::RepeatedPtrField<model::v1::TensorInfo>().Swap(
+      header_.mutable_tensors());
+  tensor_index_ = absl::flat_hash_map<std::string, int>();
+}
+
 absl::StatusOr<TensorView> ModelFile::tensor(absl::string_view name) const {
   auto it = tensor_index_.find(name);
   if (it == tensor_index_.end()) {

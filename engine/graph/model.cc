@@ -250,6 +250,13 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   }
   stats.bits_per_weight =
       quantized_weights > 0 ? quantized_bits / quantized_weights : 32.0;
+  // Nobody else holds the file (Model::Load, the server's loader): the
+  // compiled model no longer needs its graph and tensor table. The file was
+  // created non-const (ModelFile's factories), so the cast is defined.
+  file.reset();
+  if (model->file_.use_count() == 1) {
+    const_cast<ModelFile*>(model->file_.get())->ReleaseGraph();
+  }
   return std::shared_ptr<const Model>(std::move(model));
 }
 

@@ -111,6 +111,7 @@ std::string ModelConfig::DebugString() const {
           ? ""
           : (*per_model_histograms ? " per_model_histograms=on"
                                    : " per_model_histograms=off"),
+      pinned ? " pinned" : "",
       inputs.empty() && outputs.empty() ? "" : " io=declared");
 }
 
@@ -180,6 +181,7 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
     }
     config.version_policy = spec;
   }
+  config.pinned = proto.pinned();
   switch (proto.activation_precision()) {
     case config::FP32:
       config.activations = ActivationPrecision::kFloat32;

@@ -50,6 +50,9 @@ struct ModelConfig {
   // config.pbtxt `metrics { per_model_histograms: ... }`; nullopt: the
   // server's --per-model-histograms decides (ServerMetrics::ForVersion).
   std::optional<bool> per_model_histograms;
+  // Memory budget: never evicted, loaded at startup (config.pbtxt
+  // `pinned: true`; Triton form: parameters["pinned"] = "true").
+  bool pinned = false;
   // From a Triton config's input/output sections (empty: not declared).
   std::vector<TensorDecl> inputs;
   std::vector<TensorDecl> outputs;

@@ -16,6 +16,7 @@ namespace {
 
 constexpr char kBackend[] = "flexor";
 constexpr char kActivationPrecisionParameter[] = "activation_precision";
+constexpr char kPinnedParameter[] = "pinned";
 
 // "TYPE_FP32" -> "FP32": the protocol's datatype names.
 std::string DatatypeOf(inference::DataType type) {
@@ -138,9 +139,19 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
     // compute pool (--threads), which the ModelConfig RPC reports.
   }
   for (const auto& [key, value] : in.parameters()) {
+    if (key == kPinnedParameter) {
+      if (value.string_value() != "true" && value.string_value() != "false") {
+        return refuse(absl::StrCat("parameter 'pinned' is '",
+                                   value.string_value(),
+                                   "', not 'true' or 'false'"));
+      }
+      p.set_pinned(value.string_value() == "true");
+      continue;
+    }
     if (key != kActivationPrecisionParameter) {
       return refuse(absl::StrCat("unknown parameter '", key, "'; supported: '",
-                                 kActivationPrecisionParameter, "'"));
+                                 kActivationPrecisionParameter, "', '",
+                                 kPinnedParameter, "'"));
     }
     const absl::StatusOr<ActivationPrecision> precision =
         ParseActivationPrecision(value.string_value());
@@ -226,6 +237,9 @@ inference::ModelConfig ToTritonConfig(const std::string& name,
   group->set_count(threads);
   (*out.mutable_parameters())[kActivationPrecisionParameter].set_string_value(
       ActivationPrecisionName(config.activations));
+  if (config.pinned) {
+    (*out.mutable_parameters())[kPinnedParameter].set_string_value("true");
+  }
   return out;
 }
 

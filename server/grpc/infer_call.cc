@@ -28,9 +28,14 @@ void InferTask::Start() {
     Answer(version.status());
     return;
   }
-  absl::StatusOr<ServablePtr> servable = service_->manager_->Get(
+  service_->manager_->GetAsync(
       model_override_.empty() ? request_->model_name() : model_override_,
-      *version);
+      *version, deadline_, [this](absl::StatusOr<ServablePtr> servable) {
+        Resolved(std::move(servable));
+      });
+}
+
+void InferTask::Resolved(absl::StatusOr<ServablePtr> servable) {
   if (!servable.ok()) {
     Answer(servable.status());
     return;

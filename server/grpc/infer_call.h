@@ -59,6 +59,9 @@ class InferTask : public BatchTask {
 
  private:
   void Answer(const absl::Status& status);
+  // Start, once the version is resolved (at once, or after a load on
+  // demand under the memory budget).
+  void Resolved(absl::StatusOr<ServablePtr> servable);
 
   InferenceService* const service_;
   const inference::ModelInferRequest* const request_;

@@ -215,7 +215,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
-  response->set_ready(manager_->Get(request->name(), *version).ok());
+  response->set_ready(manager_->Servable(request->name(), *version));
   return Reply(context, absl::OkStatus());
 }
 
@@ -244,8 +244,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
-  absl::StatusOr<ServablePtr> servable =
-      manager_->Get(request->name(), *version);
+  absl::StatusOr<ServablePtr> servable = manager_->GetOrLoad(
+      request->name(), *version, absl::FromChrono(context->deadline()));
   if (!servable.ok()) return Reply(context, servable.status());
   const Model& model = (*servable)->model();
   response->set_name(request->name());
@@ -297,8 +297,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelConfig(
   absl::StatusOr<std::optional<int64_t>> version =
       ParseModelVersion(request->version());
   if (!version.ok()) return Reply(context, version.status());
-  absl::StatusOr<ServablePtr> servable =
-      manager_->Get(request->name(), *version);
+  absl::StatusOr<ServablePtr> servable = manager_->GetOrLoad(
+      request->name(), *version, absl::FromChrono(context->deadline()));
   if (!servable.ok()) return Reply(context, servable.status());
   *response->mutable_config() =
       ToTritonConfig((*servable)->name(), (*servable)->config(),

@@ -200,6 +200,53 @@ ServerMetrics::ServerMetrics(PerModelHistograms per_model)
   server_in_flight_ = &in_flight_->Add({});
   server_compressed_bytes_ = &compressed_bytes_->Add({});
   server_dense_bytes_ = &dense_bytes_->Add({});
+  auto& cold_loads = BuildCounter()
+                         .Name("flexor_model_cold_loads_total")
+                         .Help(
+                             "Loads on demand under --memory-budget (a "
+                             "request for a registered model that was not "
+                             "resident), by result.")
+                         .Register(*registry_);
+  cold_loads_ok_ = &cold_loads.Add({{"result", "success"}});
+  cold_loads_failed_ = &cold_loads.Add({{"result", "failure"}});
+  cold_load_duration_ =
+      &BuildHistogram()
+           .Name("flexor_model_cold_load_duration_seconds")
+           .Help(
+               "Time of one load on demand (read, validate, compile, "
+               "warm up), in seconds.")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
+                        0.5, 1, 2, 5, 10});
+  evictions_ = &BuildCounter()
+                    .Name("flexor_model_evictions_total")
+                    .Help(
+                        "Models evicted (least recently used) to stay "
+                        "within --memory-budget.")
+                    .Register(*registry_)
+                    .Add({});
+  auto& residency = BuildCounter()
+                        .Name("flexor_model_residency_requests_total")
+                        .Help(
+                            "Requests under --memory-budget by whether their "
+                            "model was resident (hit) or had to be loaded "
+                            "(miss).")
+                        .Register(*registry_);
+  hits_ = &residency.Add({{"result", "hit"}});
+  misses_ = &residency.Add({{"result", "miss"}});
+  resident_bytes_ = &BuildGauge()
+                         .Name("flexor_model_resident_bytes")
+                         .Help(
+                             "Bytes charged to --memory-budget by resident "
+                             "versions (file + fixed cost per version).")
+                         .Register(*registry_)
+                         .Add({});
+  budget_bytes_ = &BuildGauge()
+                       .Name("flexor_memory_budget_bytes")
+                       .Help("--memory-budget (0: none).")
+                       .Register(*registry_)
+                       .Add({});
 }
 
 ServerMetrics::~ServerMetrics() = default;
@@ -322,6 +369,16 @@ void ServerMetrics::RecordUnload(const std::string& model, bool success) {
   } else {
     unloads_total_->Add({{"model", model}, {"result", "failure"}}).Increment();
   }
+}
+
+void ServerMetrics::RecordColdLoad(double seconds, bool success) {
+  (success ? cold_loads_ok_ : cold_loads_failed_)->Increment();
+  cold_load_duration_->Observe(seconds);
+}
+
+void ServerMetrics::SetResidency(int64_t resident_bytes, int64_t budget_bytes) {
+  resident_bytes_->Set(static_cast<double>(resident_bytes));
+  budget_bytes_->Set(static_cast<double>(budget_bytes));
 }
 
 void ServerMetrics::SetModelsLoaded(int models, int versions) {

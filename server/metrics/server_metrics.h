@@ -136,6 +136,15 @@ class ServerMetrics {
   void RecordUnload(const std::string& model, bool success);
   void SetModelsLoaded(int models, int versions);
 
+  // Memory budget (--memory-budget; server-wide series, no model label, so
+  // that 100,000 registered models do not make 100,000 series): loads on
+  // demand and their duration, evictions, requests that found their model
+  // resident (hit) or waited for a load (miss), resident bytes vs budget.
+  void RecordColdLoad(double seconds, bool success);
+  void RecordEviction() { evictions_->Increment(); }
+  void RecordResidency(bool hit) { (hit ? hits_ : misses_)->Increment(); }
+  void SetResidency(int64_t resident_bytes, int64_t budget_bytes);
+
  private:
   friend class VersionMetrics;
   // Deleter of VersionMetrics handles: removes the series, then the entry.
@@ -158,17 +167,26 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* compressed_bytes_;
   prometheus::Family<prometheus::Gauge>* dense_bytes_;
   prometheus::Family<prometheus::Gauge>* bits_per_weight_;
+  // Successful loads and unloads are label-free (result only): per model name
+  // they would grow without bound on a server whose models come and go
+  // (ModelMesh); failures keep the model label.
   prometheus::Family<prometheus::Counter>* loads_total_;
   prometheus::Family<prometheus::Counter>* unloads_total_;
   prometheus::Gauge* models_loaded_;
   prometheus::Gauge* versions_loaded_;
+  // Memory budget series (RecordColdLoad ...).
+  prometheus::Counter* cold_loads_ok_;
+  prometheus::Counter* cold_loads_failed_;
+  prometheus::Histogram* cold_load_duration_;
+  prometheus::Counter* evictions_;
+  prometheus::Counter* hits_;
+  prometheus::Counter* misses_;
+  prometheus::Gauge* resident_bytes_;
+  prometheus::Gauge* budget_bytes_;
   // Label-free: in flight and weight sizes over versions without detail.
   prometheus::Gauge* server_in_flight_;
   prometheus::Gauge* server_compressed_bytes_;
   prometheus::Gauge* server_dense_bytes_;
-  // Label-free (result only): successful loads and unloads. Per model name
-  // they would grow without bound on a server whose models come and go
-  // (ModelMesh); failures keep the model label.
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<VersionMetrics>> live_

@@ -318,6 +318,11 @@ class Checker:
                             service != SERVER_READY_SERVICE:
                         self.error(obj, "%s.readinessProbe.grpc.service" % field,
                                    "must be %s (ready, not only alive)" % SERVER_READY_SERVICE)
+                    if is_server(c) and probe_name == "startupProbe" and service:
+                        self.error(obj, "%s.startupProbe.grpc.service" % field,
+                                   "must be \"\" (the port answers at once; startup "
+                                   "loads are gated by readiness, and a startup probe "
+                                   "on readiness restarts replicas whose loads are slow)")
                     if is_server(c) and probe_name == "livenessProbe" and service:
                         self.error(obj, "%s.livenessProbe.grpc.service" % field,
                                    "must be \"\" (process health): a draining or model-less "
@@ -735,6 +740,9 @@ def mutations(has_alerts):
         ("readiness probe over HTTP", "must be a gRPC probe",
          lambda o: server_container(o).update(
              readinessProbe={"httpGet": {"path": "/", "port": 8002}})),
+        ("startup probe on readiness", "startupProbe.grpc.service",
+         lambda o: server_container(o)["startupProbe"]["grpc"].update(
+             service="inference.GRPCInferenceService")),
         ("readiness on the liveness service", "readinessProbe.grpc.service",
          lambda o: server_container(o)["readinessProbe"]["grpc"].pop("service")),
         ("Service targetPort renamed", "targetPort",

@@ -120,11 +120,22 @@ TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
   ASSERT_TRUE(WriteFileAtomically(path, bytes).ok());
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(path);
   ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::shared_ptr<const ModelFile>> opened =
+      ModelFile::Open(path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
   // The mapping outlives the name, as when a repository version is deleted.
   std::filesystem::remove(path);
-  const ModelFile& file = (*model)->file();
+  // A model that owns its file alone keeps metadata, inputs and outputs
+  // but releases the parsed graph and tensor table (ModelFile::ReleaseGraph).
+  EXPECT_EQ((*model)->file().file_size(), bytes.size());
+  EXPECT_EQ((*model)->file().header().metadata().method(), c.method);
+  EXPECT_EQ((*model)->file().header().inputs_size(), 1);
+  EXPECT_EQ((*model)->file().header().nodes_size(), 0);
+  EXPECT_EQ((*model)->file().header().tensors_size(), 0);
+  const ModelFile& file = **opened;
   EXPECT_EQ(file.file_size(), bytes.size());
   EXPECT_EQ(file.header().metadata().method(), c.method);
+  EXPECT_GT(file.header().tensors_size(), 0);
   // Every tensor is 64-byte aligned in memory and byte-identical.
   for (const mv1::TensorInfo& info : file.header().tensors()) {
     absl::StatusOr<TensorView> t = file.tensor(info.name());

@@ -72,13 +72,19 @@ void WriteModel(const std::string& repo, const std::string& model,
 
 ServerProcess::ServerProcess(const std::string& repo,
                              std::vector<std::string> flags,
-                             const ClientAuthOptions& client) {
-  const std::string port_file = dir_.path() + "/ports";
+                             const ClientAuthOptions& client,
+                             bool wait_until_ready) {
+  port_file_ = dir_.path() + "/ports";
+  const std::string listening_file = dir_.path() + "/listening";
+  const std::string port_file = wait_until_ready ? port_file_ : listening_file;
   log_path_ = dir_.path() + "/server.log";
-  std::vector<std::string> args = {
-      FLEXOR_SERVER_BINARY,  "--model-repository=" + repo,
-      "--address=127.0.0.1", "--grpc-port=0",
-      "--metrics-port=0",    "--port-file=" + port_file};
+  std::vector<std::string> args = {FLEXOR_SERVER_BINARY,
+                                   "--model-repository=" + repo,
+                                   "--address=127.0.0.1",
+                                   "--grpc-port=0",
+                                   "--metrics-port=0",
+                                   "--port-file=" + port_file_,
+                                   "--listening-port-file=" + listening_file};
   args.insert(args.end(), flags.begin(), flags.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -123,6 +129,10 @@ ServerProcess::ServerProcess(const std::string& repo,
   }
   channel_ = Channel(client);
   stub_ = inference::GRPCInferenceService::NewStub(channel_);
+}
+
+bool ServerProcess::ReadyFileWritten() const {
+  return std::filesystem::exists(port_file_);
 }
 
 std::shared_ptr<grpc::Channel> ServerProcess::Channel(

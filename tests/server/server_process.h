@@ -42,10 +42,15 @@ void WriteText(const std::string& path, const std::string& text);
 class ServerProcess {
  public:
   // Starts flexor_server --model-repository=`repo` with `flags` added, and
-  // waits until it is ready (its --port-file appears).
+  // waits until it is ready (its --port-file appears), or with
+  // `wait_until_ready` false only until it listens (--listening-port-file;
+  // startup models may still be loading).
   // `client` configures the channel of channel()/stub() (TLS, token).
   ServerProcess(const std::string& repo, std::vector<std::string> flags,
-                const ClientAuthOptions& client = {});
+                const ClientAuthOptions& client = {},
+                bool wait_until_ready = true);
+  // Whether the server has written its --port-file (startup loads done).
+  bool ReadyFileWritten() const;
   ~ServerProcess();  // SIGKILL if still running
 
   bool started() const { return grpc_port_ > 0; }
@@ -72,6 +77,7 @@ class ServerProcess {
   int metrics_port_ = 0;
   TempDir dir_;
   std::string log_path_;
+  std::string port_file_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };

@@ -22,6 +22,7 @@
 #include "server/batching/batch_scheduler.h"
 #include "server/config/model_config.h"
 #include "server/grpc/model_version.h"
+#include "server/registry/model_manager.h"
 #include "server/registry/repository.h"
 
 namespace flexor::server {
@@ -255,6 +256,41 @@ TEST(RepositoryTest, WritesRefuseSymbolicLinks) {
   EXPECT_TRUE(repo.PublishModelFile("m", 8, "x").ok());
   std::filesystem::remove_all(root);
   std::filesystem::remove_all(elsewhere);
+}
+
+TEST(ByteSizeTest, SuffixesAndErrors) {
+  EXPECT_EQ(*ParseByteSize("0"), 0);
+  EXPECT_EQ(*ParseByteSize("1000000"), 1000000);
+  EXPECT_EQ(*ParseByteSize("2GiB"), int64_t{2} << 30);
+  EXPECT_EQ(*ParseByteSize("512MiB"), int64_t{512} << 20);
+  EXPECT_EQ(*ParseByteSize("64KiB"), 64 << 10);
+  EXPECT_EQ(*ParseByteSize("1.5G"), 1500000000);
+  EXPECT_EQ(*ParseByteSize("2gb"), 2000000000);
+  EXPECT_EQ(*ParseByteSize("3B"), 3);
+  EXPECT_EQ(*ParseByteSize("1TiB"), int64_t{1} << 40);
+  for (const char* bad : {"", "abc", "-1", "1e3", "12XB", "1GiBs", "GiB",
+                          "1..5G", "99999999999TiB", "1 GiB"}) {
+    EXPECT_FALSE(ParseByteSize(bad).ok()) << bad;
+  }
+}
+
+TEST(ModelConfigTest, Pinned) {
+  ModelConfigDefaults defaults;
+  absl::StatusOr<ModelConfig> own =
+      ParseModelConfigText("pinned: true", defaults, "m", "test");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_TRUE(own->pinned);
+  absl::StatusOr<ModelConfig> triton = ParseModelConfigText(
+      "parameters { key: \"pinned\" value { string_value: \"true\" } }",
+      defaults, "m", "test");
+  ASSERT_TRUE(triton.ok()) << triton.status();
+  EXPECT_TRUE(triton->pinned);
+  EXPECT_FALSE(
+      ParseModelConfigText("parameters { key: \"pinned\" value { string_value: "
+                           "\"yes\" } }",
+                           defaults, "m", "test")
+          .ok());
+  EXPECT_FALSE(ParseModelConfigText("", defaults, "m", "test")->pinned);
 }
 
 TEST(FlagNamesTest, DashesBecomeUnderscoresInNamesOnly) {

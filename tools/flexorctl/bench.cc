@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,8 @@ struct Shared {
   int64_t max_requests = 0;
   absl::Mutex mu;
   int running = 0;  // slots with a request in flight
+  // Zipf: cumulative weights of BenchOptions::models (empty: one model).
+  std::vector<double> cdf;
 };
 
 // One closed-loop client: always exactly one request in flight.
@@ -40,7 +44,10 @@ class Slot {
        const inference::ModelInferRequest* request, const BenchOptions* options,
        Shared* shared)
       : stub_(stub), request_(request), options_(options), shared_(shared) {
-    if (!options->models.empty()) own_request_ = *request;
+    if (!options->models.empty()) {
+      own_request_ = *request;
+      rng_.seed(reinterpret_cast<uintptr_t>(this));
+    }
   }
   void Send();
   std::vector<int64_t> latencies_ns;
@@ -60,6 +67,9 @@ class Slot {
   inference::RepositoryIndexRequest index_request_;
   inference::RepositoryIndexResponse index_response_;
   absl::Time sent_;
+  // Zipf: this slot's copy of the request, its model name drawn per send.
+  inference::ModelInferRequest own_request_;
+  std::mt19937_64 rng_;
 };
 
 void Slot::Send() {
@@ -82,6 +92,17 @@ void Slot::Send() {
     index_response_.Clear();
     stub_->async()->RepositoryIndex(context_.get(), &index_request_,
                                     &index_response_, done);
+  } else if (!shared_->cdf.empty()) {
+    const double u =
+        std::uniform_real_distribution<double>(0, shared_->cdf.back())(rng_);
+    const size_t k = std::min<size_t>(
+        shared_->cdf.size() - 1,
+        std::upper_bound(shared_->cdf.begin(), shared_->cdf.end(), u) -
+            shared_->cdf.begin());
+    own_request_.set_model_name(options_->models[k]);
+    infer_response_.Clear();
+    stub_->async()->ModelInfer(context_.get(), &own_request_, &infer_response_,
+                               done);
   } else {
     infer_response_.Clear();
     const inference::ModelInferRequest* request = request_;
@@ -127,6 +148,11 @@ BenchResult RunBench(inference::GRPCInferenceService::Stub* stub,
   shared.start = begin + options.warmup;
   shared.end = shared.start + options.duration;
   shared.max_requests = options.max_requests;
+  double total = 0;
+  for (size_t k = 0; options.zipf_s > 0 && k < options.models.size(); ++k) {
+    total += 1.0 / std::pow(static_cast<double>(k + 1), options.zipf_s);
+    shared.cdf.push_back(total);
+  }
   std::vector<std::unique_ptr<Slot>> slots;
   for (int i = 0; i < options.concurrency; ++i) {
     slots.push_back(std::make_unique<Slot>(stub, &request, &options, &shared));

@@ -24,9 +24,11 @@ struct BenchOptions {
   int64_t max_requests = 0;  // 0: no count limit (the duration bounds it)
   absl::Duration warmup = absl::Seconds(1);
   absl::Duration timeout = absl::Seconds(10);  // per request
-  // kInfer: when not empty, request i goes to models[i % size] (the
-  // request's model_name is replaced), spreading the load over them.
+  // kInfer: when not empty, each request goes to one of these models (the
+  // request's model_name is replaced): in turn (round robin) when zipf_s is
+  // 0, else models[k] drawn with probability ~ 1/(k+1)^zipf_s (Zipf).
   std::vector<std::string> models;
+  double zipf_s = 0;
 };
 
 struct BenchResult {

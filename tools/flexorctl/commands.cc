@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -416,9 +418,49 @@ absl::Status Bench(const CommandContext& ctx) {
   options.max_requests = ctx.requests;
   options.warmup = ctx.warmup;
   options.timeout = ctx.timeout;
+  if (ctx.zipf_models > 0 && ctx.spread_models > 0) {
+    return absl::InvalidArgumentError(
+        "--zipf-models and --spread-models: one or the other");
+  }
+  if (ctx.zipf_models > 0) {
+    options.zipf_s = ctx.zipf_s;
+    if (ctx.zipf_format.empty() || ctx.zipf_format.size() > 64 ||
+        !(ctx.zipf_s > 0)) {
+      return absl::InvalidArgumentError(
+          "--zipf-models needs --zipf-s > 0 and a --zipf-model-format");
+    }
+    // One "%d" or "%0<width>d" in the format.
+    const std::string& f = ctx.zipf_format;
+    const size_t pct = f.find('%');
+    size_t end = pct == std::string::npos ? pct : pct + 1;
+    while (end != std::string::npos && end < f.size() &&
+           std::isdigit(static_cast<unsigned char>(f[end]))) {
+      ++end;
+    }
+    if (end == std::string::npos || end >= f.size() || f[end] != 'd' ||
+        f.find('%', end) != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "--zipf-model-format must hold one %d or %0<width>d");
+    }
+    int width = 0;
+    const std::string digits = f.substr(pct + 1, end - pct - 1);
+    if (!digits.empty() && (!absl::SimpleAtoi(digits, &width) || width > 32)) {
+      return absl::InvalidArgumentError("--zipf-model-format: bad width");
+    }
+    for (int k = 1; k <= ctx.zipf_models; ++k) {
+      std::string number = absl::StrCat(k);
+      if (static_cast<int>(number.size()) < width) {
+        number.insert(0, static_cast<size_t>(width) - number.size(), '0');
+      }
+      options.models.push_back(
+          absl::StrCat(f.substr(0, pct), number, f.substr(end + 1)));
+    }
+  }
   inference::ModelInferRequest request;
   if (options.rpc == BenchOptions::Rpc::kInfer) {
-    absl::StatusOr<std::string> model = ResolveModel(ctx, client);
+    absl::StatusOr<std::string> model =
+        options.models.empty() ? ResolveModel(ctx, client)
+                               : absl::StatusOr<std::string>(options.models[0]);
     if (ctx.spread_models > 0) {
       // The first N ready models by name; they must take the same input.
       inference::RepositoryIndexRequest index_request;

@@ -44,6 +44,11 @@ struct CommandContext {
   absl::Duration warmup;
   std::string rpc;
   int spread_models = 0;  // bench: 0 = --model only
+  // bench: spread ModelInfer over zipf_models models (names: zipf_format
+  // with the rank 1..N), rank k drawn with probability ~ 1/k^zipf_s.
+  int zipf_models = 0;
+  double zipf_s = 1.1;
+  std::string zipf_format;
 };
 
 // args[0] is the command.

@@ -88,6 +88,14 @@ ABSL_FLAG(std::string, rpc, "infer",
           "bench: infer (ModelInfer), live (ServerLive, the empty-RPC "
           "baseline) or index (RepositoryIndex).");
 
+ABSL_FLAG(int, zipf_models, 0,
+          "bench: send each ModelInfer to one of N models drawn from a Zipf "
+          "distribution (rank k with probability ~ 1/k^--zipf-s); names from "
+          "--zipf-model-format. 0: only --model.");
+ABSL_FLAG(double, zipf_s, 1.1, "bench: exponent of --zipf-models.");
+ABSL_FLAG(std::string, zipf_model_format, "m%06d",
+          "bench: printf format of the model of rank k (1..N).");
+
 namespace {
 
 constexpr char kUsage[] =
@@ -200,6 +208,9 @@ int main(int argc, char** argv) {
     std::cerr << "--spread-models must be >= 0\n";
     return 2;
   }
+  ctx.zipf_models = absl::GetFlag(FLAGS_zipf_models);
+  ctx.zipf_s = absl::GetFlag(FLAGS_zipf_s);
+  ctx.zipf_format = absl::GetFlag(FLAGS_zipf_model_format);
   ctx.auth.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   ctx.auth.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   ctx.auth.key_file = absl::GetFlag(FLAGS_tls_key_file);
