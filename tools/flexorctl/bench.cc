@@ -60,14 +60,14 @@ class Slot {
   const BenchOptions* options_;
   Shared* shared_;
   std::unique_ptr<grpc::ClientContext> context_;
-  inference::ModelInferRequest own_request_;  // spread: model name varies
   inference::ModelInferResponse infer_response_;
   inference::ServerLiveRequest live_request_;
   inference::ServerLiveResponse live_response_;
   inference::RepositoryIndexRequest index_request_;
   inference::RepositoryIndexResponse index_response_;
   absl::Time sent_;
-  // Zipf: this slot's copy of the request, its model name drawn per send.
+  // Spread or Zipf: this slot's copy of the request, its model name chosen
+  // per send.
   inference::ModelInferRequest own_request_;
   std::mt19937_64 rng_;
 };
