@@ -251,39 +251,6 @@ TEST(FleetTest, PinnedModelsAreLoadedAtStartupAndNeverEvicted) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-// Sends `n` requests at once and returns their status codes.
-std::vector<StatusCode> Burst(ServerProcess& server,
-                              const inference::ModelInferRequest& request,
-                              int n) {
-  struct Call {
-    grpc::ClientContext context;
-    inference::ModelInferResponse response;
-    StatusCode code = StatusCode::UNKNOWN;
-  };
-  std::vector<std::unique_ptr<Call>> calls;
-  absl::Mutex mu;
-  int pending = n;
-  for (int i = 0; i < n; ++i) {
-    calls.push_back(std::make_unique<Call>());
-    Call* call = calls.back().get();
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::seconds(30));
-    server.stub().async()->ModelInfer(
-        &call->context, &request, &call->response,
-        [call, &mu, &pending](grpc::Status status) {
-          absl::MutexLock lock(&mu);
-          call->code = status.error_code();
-          --pending;
-        });
-  }
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(
-      +[](int* p) { return *p == 0; }, &pending));
-  std::vector<StatusCode> codes;
-  for (auto& call : calls) codes.push_back(call->code);
-  return codes;
-}
-
 TEST(FleetTest, ConcurrentColdRequestsShareOneLoad) {
   TempDir repo;
   WriteModel(repo.path(), "m1", 1, ModelBytes(1));

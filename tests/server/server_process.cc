@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/format/model_file.h"
 #include "engine/graph/model.h"
 #include "gtest/gtest.h"
@@ -273,6 +274,39 @@ grpc::Status Infer(inference::GRPCInferenceService::Stub& stub,
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(timeout_ms));
   return stub.ModelInfer(&context, request, response);
+}
+
+std::vector<grpc::StatusCode> Burst(ServerProcess& server,
+                                    const inference::ModelInferRequest& request,
+                                    int n, std::function<void()> after_send) {
+  struct Call {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int pending = n;
+  for (int i = 0; i < n; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* call = calls.back().get();
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               std::chrono::seconds(30));
+    server.stub().async()->ModelInfer(
+        &call->context, &request, &call->response,
+        [call, &mu, &pending](grpc::Status status) {
+          absl::MutexLock lock(&mu);
+          call->code = status.error_code();
+          --pending;
+        });
+  }
+  if (after_send) after_send();
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* p) { return *p == 0; }, &pending));
+  std::vector<grpc::StatusCode> codes;
+  for (auto& call : calls) codes.push_back(call->code);
+  return codes;
 }
 
 }  // namespace flexor::server::testing

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +102,14 @@ std::vector<float> Reference(const std::string& model_bytes,
                              const std::vector<float>& input, int64_t batch);
 // The response's output as floats (raw or typed).
 std::vector<float> OutputOf(const inference::ModelInferResponse& response);
+
+// Sends `n` ModelInfer requests at once (callback API, 30 s deadline each),
+// runs `after_send` once all are sent, and returns each request's status
+// code once all have answered.
+std::vector<grpc::StatusCode> Burst(ServerProcess& server,
+                                    const inference::ModelInferRequest& request,
+                                    int n,
+                                    std::function<void()> after_send = {});
 
 grpc::Status Infer(inference::GRPCInferenceService::Stub& stub,
                    const inference::ModelInferRequest& request,
