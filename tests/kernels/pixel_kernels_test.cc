@@ -290,9 +290,10 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
     const std::vector<Im2colPiece> pieces = PlanIm2colPieces(Ho, Wo, lanes);
     const Im2colPlan plan = PlanFor(g, groups, lanes, P, pieces);
     std::vector<float> x = RandomVector(g.C * g.H * g.W, P);
-    x[0] = 2.0f;  // clamps at 255
+    x[0] = 2.0f;  // clamps at 255 with zero point 128
     const float inv = 90.0f;
-    const int32_t zero = 128;
+    // Both zero points: 128, and 0, where negative inputs clamp at 0.
+    const int32_t zero = g.C % 2 == 0 ? 0 : 128;
     std::vector<uint32_t> padded(c4n * hp * wp, 0xdeadbeefu);
     // One digit, then two (kInt16): the high digit must not change.
     std::vector<uint32_t> padded2 = padded, low = padded;
