@@ -55,14 +55,7 @@ grpc::Status Upload(inference::GRPCInferenceService::Stub& stub,
   return stub.RepositoryModelLoad(&context, request, &response);
 }
 
-void ExpectServing(ServerProcess& server) {
-  inference::ModelInferResponse response;
-  grpc::Status status =
-      Infer(server.stub(), MakeInferRequest("lenet", RandomImages(1, 5), 1),
-            &response);
-  EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << server.Log();
-  EXPECT_EQ(kill(server.pid(), 0), 0);
-}
+void ExpectServing(ServerProcess& server) { ExpectAnswers(server, "lenet"); }
 
 class ResourceLimitsTest : public ::testing::Test {
  protected:

@@ -276,6 +276,16 @@ grpc::Status Infer(inference::GRPCInferenceService::Stub& stub,
   return stub.ModelInfer(&context, request, response);
 }
 
+inference::ModelInferResponse ExpectAnswers(ServerProcess& server,
+                                            const std::string& model) {
+  inference::ModelInferResponse response;
+  grpc::Status status = Infer(
+      server.stub(), MakeInferRequest(model, RandomImages(1, 5), 1), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << server.Log();
+  EXPECT_EQ(kill(server.pid(), 0), 0);
+  return response;
+}
+
 std::vector<grpc::StatusCode> Burst(ServerProcess& server,
                                     const inference::ModelInferRequest& request,
                                     int n, std::function<void()> after_send) {

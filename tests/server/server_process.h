@@ -103,6 +103,11 @@ std::vector<float> Reference(const std::string& model_bytes,
 // The response's output as floats (raw or typed).
 std::vector<float> OutputOf(const inference::ModelInferResponse& response);
 
+// One request of one random image to `model`: expects OK (else the server's
+// log is shown) and the process still alive; returns the response.
+inference::ModelInferResponse ExpectAnswers(ServerProcess& server,
+                                            const std::string& model);
+
 // Sends `n` ModelInfer requests at once (callback API, 30 s deadline each),
 // runs `after_send` once all are sent, and returns each request's status
 // code once all have answered.

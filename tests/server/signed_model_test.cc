@@ -44,13 +44,7 @@ grpc::Status Upload(ServerProcess& server, const std::string& model,
 }
 
 std::string ServedVersion(ServerProcess& server) {
-  inference::ModelInferResponse response;
-  grpc::Status status =
-      Infer(server.stub(), MakeInferRequest("lenet", RandomImages(1, 5), 1),
-            &response);
-  EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << server.Log();
-  EXPECT_EQ(kill(server.pid(), 0), 0);
-  return response.model_version();
+  return ExpectAnswers(server, "lenet").model_version();
 }
 
 class SignedModelTest : public ::testing::Test {
