@@ -480,6 +480,12 @@ absl::StatusOr<ServablePtr> ModelManager::Pick(const VersionSet& set,
 void ModelManager::GetAsync(const std::string& name,
                             std::optional<int64_t> version, absl::Time deadline,
                             GetCallback done) {
+  if (budget_ <= 0) {
+    // Nothing loads on demand without a budget: the plain lookup, under a
+    // reader lock only (this runs for every request).
+    done(Get(name, version));
+    return;
+  }
   ModelState* model = nullptr;
   bool start = false;
   {
@@ -495,7 +501,7 @@ void ModelManager::GetAsync(const std::string& name,
   }
   if (model == nullptr) {
     absl::StatusOr<ServablePtr> resident = Get(name, version);
-    if (budget_ > 0 && resident.ok()) metrics_->RecordResidency(true);
+    if (resident.ok()) metrics_->RecordResidency(true);
     done(std::move(resident));
     return;
   }
