@@ -158,17 +158,21 @@ ImageSet Limit(const ImageSet& set, int64_t limit) {
 
 absl::Status ParseFloatLayers(const std::string& value, Arch arch,
                               ArchConfig& config) {
-  std::string spec = value;
-  if (spec == "auto") spec = arch == Arch::kMlp ? "last" : "first,last";
-  if (spec == "none") {
+  if (value == "auto") {
+    const ArchConfig defaults = DefaultArchConfig(arch);
+    config.float_first_layer = defaults.float_first_layer;
+    config.float_last_layer = defaults.float_last_layer;
+    return absl::OkStatus();
+  }
+  if (value == "none") {
     config.float_first_layer = config.float_last_layer = false;
-  } else if (spec == "first") {
+  } else if (value == "first") {
     config.float_first_layer = true;
     config.float_last_layer = false;
-  } else if (spec == "last") {
+  } else if (value == "last") {
     config.float_first_layer = false;
     config.float_last_layer = true;
-  } else if (spec == "first,last") {
+  } else if (value == "first,last") {
     config.float_first_layer = config.float_last_layer = true;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -216,8 +220,7 @@ int Run(int argc, char** argv) {
   absl::StatusOr<QuantMethod> method =
       ParseQuantMethod(absl::GetFlag(FLAGS_method));
   if (!method.ok()) return Fail(kExitBadFlags, method.status());
-  ArchConfig arch_config;
-  arch_config.arch = *arch;
+  ArchConfig arch_config = DefaultArchConfig(*arch);
   arch_config.quant.method = *method;
   arch_config.quant.n_in = absl::GetFlag(FLAGS_n_in);
   arch_config.quant.n_out = absl::GetFlag(FLAGS_n_out);

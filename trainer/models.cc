@@ -38,6 +38,14 @@ std::string ArchName(Arch arch) {
   return "unknown";
 }
 
+ArchConfig DefaultArchConfig(Arch arch) {
+  ArchConfig config;
+  config.arch = arch;
+  config.float_first_layer = arch != Arch::kMlp;
+  config.float_last_layer = true;
+  return config;
+}
+
 // ----------------------------------------------------------------- exporter
 
 GraphExporter::GraphExporter(ModelWriter* writer, bool fold_batchnorm)

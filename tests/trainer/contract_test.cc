@@ -87,12 +87,10 @@ class ContractTest : public ::testing::Test {
 FashionMnist* ContractTest::data_ = nullptr;
 std::string* ContractTest::load_error_ = nullptr;
 
+// flexor_train's MLP (a quantized first layer, a float32 last one), narrower.
 ArchConfig TinyMlp(QuantMethod method, int n_in) {
-  ArchConfig config;
-  config.arch = Arch::kMlp;
+  ArchConfig config = DefaultArchConfig(Arch::kMlp);
   config.mlp_hidden = 64;
-  config.float_first_layer = false;
-  config.float_last_layer = true;
   config.quant.method = method;
   config.quant.n_in = n_in;
   config.quant.n_out = 20;
@@ -123,12 +121,11 @@ TEST_F(ContractTest, BaselinesEngineAgrees) {
 
 // Convolutions (LeNet layout, quantized conv2 and fc1) and the residual graph.
 TEST_F(ContractTest, FlexorConvNetsEngineAgrees) {
-  ArchConfig lenet;
-  lenet.arch = Arch::kLeNet;
+  ArchConfig lenet = DefaultArchConfig(Arch::kLeNet);
   lenet.quant.method = QuantMethod::kFlexor;
   TrainExportAndCheck(lenet, 30, 3000, 500, 40.0, true);
-  ArchConfig resnet = lenet;
-  resnet.arch = Arch::kResNet;
+  ArchConfig resnet = DefaultArchConfig(Arch::kResNet);
+  resnet.quant.method = QuantMethod::kFlexor;
   TrainExportAndCheck(resnet, 10, 1000, 300, 0.0, true);
 }
 
