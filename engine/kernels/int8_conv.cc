@@ -102,9 +102,9 @@ bool QuantizeToC4(const Im2colPlan& plan, const float* x, uint32_t* padded,
 
 int64_t Int8PixelGemmScratchFloats(int64_t out_rows, KernelIsa isa) {
   const int64_t lanes = PixelLanes(isa);
-  // int32 accumulators (twice: the low digit's), then the combined scale
-  // and shift.
-  return 2 * out_rows * lanes + 2 * ((out_rows + 15) / 16 * 16);
+  // int32 accumulators, then the combined scale and shift, then the low
+  // digit's integer shift (kInt16).
+  return out_rows * lanes + 3 * ((out_rows + 15) / 16 * 16);
 }
 
 void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
@@ -115,9 +115,10 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
   const int64_t O = out_rows, lanes = PixelLanes(isa);
   const PixelKernelTable& pt = GetPixelKernelTable(isa);
   int32_t* acc = reinterpret_cast<int32_t*>(work);
-  int32_t* low_acc = acc + O * lanes;
-  float* scale = work + 2 * O * lanes;
+  float* scale = work + O * lanes;
   float* shift = scale + (O + 15) / 16 * 16;
+  int32_t* low_digit_shift =
+      reinterpret_cast<int32_t*>(shift + (O + 15) / 16 * 16);
   // y = epilogue(scale_q * alpha[o] * (acc - zero * rowsum[o])). With two
   // digits the zero point is taken off in int32, exactly: the sums reach
   // past 2^24, where float would round away the low digit.
@@ -130,16 +131,17 @@ void Int8PixelGemm(const Int8Weights& w, int64_t out_rows,
     shift[o] = two_digits ? b
                           : b - static_cast<float>(q.zero) *
                                     static_cast<float>(w.rowsum[o]) * m * s;
+    low_digit_shift[o] = two_digits ? q.zero * w.rowsum[o] : 0;
   }
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     pt.int8_kn(w.w, w.stride, O, w.groups,
                source.base + tile * source.tile_step, source.row_offsets, lanes,
-               acc);
+               acc, nullptr);
     if (two_digits) {
+      // The low digits' pass combines both digits in its store.
       pt.int8_kn(w.w, w.stride, O, w.groups,
                  source.low_base + tile * source.tile_step, source.row_offsets,
-                 lanes, low_acc);
-      pt.int8_combine_digits(acc, low_acc, O, lanes, q.zero, w.rowsum);
+                 lanes, acc, low_digit_shift);
     }
     output.ForEachRun(tile, lanes, [&](const PixelRun& run) {
       pt.store_tile_i32(acc + run.lane, lanes, O, run.len, scale, shift,

@@ -311,7 +311,7 @@ void LutI8(const uint8_t* t32, int64_t kw, const uint8_t* tables,
 template <int R, int NV>
 void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
                  const uint32_t* base, const int64_t* offs, int64_t lanes,
-                 int32_t* acc) {
+                 int32_t* acc, const int32_t* low_digit_shift) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i sum32[R][NV];
   for (int r = 0; r < R; ++r)
@@ -343,24 +343,37 @@ void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
         sum32[r][v] =
             _mm256_add_epi32(sum32[r][v], _mm256_madd_epi16(sum16[r][v], ones));
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * lanes + 8 * v),
-                          sum32[r][v]);
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      __m256i* out = reinterpret_cast<__m256i*>(acc + r * lanes + 8 * v);
+      __m256i value = sum32[r][v];
+      if (low_digit_shift != nullptr) {
+        // 254 * high + low - shift; 254 a = 256 a - 2 a.
+        const __m256i high = _mm256_loadu_si256(out);
+        value = _mm256_add_epi32(
+            _mm256_sub_epi32(_mm256_slli_epi32(high, 8),
+                             _mm256_slli_epi32(high, 1)),
+            _mm256_sub_epi32(value, _mm256_set1_epi32(low_digit_shift[r])));
+      }
+      _mm256_storeu_si256(out, value);
+    }
+  }
 }
 
 template <int R, int NV>
 void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
                 const uint32_t* base, const int64_t* offs, int64_t lanes,
-                int32_t* acc) {
+                int32_t* acc, const int32_t* low_digit_shift) {
   int64_t r = 0;
   for (; r + R <= rows; r += R) {
     Int8KnBlock<R, NV>(w + r * ws, ws, groups, base, offs, lanes,
-                       acc + r * lanes);
+                       acc + r * lanes,
+                       low_digit_shift ? low_digit_shift + r : nullptr);
   }
   for (; r < rows; ++r) {
     Int8KnBlock<1, NV>(w + r * ws, ws, groups, base, offs, lanes,
-                       acc + r * lanes);
+                       acc + r * lanes,
+                       low_digit_shift ? low_digit_shift + r : nullptr);
   }
 }
 
@@ -368,19 +381,20 @@ void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
 
 void Int8KnAvx2(const int8_t* w, int64_t w_stride, int64_t rows, int64_t groups,
                 const uint32_t* base, const int64_t* offs, int64_t lanes,
-                int32_t* acc) {
+                int32_t* acc, const int32_t* low_digit_shift) {
   switch (lanes) {
     case 8:
       return avx2_kernels::Int8KnRows<8, 1>(w, w_stride, rows, groups, base,
-                                            offs, lanes, acc);
+                                            offs, lanes, acc, low_digit_shift);
     case 16:
       return avx2_kernels::Int8KnRows<4, 2>(w, w_stride, rows, groups, base,
-                                            offs, lanes, acc);
+                                            offs, lanes, acc, low_digit_shift);
     case 32:
       return avx2_kernels::Int8KnRows<2, 4>(w, w_stride, rows, groups, base,
-                                            offs, lanes, acc);
+                                            offs, lanes, acc, low_digit_shift);
     default:
-      return Int8KnPortable(w, w_stride, rows, groups, base, offs, lanes, acc);
+      return Int8KnPortable(w, w_stride, rows, groups, base, offs, lanes, acc,
+                            low_digit_shift);
   }
 }
 
@@ -433,7 +447,6 @@ const PixelKernelTable& Avx2PixelKernelTable() {
                                          avx2_kernels::Int8Range,
                                          avx2_kernels::Int8QuantizeC4,
                                          avx2_kernels::Int8Im2col,
-                                         avx2_kernels::Int8CombineDigits,
                                          avx2_kernels::Int8PackWeights,
                                          avx2_kernels::MaxPool2x2,
                                          avx2_kernels::StoreTileI32};

@@ -228,7 +228,6 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       avx512_kernels::Int8Range,
       avx512_kernels::Int8QuantizeC4,
       avx512_kernels::Int8Im2col,
-      avx512_kernels::Int8CombineDigits,
       HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512,
       avx512_kernels::MaxPool2x2,
       avx512_kernels::StoreTileI32};

@@ -87,7 +87,7 @@ void Rows(const uint64_t* bits, int64_t bs, const int8_t* x, int64_t xs,
 template <int R, int NV>
 void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
                  const uint32_t* base, const int64_t* offs, int64_t lanes,
-                 int32_t* acc) {
+                 int32_t* acc, const int32_t* low_digit_shift) {
   __m512i sum[R * NV];
 #pragma GCC unroll 32
   for (int i = 0; i < R * NV; ++i) sum[i] = _mm512_setzero_si512();
@@ -108,26 +108,39 @@ void Int8KnBlock(const int8_t* w, int64_t ws, int64_t groups,
   }
 #pragma GCC unroll 32
   for (int i = 0; i < R * NV; ++i) {
-    _mm512_storeu_si512(acc + (i / NV) * lanes + 16 * (i % NV), sum[i]);
+    int32_t* out = acc + (i / NV) * lanes + 16 * (i % NV);
+    __m512i value = sum[i];
+    if (low_digit_shift != nullptr) {
+      // 254 * high + low - shift; 254 a = 256 a - 2 a.
+      const __m512i high = _mm512_loadu_si512(out);
+      value = _mm512_add_epi32(
+          _mm512_sub_epi32(_mm512_slli_epi32(high, 8),
+                           _mm512_slli_epi32(high, 1)),
+          _mm512_sub_epi32(value, _mm512_set1_epi32(low_digit_shift[i / NV])));
+    }
+    _mm512_storeu_si512(out, value);
   }
 }
 
 template <int R, int NV>
 void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
                 const uint32_t* base, const int64_t* offs, int64_t lanes,
-                int32_t* acc) {
+                int32_t* acc, const int32_t* low_digit_shift) {
+  auto shift = [&](int64_t r) {
+    return low_digit_shift ? low_digit_shift + r : nullptr;
+  };
   int64_t r = 0;
   for (; r + R <= rows; r += R) {
     Int8KnBlock<R, NV>(w + r * ws, ws, groups, base, offs, lanes,
-                       acc + r * lanes);
+                       acc + r * lanes, shift(r));
   }
   for (; r + 4 <= rows; r += 4) {
     Int8KnBlock<4, NV>(w + r * ws, ws, groups, base, offs, lanes,
-                       acc + r * lanes);
+                       acc + r * lanes, shift(r));
   }
   for (; r < rows; ++r) {
     Int8KnBlock<1, NV>(w + r * ws, ws, groups, base, offs, lanes,
-                       acc + r * lanes);
+                       acc + r * lanes, shift(r));
   }
 }
 
@@ -135,16 +148,18 @@ void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
 
 void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
                       int64_t groups, const uint32_t* base, const int64_t* offs,
-                      int64_t lanes, int32_t* acc) {
+                      int64_t lanes, int32_t* acc,
+                      const int32_t* low_digit_shift) {
   switch (lanes) {
     case 16:
-      return avx512_vnni_kernels::Int8KnRows<12, 1>(w, w_stride, rows, groups,
-                                                    base, offs, lanes, acc);
+      return avx512_vnni_kernels::Int8KnRows<12, 1>(
+          w, w_stride, rows, groups, base, offs, lanes, acc, low_digit_shift);
     case 32:
-      return avx512_vnni_kernels::Int8KnRows<8, 2>(w, w_stride, rows, groups,
-                                                   base, offs, lanes, acc);
+      return avx512_vnni_kernels::Int8KnRows<8, 2>(
+          w, w_stride, rows, groups, base, offs, lanes, acc, low_digit_shift);
     default:
-      return Int8KnAvx2(w, w_stride, rows, groups, base, offs, lanes, acc);
+      return Int8KnAvx2(w, w_stride, rows, groups, base, offs, lanes, acc,
+                        low_digit_shift);
   }
 }
 

@@ -79,19 +79,20 @@ constexpr int kPixelRows = 2;
 
 void Int8KnPortable(const int8_t* w, int64_t w_stride, int64_t rows,
                     int64_t groups, const uint32_t* base, const int64_t* offs,
-                    int64_t lanes, int32_t* acc) {
-  std::fill(acc, acc + rows * lanes, 0);
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint32_t* x = offs ? base + offs[g] : base + g * lanes;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int8_t* w4 = w + r * w_stride + 4 * g;
-      for (int64_t l = 0; l < lanes; ++l) {
-        int32_t sum = 0;
+                    int64_t lanes, int32_t* acc,
+                    const int32_t* low_digit_shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      int32_t sum = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const uint32_t x = (offs ? base + offs[g] : base + g * lanes)[l];
+        const int8_t* w4 = w + r * w_stride + 4 * g;
         for (int i = 0; i < 4; ++i) {
-          sum += w4[i] * static_cast<int32_t>((x[l] >> (8 * i)) & 0xff);
+          sum += w4[i] * static_cast<int32_t>((x >> (8 * i)) & 0xff);
         }
-        acc[r * lanes + l] += sum;
       }
+      int32_t& out = acc[r * lanes + l];
+      out = low_digit_shift ? 254 * out + sum - low_digit_shift[r] : sum;
     }
   }
 }
@@ -183,7 +184,6 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          scalar_kernels::Int8Range,
                                          scalar_kernels::Int8QuantizeC4,
                                          scalar_kernels::Int8Im2col,
-                                         scalar_kernels::Int8CombineDigits,
                                          scalar_kernels::Int8PackWeights,
                                          scalar_kernels::MaxPool2x2,
                                          scalar_kernels::StoreTileI32};

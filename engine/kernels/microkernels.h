@@ -199,9 +199,15 @@ using TransposeToTilesFn = void (*)(const float* x, int64_t batch, int64_t k_in,
 // x_g = base + offs[g] (32-bit words), or base + g * lanes when offs is
 // null (an int8 im2col tile). Exact integer sums: every ISA gives the same
 // result. |w| <= 1 is what lets the AVX2 kernel sum 64 groups in 16 bits.
+// With low_digit_shift (the second digit of ActivationPrecision::kInt16, x
+// holding the low digits) acc holds the high digit's sums on entry and gets
+//   acc[r * lanes + l] = 254 * acc[r * lanes + l] + sum - low_digit_shift[r]
+// in int32 (the caller checks Int8TwoDigitsFit): the digits are combined in
+// the kernel's store, not in a pass of their own.
 using Int8KnFn = void (*)(const int8_t* w, int64_t w_stride, int64_t rows,
                           int64_t groups, const uint32_t* base,
-                          const int64_t* offs, int64_t lanes, int32_t* acc);
+                          const int64_t* offs, int64_t lanes, int32_t* acc,
+                          const int32_t* low_digit_shift);
 // Scans n floats: *amax_bits = max |x| as bits, *negative = some x < 0
 // (-0 excluded). Inf/NaN show as *amax_bits >= 0x7f800000.
 using Int8RangeFn = void (*)(const float* x, int64_t n, uint32_t* amax_bits,
@@ -224,12 +230,6 @@ using Int8QuantizeC4Fn = void (*)(const Im2colPlan& plan, const float* x,
 // plan.k_rows is the number of groups per tile.
 using Int8Im2colFn = void (*)(const Im2colPlan& plan, const uint32_t* padded,
                               uint32_t* cols);
-// Two digits (kInt16): acc[r * lanes + l] = 254 * acc[r * lanes + l] +
-// low[r * lanes + l] - zero * row_sums[r], exact in int32 (the caller checks
-// Int8TwoDigitsFit), for r < rows.
-using Int8CombineDigitsFn = void (*)(int32_t* acc, const int32_t* low,
-                                     int64_t rows, int64_t lanes, int32_t zero,
-                                     const int32_t* row_sums);
 // w8[o * ws + (c4 * taps + t) * 4 + i] = 1 - 2 * bit k of row o, k = (4 c4 +
 // i) * taps + t, and 0 for channels 4 c4 + i >= channels; bits are rows of
 // kw 64-bit words; row_sums[o] = the sum of row o's weights (its K = channels
@@ -259,7 +259,6 @@ struct PixelKernelTable {
   Int8RangeFn int8_range;
   Int8QuantizeC4Fn int8_quantize_c4;
   Int8Im2colFn int8_im2col;
-  Int8CombineDigitsFn int8_combine_digits;
   Int8PackWeightsFn int8_pack_weights;
   MaxPool2x2Fn max_pool_2x2;
   StoreTileI32Fn store_tile_i32;
@@ -297,13 +296,15 @@ void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
 // CPUs without VNNI) and AVX-512 VNNI (VPDPBUSD).
 void Int8KnPortable(const int8_t* w, int64_t w_stride, int64_t rows,
                     int64_t groups, const uint32_t* base, const int64_t* offs,
-                    int64_t lanes, int32_t* acc);
+                    int64_t lanes, int32_t* acc,
+                    const int32_t* low_digit_shift);
 void Int8KnAvx2(const int8_t* w, int64_t w_stride, int64_t rows, int64_t groups,
                 const uint32_t* base, const int64_t* offs, int64_t lanes,
-                int32_t* acc);
+                int32_t* acc, const int32_t* low_digit_shift);
 void Int8KnAvx512Vnni(const int8_t* w, int64_t w_stride, int64_t rows,
                       int64_t groups, const uint32_t* base, const int64_t* offs,
-                      int64_t lanes, int32_t* acc);
+                      int64_t lanes, int32_t* acc,
+                      const int32_t* low_digit_shift);
 // Int8PackWeightsFn of the AVX-512 build, and the VBMI one
 // (kernels_avx512_vbmi.cc, only called when the CPU has AVX512_VBMI), which
 // expands a channel group's signs with two byte permutes for up to 32 taps

@@ -260,15 +260,24 @@ TEST_P(PixelKernelTest, Int8KnMatchesPortable) {
       }
       std::vector<int64_t> offs(groups);
       for (int64_t g = 0; g < groups; ++g) offs[g] = 3 * g + (g * 7) % lanes;
+      // The low digit's pass (kInt16) combines with what acc holds.
+      std::vector<int32_t> high(rows * lanes), shift(rows);
+      for (int32_t& v : high) v = static_cast<int32_t>(rng() % 100000);
+      for (int32_t& v : shift)
+        v = static_cast<int32_t>(rng() % 200001) - 100000;
       for (const bool use_offs : {false, true}) {
-        const int64_t* o = use_offs ? offs.data() : nullptr;
-        std::vector<int32_t> want(rows * lanes, -1), got(rows * lanes, -2);
-        Int8KnPortable(w.data(), ws, rows, groups, x.data(), o, lanes,
-                       want.data());
-        pt().int8_kn(w.data(), ws, rows, groups, x.data(), o, lanes,
-                     got.data());
-        ASSERT_EQ(got, want) << pt().int8_kn_name << " rows " << rows
-                             << " groups " << groups << " offsets " << use_offs;
+        for (const bool low_digit : {false, true}) {
+          const int64_t* o = use_offs ? offs.data() : nullptr;
+          const int32_t* s = low_digit ? shift.data() : nullptr;
+          std::vector<int32_t> want = high, got = high;
+          Int8KnPortable(w.data(), ws, rows, groups, x.data(), o, lanes,
+                         want.data(), s);
+          pt().int8_kn(w.data(), ws, rows, groups, x.data(), o, lanes,
+                       got.data(), s);
+          ASSERT_EQ(got, want)
+              << pt().int8_kn_name << " rows " << rows << " groups " << groups
+              << " offsets " << use_offs << " low digit " << low_digit;
+        }
       }
     }
   }
@@ -349,32 +358,41 @@ TEST_P(PixelKernelTest, Int8QuantizeAndIm2colMatchDirectIndexing) {
   }
 }
 
-// The weight expansion into (channel group, tap, channel) order.
-// Two digits (kInt16): 254 * high + low - zero * row sum, exactly, with sums
-// near the int32 limit that Int8TwoDigitsFit allows.
-TEST_P(PixelKernelTest, Int8CombineDigitsIsExact) {
+// Two digits (kInt16): the low digit's pass gives 254 * high + low - shift
+// exactly (computed here in int64, not by the portable kernel), with high
+// sums near the int32 limit that Int8TwoDigitsFit allows.
+TEST_P(PixelKernelTest, Int8KnCombinesDigitsExactly) {
   std::mt19937_64 rng(7);
   for (int64_t lanes : {int64_t{8}, int64_t{16}, int64_t{32}}) {
     for (int64_t rows : {1, 5, 16, 19}) {
+      const int64_t groups = 37, ws = 4 * groups;
       const int64_t k = 33000;  // near the largest Int8TwoDigitsFit allows
       ASSERT_TRUE(Int8TwoDigitsFit(k));
       // Below 255 * k for the high sums: headroom for the zero point term.
-      std::uniform_int_distribution<int32_t> high(0, 250 * k), low(0, 255 * k),
-          rowsum(-k, k);
-      std::vector<int32_t> acc(rows * lanes), lo(rows * lanes), sums(rows);
+      std::uniform_int_distribution<int32_t> high(0, 250 * k), rowsum(-k, k);
+      std::vector<int32_t> acc(rows * lanes), shift(rows);
       for (auto& v : acc) v = high(rng);
-      for (auto& v : lo) v = low(rng);
-      for (auto& v : sums) v = rowsum(rng);
-      const int32_t zero = 128;  // 254 * 0 + 128: non-negative inputs
+      // 254 * 0 + 128: the zero point of non-negative inputs.
+      for (auto& v : shift) v = 128 * rowsum(rng);
+      std::vector<int8_t> w(rows * ws);
+      for (int8_t& v : w)
+        v = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+      std::vector<uint32_t> x(groups * lanes);
+      for (uint32_t& v : x) v = static_cast<uint32_t>(rng());
       std::vector<int32_t> got = acc;
-      pt().int8_combine_digits(got.data(), lo.data(), rows, lanes, zero,
-                               sums.data());
+      pt().int8_kn(w.data(), ws, rows, groups, x.data(), nullptr, lanes,
+                   got.data(), shift.data());
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t l = 0; l < lanes; ++l) {
+          int64_t low = 0;
+          for (int64_t g = 0; g < groups; ++g) {
+            for (int i = 0; i < 4; ++i) {
+              low += w[r * ws + 4 * g + i] *
+                     static_cast<int32_t>((x[g * lanes + l] >> (8 * i)) & 0xff);
+            }
+          }
           const int64_t i = r * lanes + l;
-          const int64_t want =
-              254 * int64_t{acc[i]} + lo[i] - int64_t{zero} * sums[r];
-          ASSERT_EQ(got[i], want)
+          ASSERT_EQ(got[i], 254 * int64_t{acc[i]} + low - shift[r])
               << pt().int8_kn_name << " row " << r << " lane " << l;
         }
       }
@@ -382,6 +400,7 @@ TEST_P(PixelKernelTest, Int8CombineDigitsIsExact) {
   }
 }
 
+// The weight expansion into (channel group, tap, channel) order.
 TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
   std::mt19937_64 rng(9);
   for (const auto& [rows, channels, taps] :
