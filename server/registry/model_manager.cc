@@ -200,6 +200,10 @@ absl::Status ModelManager::LoadLocked(
     std::shared_ptr<const VersionSet>* published) {
   const std::string& name = model->name;
   const bool from_poll = mode == LoadMode::kPoll;
+  if (config_override == nullptr && mode != LoadMode::kExplicit &&
+      model->config_override.has_value()) {
+    config_override = &*model->config_override;
+  }
   absl::StatusOr<std::string> config_text =
       config_override != nullptr ? absl::StatusOr<std::string>(*config_override)
                                  : repository_->ReadConfig(name);
@@ -303,6 +307,11 @@ absl::Status ModelManager::LoadLocked(
   if (!status.ok()) {
     RecordFailure(model, status, fingerprint, mode);
     return status;
+  }
+  if (mode == LoadMode::kExplicit) {
+    model->config_override = config_override != nullptr
+                                 ? std::make_optional(*config_override)
+                                 : std::nullopt;
   }
   if (!changed) {
     for (size_t i = 0; i < next->size(); ++i) {
@@ -698,6 +707,7 @@ absl::Status ModelManager::Unload(const std::string& name,
     }
     for (const ServablePtr& s : *current) draining.push_back(s);
     current.reset();
+    model->config_override.reset();
     Publish(model, std::make_shared<const VersionSet>(),
             ModelReadiness::kUnavailable, "unloaded", /*on_demand=*/false);
     metrics_->RecordUnload(name, true);

@@ -183,6 +183,11 @@ class ModelManager {
     // Loads that read files (guarded by load_mu): a load on demand of files
     // that already failed answers the failure without counting a load.
     int64_t attempts = 0;
+    // The config override of the last successful explicit load (guarded by
+    // load_mu). Loads on demand after an eviction and polls use it, as if
+    // the model had stayed loaded, until an explicit load without one or an
+    // unload.
+    std::optional<std::string> config_override;
     std::vector<Waiter> waiters;  // requests waiting for it
     // LRU links (guarded by lru_mu_).
     bool in_lru = false;

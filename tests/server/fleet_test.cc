@@ -222,6 +222,56 @@ TEST(FleetTest, BudgetLoadsOnDemandAndEvictsLeastRecentlyUsed) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
+// The version a request without one is answered by.
+std::string ServedVersion(ServerProcess& server, const std::string& name) {
+  inference::ModelInferResponse response;
+  grpc::Status status = Infer(
+      server.stub(), MakeInferRequest(name, RandomImages(1, 3), 1), &response);
+  EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
+  return response.model_version();
+}
+
+grpc::Status LoadModel(ServerProcess& server, const std::string& name,
+                       const std::string* config) {
+  inference::RepositoryModelLoadRequest request;
+  request.set_model_name(name);
+  if (config != nullptr) {
+    (*request.mutable_parameters())["config"].set_string_param(*config);
+  }
+  inference::RepositoryModelLoadResponse response;
+  grpc::ClientContext context;
+  return server.stub().RepositoryModelLoad(&context, request, &response);
+}
+
+// A config sent with an explicit load outlives an eviction: the load on
+// demand that brings the model back uses it, not the repository's config,
+// until an explicit load without one.
+TEST(FleetTest, ConfigOverrideSurvivesEviction) {
+  TempDir repo;
+  WriteModel(repo.path(), "m1", 1, ModelBytes(1));
+  WriteModel(repo.path(), "m1", 2, ModelBytes(11));
+  WriteModel(repo.path(), "m2", 1, ModelBytes(2));
+  ServerProcess server(repo.path(),
+                       {"--threads=2", "--model-control-mode=explicit",
+                        "--load-model=*", BudgetFor(1.5)});
+  ASSERT_TRUE(server.started());
+  EXPECT_EQ(ServedVersion(server, "m1"), "2");  // the repository's: latest
+  const std::string version_1 = "version_policy { specific { versions: 1 } }";
+  grpc::Status status = LoadModel(server, "m1", &version_1);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ServedVersion(server, "m1"), "1");
+  ExpectInfers(server, "m2", 2);  // evicts m1
+  EXPECT_EQ(Resident(server), (std::vector<std::string>{"m2"}));
+  EXPECT_EQ(ServedVersion(server, "m1"), "1");  // loaded on demand, override
+  EXPECT_EQ(Resident(server), (std::vector<std::string>{"m1"}));
+  status = LoadModel(server, "m1", nullptr);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ServedVersion(server, "m1"), "2");
+  ExpectInfers(server, "m2", 2);  // evicts m1 again
+  EXPECT_EQ(ServedVersion(server, "m1"), "2");
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 TEST(FleetTest, PinnedModelsAreLoadedAtStartupAndNeverEvicted) {
   TempDir repo;
   WriteModel(repo.path(), "pinned", 1, ModelBytes(9));
