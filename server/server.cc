@@ -138,12 +138,15 @@ absl::Status Server::Init() {
   // gRPC's health service has no protobuf descriptors; referencing ours
   // links them in, so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
-  reflection_v1_ =
-      std::make_unique<ReflectionV1Service>(std::vector<std::string>{
-          inference::GRPCInferenceService::service_full_name(),
-          grpc::health::v1::Health::service_full_name(),
-          "grpc.reflection.v1alpha.ServerReflection",
-          grpc::reflection::v1::ServerReflection::service_full_name()});
+  std::vector<std::string> services = {
+      inference::GRPCInferenceService::service_full_name(),
+      grpc::health::v1::Health::service_full_name(),
+      "grpc.reflection.v1alpha.ServerReflection",
+      grpc::reflection::v1::ServerReflection::service_full_name()};
+  if (model_runtime_ != nullptr) {
+    services.push_back(mmesh::ModelRuntime::service_full_name());
+  }
+  reflection_v1_ = std::make_unique<ReflectionV1Service>(std::move(services));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(
       absl::StrCat(options_.address, ":", options_.grpc_port), *credentials,

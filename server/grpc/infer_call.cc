@@ -116,9 +116,10 @@ struct StreamMessages {
 // One request of a stream with its response.
 class StreamInferCall::Item final : public StreamMessages, public InferTask {
  public:
-  Item(InferenceService* service, StreamInferCall* stream, absl::Time deadline)
+  Item(InferenceService* service, StreamInferCall* stream, absl::Time deadline,
+       std::string model_override)
       : InferTask(service, &request, response.mutable_infer_response(),
-                  deadline),
+                  deadline, std::move(model_override)),
         stream_(stream) {}
 
  private:
@@ -141,8 +142,10 @@ class StreamInferCall::Item final : public StreamMessages, public InferTask {
 
 StreamInferCall::StreamInferCall(InferenceService* service,
                                  grpc::CallbackServerContext* context)
-    : service_(service), deadline_(absl::FromChrono(context->deadline())) {
-  reading_ = std::make_unique<Item>(service_, this, deadline_);
+    : service_(service),
+      deadline_(absl::FromChrono(context->deadline())),
+      model_override_(ModelMeshModelId(*context)) {
+  reading_ = std::make_unique<Item>(service_, this, deadline_, model_override_);
   StartRead(&reading_->request);
 }
 
@@ -164,7 +167,7 @@ void StreamInferCall::OnReadDone(bool ok) {
     absl::MutexLock lock(&mu_);
     running_.insert(item);
   }
-  reading_ = std::make_unique<Item>(service_, this, deadline_);
+  reading_ = std::make_unique<Item>(service_, this, deadline_, model_override_);
   StartRead(&reading_->request);
   item->Start();  // answers through Answered(), maybe before returning
 }

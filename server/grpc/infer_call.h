@@ -119,6 +119,8 @@ class StreamInferCall final
 
   InferenceService* const service_;
   const absl::Time deadline_;
+  // ModelMesh's mm-model-id header, for every request of the stream.
+  const std::string model_override_;
   std::unique_ptr<Item> reading_;  // only touched by gRPC's read reactions
   absl::Mutex mu_;
   absl::flat_hash_set<Item*> running_ ABSL_GUARDED_BY(mu_);

@@ -4,6 +4,7 @@
 // flexorctl mesh, with inference routed by the mm-model-id header.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "proto/reflection_v1.grpc.pb.h"
 #include "tests/server/server_process.h"
 
 namespace flexor::server::testing {
@@ -139,6 +141,25 @@ class ModelMeshTest : public ::testing::Test {
       EXPECT_EQ(response.model_name(), id);
       EXPECT_EQ(OutputOf(response), Reference(bytes, input, 2));
     }
+    // ModelStreamInfer routes by the header too: the same answer, or the
+    // same error in the stream's response.
+    grpc::ClientContext stream_context;
+    stream_context.AddMetadata("mm-model-id", id);
+    stream_context.set_deadline(std::chrono::system_clock::now() +
+                                std::chrono::seconds(10));
+    auto stream = server_->stub().ModelStreamInfer(&stream_context);
+    EXPECT_TRUE(stream->Write(MakeInferRequest("not-this-name", input, 2)));
+    EXPECT_TRUE(stream->WritesDone());
+    inference::ModelStreamInferResponse streamed;
+    EXPECT_TRUE(stream->Read(&streamed));
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(streamed.error_message().empty(), status.ok())
+        << id << ": " << streamed.error_message();
+    if (status.ok()) {
+      EXPECT_EQ(streamed.infer_response().model_name(), id);
+      EXPECT_EQ(OutputOf(streamed.infer_response()),
+                Reference(bytes, input, 2));
+    }
     return status;
   }
 
@@ -213,6 +234,32 @@ TEST_F(ModelMeshTest, LoadSizeInferUnload) {
     EXPECT_EQ(InferById(id, "").error_code(), grpc::StatusCode::NOT_FOUND)
         << id;
   }
+}
+
+// ModelMesh discovers and describes the SPI through server reflection (v1,
+// and gRPC's own v1alpha).
+TEST_F(ModelMeshTest, ReflectionListsAndDescribesTheModelRuntime) {
+  auto v1 = grpc::reflection::v1::ServerReflection::NewStub(server_->channel());
+  grpc::ClientContext context;
+  auto stream = v1->ServerReflectionInfo(&context);
+  grpc::reflection::v1::ServerReflectionRequest request;
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  grpc::reflection::v1::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> services;
+  for (const auto& s : response.list_services_response().service()) {
+    services.push_back(s.name());
+  }
+  EXPECT_NE(std::find(services.begin(), services.end(), "mmesh.ModelRuntime"),
+            services.end());
+  request.set_file_containing_symbol("mmesh.ModelRuntime");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_GT(response.file_descriptor_response().file_descriptor_proto_size(), 0)
+      << response.error_response().error_message();
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST_F(ModelMeshTest, BadPathsAndIdsAreClearErrors) {
