@@ -53,24 +53,11 @@ PixelOutput DenseOutputRuns(int64_t pixels, int64_t lanes) {
 
 PixelOutput WideOutputRuns(int64_t out_h, int64_t out_w, int64_t wp,
                            int64_t lanes) {
+  (void)lanes;
   PixelOutput out;
-  const int64_t wide = (out_h - 1) * wp + out_w;
-  for (int64_t q0 = 0; q0 < wide; q0 += lanes) {
-    out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
-    const int64_t q1 = std::min(wide, q0 + lanes);
-    for (int64_t q = q0; q < q1;) {
-      const int64_t oy = q / wp, ox = q % wp;
-      if (ox >= out_w) {  // a dropped column: skip to the next row
-        q = (oy + 1) * wp;
-        continue;
-      }
-      const int64_t len = std::min(out_w - ox, q1 - q);
-      out.runs.push_back({static_cast<int32_t>(q - q0),
-                          static_cast<int32_t>(len), oy * out_w + ox});
-      q += len;
-    }
-  }
-  out.run_begin.push_back(static_cast<int32_t>(out.runs.size()));
+  out.out_h = out_h;
+  out.out_w = out_w;
+  out.wp = wp;
   return out;
 }
 

@@ -53,31 +53,39 @@ struct PixelRun {
   int32_t lane = 0, len = 0;
   int64_t dst = 0;
 };
-// Runs of tile t: runs[run_begin[t]] .. runs[run_begin[t + 1] - 1]; with
-// no runs, tile t is the one run of consecutive pixels [t * lanes, ...)
-// below `pixels` (built on the request path without allocating).
+// Where a tile's lanes go. Dense tiles (wp == 0): tile t is the one run of
+// consecutive pixels [t * lanes, ...) below `pixels`. Wide tiles (implicit
+// GEMM, wp > 0): lane l of tile t is wide pixel q = t * lanes + l of an
+// out_h x wp grid, real where q % wp < out_w; its runs are the real
+// stretches, cut at row ends. Runs are computed per tile, not stored: a
+// compiled convolution keeps no per-tile tables.
 struct PixelOutput {
-  std::vector<PixelRun> runs;
-  std::vector<int32_t> run_begin;
-  int64_t pixels = 0;  // when runs is empty
+  int64_t pixels = 0;                    // dense tiles
+  int64_t out_h = 0, out_w = 0, wp = 0;  // wide tiles
   // false: y[o * P + p] (NCHW convolution output); true: y[p * P + o], the
   // [batch, O] output of a Dense layer run over batch "pixels" (P = O).
   bool pixel_major = false;
   int64_t tiles(int64_t lanes) const {
-    return runs.empty() ? (pixels + lanes - 1) / lanes
-                        : static_cast<int64_t>(run_begin.size()) - 1;
+    const int64_t n = wp == 0 ? pixels : (out_h - 1) * wp + out_w;
+    return (n + lanes - 1) / lanes;
   }
   // Calls store(run) for every run of tile `tile`.
   template <typename Store>
   void ForEachRun(int64_t tile, int64_t lanes, Store store) const {
-    if (runs.empty()) {
-      store(PixelRun{
-          0, static_cast<int32_t>(std::min(lanes, pixels - tile * lanes)),
-          tile * lanes});
+    const int64_t q0 = tile * lanes;
+    if (wp == 0) {
+      store(
+          PixelRun{0, static_cast<int32_t>(std::min(lanes, pixels - q0)), q0});
       return;
     }
-    for (int32_t r = run_begin[tile]; r < run_begin[tile + 1]; ++r)
-      store(runs[r]);
+    const int64_t q1 = std::min((out_h - 1) * wp + out_w, q0 + lanes);
+    int64_t oy = q0 / wp, ox = q0 % wp;
+    for (int64_t q = q0; q < q1; q = ++oy * wp, ox = 0) {
+      if (ox >= out_w) continue;  // a dropped column: the next row
+      const int64_t len = std::min(out_w - ox, q1 - q);
+      store(PixelRun{static_cast<int32_t>(q - q0), static_cast<int32_t>(len),
+                     oy * out_w + ox});
+    }
   }
 };
 // Tiles of consecutive output pixels (explicit im2col).
