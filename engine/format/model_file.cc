@@ -1,6 +1,7 @@
 #include "engine/format/model_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -64,9 +65,29 @@ uint32_t ModelCrc32(const uint8_t* data, size_t size) {
   return Crc32(data, size);
 }
 
+const char* ModelFileAccessName(ModelFileAccess access) {
+  switch (access) {
+    case ModelFileAccess::kCopy:
+      return "copy";
+    case ModelFileAccess::kMap:
+      return "map";
+  }
+  return "?";
+}
+
+absl::StatusOr<ModelFileAccess> ParseModelFileAccess(absl::string_view text) {
+  for (ModelFileAccess a : {ModelFileAccess::kCopy, ModelFileAccess::kMap}) {
+    if (text == ModelFileAccessName(a)) return a;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("model file access '", text, "' is not copy or map"));
+}
+
 absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::Open(
-    const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const std::string& path, ModelFileAccess access) {
+  // O_NONBLOCK: a FIFO without a writer is refused below instead of
+  // blocking here (it changes nothing for regular files).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     const std::string msg =
@@ -75,47 +96,97 @@ absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::Open(
                          : absl::PermissionDeniedError(msg);
   }
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
     ::close(fd);
     return absl::InvalidArgumentError(
-        absl::StrCat("model file '", path, "': not a regular file"));
+        absl::StrCat("model file '", path, "': fstat: ", strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("model file '", path, "': not a regular file",
+                     S_ISDIR(st.st_mode) ? " (a directory)" : ""));
   }
   std::shared_ptr<ModelFile> file(new ModelFile());
   file->source_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
-  // Read into memory the process owns rather than mapping the file: a
-  // served file that is truncated or rewritten in place (by hand, by another
-  // tool) must neither kill the process with SIGBUS nor change what a
-  // validated version computes. Resident memory is the same once the
-  // checksums have touched every page.
-  if (file->size_ > 0) {
-    uint8_t* buf = file->Allocate(file->size_);
-    if (buf == nullptr) {
-      ::close(fd);
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "model file '", path, "': cannot allocate ", file->size_, " bytes"));
-    }
-    size_t done = 0;
-    while (done < file->size_) {
-      const ssize_t n =
-          ::pread(fd, buf + done, file->size_ - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = n < 0 ? errno : 0;
-        ::close(fd);
-        return absl::InvalidArgumentError(
-            absl::StrCat("model file '", path, "': read ", done, " of ",
-                         file->size_, " bytes",
-                         err ? absl::StrCat(": ", strerror(err))
-                             : " (truncated "
-                               "while read)"));
-      }
-      done += static_cast<size_t>(n);
-    }
-  }
+  // By default the file is read into memory the process owns rather than
+  // mapped: a served file that is truncated or rewritten in place (by hand,
+  // by another tool) must neither kill the process with SIGBUS nor change
+  // what a validated version computes. kMap trades that for no copy (see
+  // ModelFileAccess). Resident memory of the model is the file size either
+  // way once the checksums have touched every page.
+  absl::Status read =
+      access == ModelFileAccess::kMap ? file->MapFrom(fd) : file->ReadInto(fd);
   ::close(fd);
+  if (!read.ok()) return read;
   if (absl::Status s = file->Parse(); !s.ok()) return s;
   return std::shared_ptr<const ModelFile>(std::move(file));
+}
+
+absl::Status ModelFile::ReadInto(int fd) {
+  if (size_ == 0) return absl::OkStatus();  // Parse reports it.
+  uint8_t* buf = Allocate(size_);
+  if (buf == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model file '", source_, "': cannot allocate ", size_, " bytes"));
+  }
+  size_t done = 0;
+  while (done < size_) {
+    const ssize_t n =
+        ::pread(fd, buf + done, size_ - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : 0;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model file '", source_, "': read ", done, " of ", size_, " bytes",
+          err ? absl::StrCat(": ", strerror(err)) : " (truncated while read)"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelFile::MapFrom(int fd) {
+  // An empty file cannot be mapped (EINVAL); Parse reports it as too short,
+  // as for kCopy.
+  if (size_ == 0) return absl::OkStatus();
+  // MAP_POPULATE fills the page tables from the page cache (reading what is
+  // not cached) in one call instead of page faults while the checksums run.
+  // Measured on 1,000 cached 1.2 MB files (open, map, CRC, unmap): 1.2-1.4
+  // ms per file with it, 1.55-1.6 ms without; on evicted files 2.2-3.0 ms
+  // either way. MADV_WILLNEED on top changed nothing measurable.
+  void* p =
+      ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    const std::string msg =
+        absl::StrCat("model file '", source_, "': cannot map ", size_,
+                     " bytes: ", strerror(err));
+    return err == ENOMEM ? absl::ResourceExhaustedError(msg)
+                         : absl::InvalidArgumentError(msg);
+  }
+  mapping_ = p;
+  mapping_size_ = size_;
+  data_ = static_cast<const uint8_t*>(p);
+  // A file that shrank since fstat would SIGBUS the checksums below; one
+  // that changed size at all is being written in place. Refuse both. (A
+  // truncation after this check still raises SIGBUS: files served with
+  // kMap must be replaced by rename, never rewritten in place.)
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model file '", source_, "': fstat after mapping: ", strerror(errno)));
+  }
+  if (static_cast<size_t>(st.st_size) != size_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model file '", source_, "': changed size from ", size_, " to ",
+        st.st_size,
+        " bytes while being mapped (rewritten in place? replace model "
+        "files by rename)"));
+  }
+  return absl::OkStatus();
 }
 
 uint8_t* ModelFile::Allocate(size_t bytes) {
@@ -148,7 +219,9 @@ absl::StatusOr<std::shared_ptr<const ModelFile>> ModelFile::FromBytes(
   return std::shared_ptr<const ModelFile>(std::move(file));
 }
 
-ModelFile::~ModelFile() = default;
+ModelFile::~ModelFile() {
+  if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
+}
 
 absl::Status ModelFile::Parse() {
   auto error = [this](absl::string_view field, absl::string_view reason) {

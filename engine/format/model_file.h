@@ -1,7 +1,9 @@
-// Reading a model file (format v1, docs/model-format.md): the file is read
-// once into an aligned buffer the model owns; every field of the preamble,
-// header and tensor index is validated before use. Graph-level validation (ops,
-// shapes, codecs) happens when the graph is compiled (engine/graph/model.h).
+// Reading a model file (format v1, docs/model-format.md): by default the file
+// is read once into an aligned buffer the model owns; optionally it is mapped
+// read-only instead (ModelFileAccess::kMap). Either way every field of the
+// preamble, header and tensor index, and every checksum, is validated before
+// use. Graph-level validation (ops, shapes, codecs) happens when the graph is
+// compiled (engine/graph/model.h).
 #ifndef FLEXOR_ENGINE_FORMAT_MODEL_FILE_H_
 #define FLEXOR_ENGINE_FORMAT_MODEL_FILE_H_
 
@@ -40,16 +42,48 @@ struct TensorView {
 
 size_t DTypeSize(model::v1::DType dtype);  // 0 for DTYPE_UNSPECIFIED
 
+// How ModelFile::Open gets a file's bytes.
+enum class ModelFileAccess {
+  // Read (pread) into a private, 64-byte aligned buffer. The default: the
+  // loaded model is independent of the file from then on, so a file that is
+  // truncated or rewritten in place later can neither crash the process nor
+  // change what the validated model computes. Costs a second copy of every
+  // file next to its page cache, and writing fresh anonymous pages, which is
+  // slow on some VMs (docs/performance.md, "Many models").
+  kCopy,
+  // mmap the file read-only (PROT_READ, MAP_PRIVATE): the model's payload is
+  // the page cache itself, with no copy; many models start several times
+  // faster and take half the memory (file pages are shared with the page
+  // cache and counted once). The checksums are verified exactly as with
+  // kCopy. The price: the file must never be truncated or rewritten in place
+  // while it is served. A truncated mapping raises SIGBUS (the process dies)
+  // on the next access past the new end, and bytes rewritten in place change
+  // the weights a validated model computes with (MAP_PRIVATE does not
+  // snapshot pages that were never written). Replacing the file by rename(2)
+  // or publishing a new version directory is safe: the mapping keeps the old
+  // inode alive. Every publisher of this project does that (flexorctl load /
+  // RepositoryModelLoad and the trainer write a temporary file and rename).
+  kMap,
+};
+
+// "copy", "map".
+const char* ModelFileAccessName(ModelFileAccess access);
+// The inverse of ModelFileAccessName (lower case only).
+absl::StatusOr<ModelFileAccess> ParseModelFileAccess(absl::string_view text);
+
 // CRC-32 (IEEE, zlib) used for the header and tensor checksums.
 uint32_t ModelCrc32(const uint8_t* data, size_t size);
 
 class ModelFile {
  public:
-  // Reads `path` into a 64-byte aligned buffer owned by the result (not a
-  // mapping: truncating or rewriting the file later cannot affect a loaded
-  // model) and validates it. Errors name the file, the field and the reason.
+  // Reads `path` into a 64-byte aligned buffer owned by the result (kCopy:
+  // truncating or rewriting the file later cannot affect a loaded model), or
+  // maps it read-only for the lifetime of the result (kMap, see
+  // ModelFileAccess for the trade-off), and validates it. Errors name the
+  // file, the field and the reason; both modes give the same validation
+  // errors for the same bytes.
   static absl::StatusOr<std::shared_ptr<const ModelFile>> Open(
-      const std::string& path);
+      const std::string& path, ModelFileAccess access = ModelFileAccess::kCopy);
   // Same validation over bytes already in memory (uploaded via RPC, tests).
   // The bytes are copied into a 64-byte aligned buffer owned by the result.
   static absl::StatusOr<std::shared_ptr<const ModelFile>> FromBytes(
@@ -64,6 +98,8 @@ class ModelFile {
   const std::string& source() const { return source_; }
   size_t file_size() const { return size_; }
   size_t payload_size() const { return size_ - payload_offset_; }
+  // Whether the bytes are a read-only mapping of the file (kMap).
+  bool mapped() const { return mapping_ != nullptr; }
 
   // Looks a tensor up by name; NOT_FOUND names the tensor and model.
   absl::StatusOr<TensorView> tensor(absl::string_view name) const;
@@ -79,6 +115,9 @@ class ModelFile {
  private:
   ModelFile() = default;
   absl::Status Parse();
+  // Fills data_ from the open file `fd` of st_size `size` (size_ is set).
+  absl::Status ReadInto(int fd);
+  absl::Status MapFrom(int fd);
   // Owned, aligned storage for the file's bytes (data_); null on failure.
   uint8_t* Allocate(size_t bytes);
 
@@ -87,6 +126,9 @@ class ModelFile {
   size_t size_ = 0;
   size_t payload_offset_ = 0;
   std::unique_ptr<uint8_t[], void (*)(uint8_t*)> owned_{nullptr, nullptr};
+  // kMap: the mapping (munmap'ed by the destructor) and its length.
+  void* mapping_ = nullptr;
+  size_t mapping_size_ = 0;
 
   model::v1::ModelHeader header_;
   absl::flat_hash_map<std::string, int> tensor_index_;

@@ -22,8 +22,9 @@ namespace mv1 = model::v1;
 Model::~Model() = default;
 
 absl::StatusOr<std::shared_ptr<const Model>> Model::Load(
-    const std::string& path) {
-  absl::StatusOr<std::shared_ptr<const ModelFile>> file = ModelFile::Open(path);
+    const std::string& path, ModelFileAccess access) {
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::Open(path, access);
   if (!file.ok()) return file.status();
   return Compile(*std::move(file));
 }

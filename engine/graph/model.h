@@ -38,9 +38,10 @@ struct ModelStats {
 
 class Model {
  public:
-  // Opens, validates and compiles. Errors name the model, node and field.
+  // Opens (ModelFile::Open with `access`), validates and compiles. Errors
+  // name the model, node and field.
   static absl::StatusOr<std::shared_ptr<const Model>> Load(
-      const std::string& path);
+      const std::string& path, ModelFileAccess access = ModelFileAccess::kCopy);
   static absl::StatusOr<std::shared_ptr<const Model>> Compile(
       std::shared_ptr<const ModelFile> file);
 

@@ -1,6 +1,7 @@
 // Writer -> reader round trips and the reader's rejection of damaged files.
 #include "engine/format/model_file.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
@@ -123,7 +125,16 @@ TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
   absl::StatusOr<std::shared_ptr<const ModelFile>> opened =
       ModelFile::Open(path);
   ASSERT_TRUE(opened.ok()) << opened.status();
-  // The mapping outlives the name, as when a repository version is deleted.
+  EXPECT_FALSE((*opened)->mapped());
+  absl::StatusOr<std::shared_ptr<const Model>> map_model =
+      Model::Load(path, ModelFileAccess::kMap);
+  ASSERT_TRUE(map_model.ok()) << map_model.status();
+  absl::StatusOr<std::shared_ptr<const ModelFile>> map_opened =
+      ModelFile::Open(path, ModelFileAccess::kMap);
+  ASSERT_TRUE(map_opened.ok()) << map_opened.status();
+  EXPECT_TRUE((*map_opened)->mapped());
+  EXPECT_TRUE((*map_model)->file().mapped());
+  // A mapping outlives the name, as when a repository version is deleted.
   std::filesystem::remove(path);
   // A model that owns its file alone keeps metadata, inputs and outputs
   // but releases the parsed graph and tensor table (ModelFile::ReleaseGraph).
@@ -132,21 +143,27 @@ TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
   EXPECT_EQ((*model)->file().header().inputs_size(), 1);
   EXPECT_EQ((*model)->file().header().nodes_size(), 0);
   EXPECT_EQ((*model)->file().header().tensors_size(), 0);
-  const ModelFile& file = **opened;
-  EXPECT_EQ(file.file_size(), bytes.size());
-  EXPECT_EQ(file.header().metadata().method(), c.method);
-  EXPECT_GT(file.header().tensors_size(), 0);
-  // Every tensor is 64-byte aligned in memory and byte-identical.
-  for (const mv1::TensorInfo& info : file.header().tensors()) {
-    absl::StatusOr<TensorView> t = file.tensor(info.name());
-    ASSERT_TRUE(t.ok());
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % kTensorAlignment, 0u);
-    uint64_t payload_offset;
-    std::memcpy(&payload_offset, bytes.data() + 24, 8);
-    EXPECT_EQ(
-        std::memcmp(t->data, bytes.data() + payload_offset + info.offset(),
-                    info.length()),
-        0);
+  // Read (kCopy) and mapped (kMap): every tensor is 64-byte aligned in
+  // memory and byte-identical to the written file.
+  for (const ModelFile* file : {opened->get(), map_opened->get()}) {
+    SCOPED_TRACE(file->mapped() ? "map" : "copy");
+    EXPECT_EQ(file->file_size(), bytes.size());
+    EXPECT_EQ(file->header().metadata().method(), c.method);
+    EXPECT_GT(file->header().tensors_size(), 0);
+    EXPECT_EQ(file->header().tensors_size(),
+              (*opened)->header().tensors_size());
+    for (const mv1::TensorInfo& info : file->header().tensors()) {
+      absl::StatusOr<TensorView> t = file->tensor(info.name());
+      ASSERT_TRUE(t.ok());
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % kTensorAlignment, 0u);
+      uint64_t payload_offset;
+      std::memcpy(&payload_offset, bytes.data() + 24, 8);
+      ASSERT_EQ(t->size, info.length());
+      EXPECT_EQ(
+          std::memcmp(t->data, bytes.data() + payload_offset + info.offset(),
+                      info.length()),
+          0);
+    }
   }
   // Runs, and produces probabilities.
   std::vector<float> image(2 * 784);
@@ -154,6 +171,13 @@ TEST_P(RoundTripTest, WrittenFileLoadsRunsAndKeepsEveryField) {
   for (float& v : image) v = static_cast<float>(rng() % 256);
   std::vector<float> out(2 * 10);
   ASSERT_TRUE((*model)->Run(image.data(), 2, out.data()).ok());
+  // The mapped model computes exactly what the read one does, after its
+  // file's name is gone.
+  std::vector<float> map_out(2 * 10, -1.0f);
+  ASSERT_TRUE((*map_model)->Run(image.data(), 2, map_out.data()).ok());
+  EXPECT_EQ(std::memcmp(out.data(), map_out.data(), out.size() * sizeof(float)),
+            0);
+  EXPECT_EQ((*map_model)->stats().file_bytes, (*model)->stats().file_bytes);
   for (int b = 0; b < 2; ++b) {
     float sum = 0;
     for (int i = 0; i < 10; ++i) {
@@ -183,9 +207,56 @@ INSTANTIATE_TEST_SUITE_P(
                     RoundTripCase{RandomArch::kResNet, "flexor", 1},
                     RoundTripCase{RandomArch::kResNet, "fp32", 1}));
 
-class RejectionTest : public testing::Test {
+// Where a RejectionTest's bytes are loaded from: memory (FromBytes), or a
+// real file read (kCopy) or mapped (kMap). Every case must give the same
+// errors whichever way the bytes arrive.
+enum class Source { kBytes, kCopyFile, kMapFile };
+
+std::string SourceName(const testing::TestParamInfo<Source>& info) {
+  switch (info.param) {
+    case Source::kBytes:
+      return "Bytes";
+    case Source::kCopyFile:
+      return "CopyFile";
+    case Source::kMapFile:
+      return "MapFile";
+  }
+  return "?";
+}
+
+// A file of its own under the test's temporary directory (ctest runs test
+// cases as parallel processes), removed with the object.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const std::string& tag) {
+    static int counter = 0;
+    path_ = (std::filesystem::path(testing::TempDir()) /
+             absl::StrCat("mf_", ::getpid(), "_", tag, "_", ++counter))
+                .string();
+  }
+  ~ScratchFile() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class RejectionTest : public testing::TestWithParam<Source> {
  protected:
   void SetUp() override { good_ = Build(RandomArch::kLeNet, "flexor"); }
+  absl::Status LoadBytes(const std::string& bytes) {
+    if (GetParam() == Source::kBytes) return flexor::LoadBytes(bytes);
+    ScratchFile file("rej");
+    // Written in place (no rename): these files are never served.
+    std::ofstream(file.path(), std::ios::binary) << bytes;
+    return Model::Load(file.path(), GetParam() == Source::kMapFile
+                                        ? ModelFileAccess::kMap
+                                        : ModelFileAccess::kCopy)
+        .status();
+  }
   void ExpectRejected(const std::string& bytes, const std::string& needle) {
     absl::Status s = LoadBytes(bytes);
     EXPECT_FALSE(s.ok());
@@ -196,9 +267,14 @@ class RejectionTest : public testing::Test {
   std::string good_;
 };
 
-TEST_F(RejectionTest, GoodFileLoads) { EXPECT_TRUE(LoadBytes(good_).ok()); }
+INSTANTIATE_TEST_SUITE_P(FromMemoryAndFiles, RejectionTest,
+                         testing::Values(Source::kBytes, Source::kCopyFile,
+                                         Source::kMapFile),
+                         SourceName);
 
-TEST_F(RejectionTest, EveryTruncationIsRejected) {
+TEST_P(RejectionTest, GoodFileLoads) { EXPECT_TRUE(LoadBytes(good_).ok()); }
+
+TEST_P(RejectionTest, EveryTruncationIsRejected) {
   for (size_t len = 0; len < good_.size(); len += (len < 256 ? 1 : 97)) {
     absl::Status s = LoadBytes(good_.substr(0, len));
     ASSERT_FALSE(s.ok()) << "truncated to " << len;
@@ -207,7 +283,7 @@ TEST_F(RejectionTest, EveryTruncationIsRejected) {
   ExpectRejected(good_.substr(0, good_.size() - 1), "past the end");
 }
 
-TEST_F(RejectionTest, FlippedBytesFailChecksums) {
+TEST_P(RejectionTest, FlippedBytesFailChecksums) {
   std::string bad = good_;
   bad[kPreambleSize + 5] ^= 0x10;  // inside the header
   ExpectRejected(bad, "header_crc32");
@@ -216,7 +292,7 @@ TEST_F(RejectionTest, FlippedBytesFailChecksums) {
   ExpectRejected(bad, "crc32 mismatch");
 }
 
-TEST_F(RejectionTest, RandomCorruptionNeverCrashes) {
+TEST_P(RejectionTest, RandomCorruptionNeverCrashes) {
   std::mt19937_64 rng(99);
   for (int i = 0; i < 300; ++i) {
     std::string bad = good_;
@@ -226,7 +302,7 @@ TEST_F(RejectionTest, RandomCorruptionNeverCrashes) {
   }
 }
 
-TEST_F(RejectionTest, WrongMagicAndVersion) {
+TEST_P(RejectionTest, WrongMagicAndVersion) {
   std::string bad = good_;
   bad[0] = 'X';
   ExpectRejected(bad, "magic");
@@ -236,7 +312,7 @@ TEST_F(RejectionTest, WrongMagicAndVersion) {
   ExpectRejected(bad, "version 2");
 }
 
-TEST_F(RejectionTest, OffsetsPastTheEnd) {
+TEST_P(RejectionTest, OffsetsPastTheEnd) {
   mv1::ModelHeader h = HeaderOf(good_);
   h.mutable_tensors(0)->set_offset(64ull << 30);
   ExpectRejected(WithHeader(good_, h), "past the end");
@@ -252,7 +328,7 @@ TEST_F(RejectionTest, OffsetsPastTheEnd) {
   ExpectRejected(bad, "payload_offset");
 }
 
-TEST_F(RejectionTest, InconsistentShapes) {
+TEST_P(RejectionTest, InconsistentShapes) {
   mv1::ModelHeader h = HeaderOf(good_);
   for (mv1::Node& node : *h.mutable_nodes()) {
     if (node.name() == "fc2") node.mutable_dense()->set_in_features(121);
@@ -271,7 +347,7 @@ TEST_F(RejectionTest, InconsistentShapes) {
   ExpectRejected(WithHeader(good_, h), "nowhere");
 }
 
-TEST_F(RejectionTest, MalformedXorNetwork) {
+TEST_P(RejectionTest, MalformedXorNetwork) {
   auto first_plane = [](mv1::ModelHeader& h) {
     for (mv1::Node& node : *h.mutable_nodes()) {
       if (node.has_conv2d()) {
@@ -318,10 +394,97 @@ TEST_F(RejectionTest, MalformedXorNetwork) {
   ExpectRejected(WithHeader(good_, h), "dtype");
 }
 
-TEST_F(RejectionTest, MissingFileIsNotFound) {
-  absl::StatusOr<std::shared_ptr<const Model>> m =
-      Model::Load("/nonexistent/model.flexor");
-  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+TEST_P(RejectionTest, MissingFileIsNotFound) {
+  for (ModelFileAccess access :
+       {ModelFileAccess::kCopy, ModelFileAccess::kMap}) {
+    absl::StatusOr<std::shared_ptr<const Model>> m =
+        Model::Load("/nonexistent/model.flexor", access);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+  }
+}
+
+class FileAccessTest : public testing::TestWithParam<ModelFileAccess> {};
+
+INSTANTIATE_TEST_SUITE_P(
+    CopyAndMap, FileAccessTest,
+    testing::Values(ModelFileAccess::kCopy, ModelFileAccess::kMap),
+    [](const testing::TestParamInfo<ModelFileAccess>& info) {
+      return std::string(ModelFileAccessName(info.param));
+    });
+
+TEST_P(FileAccessTest, EmptyFileIsTooShort) {
+  ScratchFile file("empty");
+  std::ofstream(file.path(), std::ios::binary).flush();
+  ASSERT_EQ(std::filesystem::file_size(file.path()), 0u);
+  absl::StatusOr<std::shared_ptr<const ModelFile>> f =
+      ModelFile::Open(file.path(), GetParam());
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(f.status().message().find("file is 0 bytes, shorter than the "
+                                      "32-byte preamble"),
+            std::string::npos)
+      << f.status();
+}
+
+TEST_P(FileAccessTest, DirectoryAndFifoAreNotRegularFiles) {
+  ScratchFile dir("dir");
+  ASSERT_TRUE(std::filesystem::create_directory(dir.path()));
+  absl::StatusOr<std::shared_ptr<const ModelFile>> f =
+      ModelFile::Open(dir.path(), GetParam());
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(f.status().message().find("not a regular file (a directory)"),
+            std::string::npos)
+      << f.status();
+  // A FIFO without a writer: refused at once, not a blocked open().
+  ScratchFile fifo("fifo");
+  ASSERT_EQ(::mkfifo(fifo.path().c_str(), 0600), 0);
+  f = ModelFile::Open(fifo.path(), GetParam());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("not a regular file"), std::string::npos)
+      << f.status();
+  f = ModelFile::Open("/dev/null", GetParam());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("not a regular file"), std::string::npos)
+      << f.status();
+}
+
+// Reading and mapping the same damaged file give the very same status.
+TEST(ModelFileAccessTest, MapAndCopyRejectWithIdenticalErrors) {
+  const std::string good = Build(RandomArch::kLeNet, "flexor");
+  std::vector<std::string> damaged;
+  for (size_t len : {size_t{0}, size_t{10}, size_t{31}, size_t{32}, size_t{100},
+                     good.size() / 2, good.size() - 1}) {
+    damaged.push_back(good.substr(0, len));
+  }
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 40; ++i) {
+    std::string bad = good;
+    bad[rng() % bad.size()] ^= 1 << (rng() % 8);
+    damaged.push_back(bad);
+  }
+  ScratchFile file("same");
+  int rejected = 0;
+  for (const std::string& bytes : damaged) {
+    std::ofstream(file.path(), std::ios::binary | std::ios::trunc) << bytes;
+    const absl::Status copy =
+        Model::Load(file.path(), ModelFileAccess::kCopy).status();
+    const absl::Status map =
+        Model::Load(file.path(), ModelFileAccess::kMap).status();
+    EXPECT_EQ(copy, map) << bytes.size() << " bytes";
+    rejected += !copy.ok();
+  }
+  EXPECT_GE(rejected, 7);  // Every truncation, and flips outside padding.
+}
+
+TEST(ModelFileAccessTest, ParsesTheFlagValues) {
+  EXPECT_EQ(*ParseModelFileAccess("copy"), ModelFileAccess::kCopy);
+  EXPECT_EQ(*ParseModelFileAccess("map"), ModelFileAccess::kMap);
+  EXPECT_STREQ(ModelFileAccessName(ModelFileAccess::kMap), "map");
+  absl::StatusOr<ModelFileAccess> bad = ParseModelFileAccess("mmap");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'mmap' is not copy or map"),
+            std::string::npos);
 }
 
 }  // namespace
