@@ -90,6 +90,19 @@ ABSL_FLAG(std::string, activation_precision, "fp32",
           "bound of docs/performance.md) or int16 (convolutions in two int8 "
           "passes, about 16-bit inputs); config.pbtxt's "
           "activation_precision overrides it per model.");
+ABSL_FLAG(std::string, model_file_access, "copy",
+          "How model files are loaded. copy: read into memory the process "
+          "owns (a file changed on disk later cannot affect a loaded "
+          "version). map: mapped read-only, sharing the page cache (no "
+          "second copy of each file, about half the memory and the fastest "
+          "startup with many models); every checksum is still verified. With "
+          "map, served files must be replaced atomically: publish a new "
+          "version directory or rename a new file over the old one (flexorctl "
+          "load, RepositoryModelLoad and flexor_train --publish-dir do), "
+          "never truncate or rewrite a served file in place (a truncated "
+          "mapped file kills the server with SIGBUS). Not used with "
+          "--model-trusted-keys: verified files are always read into memory, "
+          "so that the bytes verified are the bytes compiled.");
 ABSL_FLAG(double, decrypt_sample_rate, 0.01,
           "Fraction of model executions timed for "
           "flexor_inference_decrypt_duration_seconds (0: off, 1: all).");
@@ -248,6 +261,13 @@ int main(int argc, char** argv) {
   if (options.max_message_bytes < 1) {
     return Fail("--grpc-max-message-bytes must be positive");
   }
+  absl::StatusOr<flexor::ModelFileAccess> file_access =
+      flexor::ParseModelFileAccess(absl::GetFlag(FLAGS_model_file_access));
+  if (!file_access.ok()) {
+    return Fail(
+        absl::StrCat("--model-file-access: ", file_access.status().message()));
+  }
+  options.model_file_access = *file_access;
   options.decrypt_sample_rate = absl::GetFlag(FLAGS_decrypt_sample_rate);
   if (!(options.decrypt_sample_rate >= 0 && options.decrypt_sample_rate <= 1)) {
     return Fail("--decrypt-sample-rate must be in [0, 1]");
@@ -386,7 +406,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   FLEXOR_LOG(INFO) << "starting: repository " << options.model_repository
-                   << ", model control mode " << mode;
+                   << ", model control mode " << mode << ", model file access "
+                   << flexor::ModelFileAccessName(options.model_file_access);
   absl::StatusOr<std::unique_ptr<flexor::server::Server>> server =
       flexor::server::Server::Start(options);
   if (!server.ok()) {

@@ -53,9 +53,9 @@ absl::Status Server::Init() {
           ? 0
           : std::max<int64_t>(1,
                               std::llround(1.0 / options_.decrypt_sample_rate));
-  loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
-                                          options_.max_activation_bytes,
-                                          decrypt_period);
+  loader_ = std::make_unique<ModelLoader>(
+      scheduler_.get(), metrics_.get(), options_.max_activation_bytes,
+      decrypt_period, options_.model_file_access);
   if (options_.require_signed_models && options_.trusted_key_files.empty()) {
     return absl::InvalidArgumentError(
         "--require-signed-models needs --model-trusted-keys");
@@ -80,6 +80,19 @@ absl::Status Server::Init() {
   } else {
     FLEXOR_LOG(INFO) << "model signatures: not checked (no "
                         "--model-trusted-keys)";
+  }
+  if (options_.model_file_access == ModelFileAccess::kMap) {
+    FLEXOR_LOG(INFO)
+        << (options_.trusted_key_files.empty()
+                ? "model files: mapped read-only (--model-file-access=map); "
+                  "replace served files by rename or a new version "
+                  "directory, never in place"
+                : "model files: read into memory: --model-file-access=map "
+                  "does not apply with --model-trusted-keys (verified "
+                  "bytes are the bytes compiled)");
+  } else {
+    FLEXOR_LOG(INFO) << "model files: read into memory "
+                        "(--model-file-access=copy)";
   }
   manager_ = std::make_unique<ModelManager>(
       repository_.get(), loader_.get(), metrics_.get(), options_.model_defaults,

@@ -45,6 +45,9 @@ struct ServerOptions {
   int max_message_bytes = 64 << 20;
   // Per-request activation budget (ModelLoader).
   int64_t max_activation_bytes = ModelLoader::kDefaultMaxActivationBytes;
+  // How unsigned repository files are opened (--model-file-access): read
+  // into private memory (kCopy) or mapped read-only (kMap). ModelLoader.
+  ModelFileAccess model_file_access = ModelFileAccess::kCopy;
   // Fraction of executions profiled for the decryption-time metric.
   double decrypt_sample_rate = 0.01;
   ModelConfigDefaults model_defaults;

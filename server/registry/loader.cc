@@ -133,12 +133,13 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
     const ModelConfig& config) const {
   absl::StatusOr<std::shared_ptr<const Model>> model;
   if (verifier_ == nullptr) {
-    model = Model::Load(file.path);
+    model = Model::Load(file.path, file_access_);
   } else {
     // The bytes that are verified are the bytes that are compiled: read
     // once into memory, checked, then parsed (no window for a swap of the
     // file between the check and the load, and an unsigned file is never
-    // parsed).
+    // parsed). Never mapped (file_access_), whatever --model-file-access
+    // says: a mapping could change after its verification.
     absl::StatusOr<std::string> bytes =
         ReadSmallFile(file.path, kMaxModelFileBytes);
     if (!bytes.ok()) return Annotate(bytes.status(), model_name, file.version);

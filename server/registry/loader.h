@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/format/model_file.h"
 #include "engine/format/model_signature.h"
 #include "engine/graph/model.h"
 #include "server/batching/batch_scheduler.h"
@@ -27,13 +28,18 @@ class ModelLoader {
 
   // decrypt_sample_period: every N-th execution of a version is profiled
   // for flexor_inference_decrypt_duration_seconds (0: never).
+  // file_access: how repository files are opened when no signature policy
+  // is set (ModelFileAccess; --model-file-access). With a verifier the file
+  // is always read into memory: the bytes verified are the bytes compiled.
   ModelLoader(BatchScheduler* scheduler, ServerMetrics* metrics,
               int64_t max_activation_bytes = kDefaultMaxActivationBytes,
-              int64_t decrypt_sample_period = 0)
+              int64_t decrypt_sample_period = 0,
+              ModelFileAccess file_access = ModelFileAccess::kCopy)
       : scheduler_(scheduler),
         metrics_(metrics),
         max_activation_bytes_(max_activation_bytes),
-        decrypt_sample_period_(decrypt_sample_period) {}
+        decrypt_sample_period_(decrypt_sample_period),
+        file_access_(file_access) {}
 
   // Signed models: with a verifier, a version whose detached signature
   // (model.flexor.sig) is present must verify; with `require`, one without
@@ -72,6 +78,7 @@ class ModelLoader {
   bool require_signature_ = false;
   int64_t max_activation_bytes_;
   int64_t decrypt_sample_period_;
+  ModelFileAccess file_access_;
 };
 
 }  // namespace flexor::server

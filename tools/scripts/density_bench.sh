@@ -14,14 +14,15 @@
 #
 # Usage: tools/scripts/density_bench.sh [BUILD_DIR] [N] [extra flexor_make_model flags]
 # Environment:
-#   MODEL_FILE=path   the N models are copies of that file (separate files:
-#                     the server reads each into its own memory, so nothing
-#                     is shared) instead of N random models (distinct seeds)
+#   MODEL_FILE=path   the N models are copies of that file (separate files,
+#                     so nothing is shared between them, read or mapped)
+#                     instead of N random models (distinct seeds)
 #   REPO_DIR=dir      build the repository there and keep it (reused when it
 #                     already holds N models); default: a temporary one
 #   SCENARIO=resident|budget|both   default: resident, or budget if BUDGET
 #   BUDGET=2GiB  DURATION=300  CONCURRENCY=8  ZIPF_S=1.1  THREADS=2
-#   SERVER_FLAGS=...  more flexor_server flags (e.g. --per-model-histograms=all)
+#   SERVER_FLAGS=...  more flexor_server flags (e.g. --per-model-histograms=all,
+#                     --model-file-access=map)
 # The resident scenario measures the scrape twice: idle, and after every
 # model has answered requests (flexorctl bench --spread-models=N), when each
 # has its request counter series too.
@@ -132,6 +133,10 @@ if [ "$SCENARIO" = resident ] || [ "$SCENARIO" = both ]; then
     printf "RSS %.1f MiB (empty server %.1f MiB): growth %.1f MiB = files x %.3f (overhead %.1f%%), %.1f KiB per model over its file\n",
       r / 1048576, b / 1048576, (r - b) / 1048576, (r - b) / f, 100 * ((r - b) / f - 1),
       (r - b - f) / n / 1024 }'
+  # Mapped files (--model-file-access=map) count in RssFile, read ones in
+  # RssAnon: the growth above compares either with the file bytes.
+  awk '/^Rss(Anon|File|Shmem)/ {printf "%s %.1f MiB  ", $1, $2 / 1024} END {print ""}' \
+    "/proc/$PID/status"
   echo "one /metrics scrape (idle): $SCRAPE bytes, $LINES lines"
   "$CTL" --server="localhost:$GRPC" bench --spread-models="$N" \
     --requests=$((2 * N)) --concurrency=8 --warmup-s=0 --duration-s=600 >/dev/null
