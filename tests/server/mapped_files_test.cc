@@ -2,7 +2,8 @@
 // are mapped read-only (visible in /proc/<pid>/maps), answers are exactly
 // the engine's, and new versions (a new version directory in poll mode, an
 // upload in explicit mode) swap in under load without a failed or wrong
-// answer, with the old version's file deleted while it was mapped.
+// answer, with the old version's file deleted while it was mapped. With
+// --model-trusted-keys files are read and verified, never mapped.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -214,6 +215,33 @@ TEST(MappedFilesTest, CopyIsTheDefaultAndMapsNothing) {
   ASSERT_TRUE(server.started()) << server.Log();
   EXPECT_TRUE(absl::StrContains(server.Log(), "model file access copy"));
   ExpectAnswers(server, "m");
+  EXPECT_EQ(MappedModelFiles(server.pid(), repo.path()), 0);
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
+TEST(MappedFilesTest, TrustedKeysKeepReadingFilesIntoMemory) {
+  // With a signature policy the loader verifies the bytes it read and
+  // compiles those: --model-file-access=map does not apply.
+  TempDir keys;
+  auto [rc, out] = RunCommand(
+      absl::StrCat(FLEXORCTL_BINARY, " keygen --out=", keys.path(), "/k"));
+  ASSERT_EQ(rc, 0) << out;
+  TempDir repo;
+  const std::string bytes = ModelBytes(7001);
+  WriteModel(repo.path(), "m", 1, bytes);
+  ServerProcess server(repo.path(),
+                       {"--model-file-access=map", "--threads=1",
+                        "--model-trusted-keys=" + keys.path() + "/k.pub.pem"});
+  ASSERT_TRUE(server.started()) << server.Log();
+  EXPECT_TRUE(absl::StrContains(server.Log(),
+                                "--model-file-access=map does not apply with "
+                                "--model-trusted-keys"))
+      << server.Log();
+  const std::vector<float> input = RandomImages(1, 3);
+  inference::ModelInferResponse response;
+  ASSERT_TRUE(
+      Infer(server.stub(), MakeInferRequest("m", input, 1), &response).ok());
+  EXPECT_TRUE(Near(OutputOf(response), Reference(bytes, input, 1)));
   EXPECT_EQ(MappedModelFiles(server.pid(), repo.path()), 0);
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
 }
