@@ -14,7 +14,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "proto/reflection_v1.grpc.pb.h"
 #include "tests/server/server_process.h"
 
 namespace flexor::server::testing {
@@ -239,27 +238,13 @@ TEST_F(ModelMeshTest, LoadSizeInferUnload) {
 // ModelMesh discovers and describes the SPI through server reflection (v1,
 // and gRPC's own v1alpha).
 TEST_F(ModelMeshTest, ReflectionListsAndDescribesTheModelRuntime) {
-  auto v1 = grpc::reflection::v1::ServerReflection::NewStub(server_->channel());
-  grpc::ClientContext context;
-  auto stream = v1->ServerReflectionInfo(&context);
-  grpc::reflection::v1::ServerReflectionRequest request;
-  request.set_list_services("");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  std::vector<std::string> services;
-  for (const auto& s : response.list_services_response().service()) {
-    services.push_back(s.name());
-  }
-  EXPECT_NE(std::find(services.begin(), services.end(), "mmesh.ModelRuntime"),
-            services.end());
-  request.set_file_containing_symbol("mmesh.ModelRuntime");
-  ASSERT_TRUE(stream->Write(request));
-  ASSERT_TRUE(stream->Read(&response));
-  EXPECT_GT(response.file_descriptor_response().file_descriptor_proto_size(), 0)
-      << response.error_response().error_message();
-  ASSERT_TRUE(stream->WritesDone());
-  EXPECT_TRUE(stream->Finish().ok());
+  const ReflectionV1Answers v1 = ReflectV1(*server_);
+  EXPECT_NE(
+      std::find(v1.services.begin(), v1.services.end(), "mmesh.ModelRuntime"),
+      v1.services.end());
+  const auto described = v1.describe.find("mmesh.ModelRuntime");
+  ASSERT_NE(described, v1.describe.end());
+  EXPECT_EQ(described->second, 0);
 }
 
 TEST_F(ModelMeshTest, BadPathsAndIdsAreClearErrors) {

@@ -24,7 +24,9 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/format/model_file.h"
 #include "engine/graph/model.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "gtest/gtest.h"
+#include "proto/reflection_v1.grpc.pb.h"
 
 extern char** environ;
 
@@ -317,6 +319,48 @@ std::vector<grpc::StatusCode> Burst(ServerProcess& server,
   std::vector<grpc::StatusCode> codes;
   for (auto& call : calls) codes.push_back(call->code);
   return codes;
+}
+
+ReflectionV1Answers ReflectV1(ServerProcess& server,
+                              const std::vector<std::string>& more_symbols) {
+  ReflectionV1Answers answers;
+  auto stub = grpc::reflection::v1::ServerReflection::NewStub(server.channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(15));
+  auto stream = stub->ServerReflectionInfo(&context);
+  grpc::reflection::v1::ServerReflectionRequest request;
+  grpc::reflection::v1::ServerReflectionResponse response;
+  request.set_list_services("");
+  EXPECT_TRUE(stream->Write(request));
+  EXPECT_TRUE(stream->Read(&response));
+  for (const auto& s : response.list_services_response().service()) {
+    answers.services.push_back(s.name());
+  }
+  std::vector<std::string> symbols = answers.services;
+  symbols.insert(symbols.end(), more_symbols.begin(), more_symbols.end());
+  for (const std::string& symbol : symbols) {
+    request.set_file_containing_symbol(symbol);
+    if (!stream->Write(request) || !stream->Read(&response)) {
+      ADD_FAILURE() << "reflection stream broke at " << symbol;
+      break;
+    }
+    int& answer = answers.describe[symbol];
+    answer = response.has_error_response()
+                 ? response.error_response().error_code()
+                 : -1;
+    for (const std::string& bytes :
+         response.file_descriptor_response().file_descriptor_proto()) {
+      google::protobuf::FileDescriptorProto file;
+      EXPECT_TRUE(file.ParseFromString(bytes));
+      for (const auto& s : file.service()) {
+        if (file.package() + "." + s.name() == symbol) answer = 0;
+      }
+    }
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  return answers;
 }
 
 }  // namespace flexor::server::testing

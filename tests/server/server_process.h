@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -120,6 +121,17 @@ grpc::Status Infer(inference::GRPCInferenceService::Stub& stub,
                    const inference::ModelInferRequest& request,
                    inference::ModelInferResponse* response,
                    int timeout_ms = 10000);
+
+// What a client learns over one grpc.reflection.v1 stream: the services the
+// server lists, and for each of them and each of `more_symbols` the answer
+// to file_containing_symbol: 0 when a returned file defines the service,
+// the error_response code on an error, -1 when no returned file defines it.
+struct ReflectionV1Answers {
+  std::vector<std::string> services;
+  std::map<std::string, int> describe;
+};
+ReflectionV1Answers ReflectV1(
+    ServerProcess& server, const std::vector<std::string>& more_symbols = {});
 
 }  // namespace flexor::server::testing
 

@@ -18,10 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "engine/graph/model.h"
 #include "engine/testing/random_model.h"
-#include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "proto/reflection_v1.grpc.pb.h"
 #include "tests/server/reflection_subset.grpc.pb.h"
 #include "tests/server/server_process.h"
 
@@ -773,18 +771,8 @@ TEST_F(TritonCompatTest, ClassificationReturnsTopClassesWithLabels) {
 // Every listed service can be described through both reflection versions,
 // the health service included.
 TEST_F(TritonCompatTest, ReflectionV1AndV1AlphaDescribeEveryService) {
-  auto v1 = grpc::reflection::v1::ServerReflection::NewStub(server_->channel());
-  grpc::ClientContext context;
-  auto stream = v1->ServerReflectionInfo(&context);
-  grpc::reflection::v1::ServerReflectionRequest request;
-  request.set_list_services("");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  std::vector<std::string> services;
-  for (const auto& s : response.list_services_response().service()) {
-    services.push_back(s.name());
-  }
+  const ReflectionV1Answers v1 = ReflectV1(*server_, {"no.such.Service"});
+  const std::vector<std::string>& services = v1.services;
   for (const char* expected :
        {"inference.GRPCInferenceService", "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -794,30 +782,10 @@ TEST_F(TritonCompatTest, ReflectionV1AndV1AlphaDescribeEveryService) {
         << expected;
   }
   for (const std::string& service : services) {
-    SCOPED_TRACE(service);
-    request.set_file_containing_symbol(service);
-    ASSERT_TRUE(stream->Write(request));
-    ASSERT_TRUE(stream->Read(&response));
-    ASSERT_TRUE(response.has_file_descriptor_response())
-        << response.error_response().error_message();
-    bool found = false;
-    for (const std::string& bytes :
-         response.file_descriptor_response().file_descriptor_proto()) {
-      google::protobuf::FileDescriptorProto file;
-      ASSERT_TRUE(file.ParseFromString(bytes));
-      for (const auto& s : file.service()) {
-        found |= file.package() + "." + s.name() == service;
-      }
-    }
-    EXPECT_TRUE(found);
+    EXPECT_EQ(v1.describe.at(service), 0) << service;
   }
-  request.set_file_containing_symbol("no.such.Service");
-  ASSERT_TRUE(stream->Write(request));
-  ASSERT_TRUE(stream->Read(&response));
-  EXPECT_EQ(response.error_response().error_code(),
+  EXPECT_EQ(v1.describe.at("no.such.Service"),
             static_cast<int>(StatusCode::NOT_FOUND));
-  stream->WritesDone();
-  EXPECT_TRUE(stream->Finish().ok());
 
   // v1alpha (gRPC's own service) now finds the health descriptors too.
   auto alpha =
