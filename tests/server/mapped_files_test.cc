@@ -4,6 +4,8 @@
 // upload in explicit mode) swap in under load without a failed or wrong
 // answer, with the old version's file deleted while it was mapped. With
 // --model-trusted-keys files are read and verified, never mapped.
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -217,6 +219,28 @@ TEST(MappedFilesTest, CopyIsTheDefaultAndMapsNothing) {
   ExpectAnswers(server, "m");
   EXPECT_EQ(MappedModelFiles(server.pid(), repo.path()), 0);
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
+// The documented price of map: a served file truncated in place kills the
+// server with SIGBUS on the next read of its weights. The log must say why.
+TEST(MappedFilesTest, FileTruncatedInPlaceEndsTheServerWithAClearReason) {
+  TempDir repo;
+  WriteModel(repo.path(), "m", 1, ModelBytes(6002));
+  ServerProcess server(repo.path(),
+                       {"--threads=1", "--model-file-access=map",
+                        "--model-control-mode=explicit", "--load-model=m"});
+  ASSERT_TRUE(server.started()) << server.Log();
+  ExpectAnswers(server, "m");
+  // What `cp new old` would do first: truncate the served file in place.
+  fs::resize_file(repo.path() + "/m/1/model.flexor", 0);
+  inference::ModelInferResponse response;
+  const grpc::Status status = Infer(
+      server.stub(), MakeInferRequest("m", RandomImages(1, 5), 1), &response);
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(server.Terminate(), 128 + SIGBUS) << server.Log();
+  const std::string log = server.Log();
+  EXPECT_TRUE(absl::StrContains(log, "SIGBUS reading address 0x")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "truncated or rewritten in place")) << log;
 }
 
 TEST(MappedFilesTest, TrustedKeysKeepReadingFilesIntoMemory) {
