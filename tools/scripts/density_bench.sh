@@ -104,6 +104,22 @@ metric() {  # $1 = metric name with labels as printed, e.g. 'x{result="hit"}'
   awk -v m="$1" '$1 == m {print $2}' "$TMP/metrics"
 }
 scrape() { curl -s "http://127.0.0.1:$METRICS/metrics" >"$TMP/metrics"; }
+# Starts the server ($@ as for start), waits for health and readiness, and
+# sets T_HEALTH / T_READY (ms since start), GRPC / METRICS (ports) and
+# $TMP/metrics (one scrape).
+start_and_wait() {
+  start "$@"
+  T_HEALTH=$(wait_health)
+  wait_ready
+  T_READY=$(ms_since_start)
+  GRPC=$(sed -n 's/^grpc=//p' "$TMP/ports")
+  METRICS=$(sed -n 's/^metrics=//p' "$TMP/ports")
+  scrape
+}
+scrape_size() {  # "BYTES bytes, LINES lines" of one scrape
+  scrape
+  echo "$(wc -c <"$TMP/metrics") bytes, $(wc -l <"$TMP/metrics") lines"
+}
 
 # The same server with an empty repository: the baseline resident set.
 mkdir -p "$TMP/empty"
@@ -115,19 +131,11 @@ stop
 
 if [ "$SCENARIO" = resident ] || [ "$SCENARIO" = both ]; then
   echo "== all $N models resident"
-  start "$REPO"
-  T_HEALTH=$(wait_health)
-  T_PORT=$T_HEALTH
-  wait_ready
-  T_READY=$(ms_since_start)
-  GRPC=$(sed -n 's/^grpc=//p' "$TMP/ports")
-  METRICS=$(sed -n 's/^metrics=//p' "$TMP/ports")
-  scrape
+  start_and_wait "$REPO"
   LOADED=$(metric flexor_model_versions_loaded)
   sleep 1
   RSS=$(rss)
-  SCRAPE=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -c)
-  LINES=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -l)
+  SCRAPE_IDLE=$(scrape_size)
   echo "health SERVING after $T_HEALTH ms; all $LOADED versions ready after $T_READY ms"
   awk -v b="$EMPTY_RSS" -v r="$RSS" -v f="$FILE_BYTES" -v n="$N" 'BEGIN {
     printf "RSS %.1f MiB (empty server %.1f MiB): growth %.1f MiB = files x %.3f (overhead %.1f%%), %.1f KiB per model over its file\n",
@@ -137,12 +145,10 @@ if [ "$SCENARIO" = resident ] || [ "$SCENARIO" = both ]; then
   # RssAnon: the growth above compares either with the file bytes.
   awk '/^Rss(Anon|File|Shmem)/ {printf "%s %.1f MiB  ", $1, $2 / 1024} END {print ""}' \
     "/proc/$PID/status"
-  echo "one /metrics scrape (idle): $SCRAPE bytes, $LINES lines"
+  echo "one /metrics scrape (idle): $SCRAPE_IDLE"
   "$CTL" --server="localhost:$GRPC" bench --spread-models="$N" \
     --requests=$((2 * N)) --concurrency=8 --warmup-s=0 --duration-s=600 >/dev/null
-  SCRAPE=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -c)
-  LINES=$(curl -s "http://127.0.0.1:$METRICS/metrics" | wc -l)
-  echo "one /metrics scrape (every model used): $SCRAPE bytes, $LINES lines"
+  echo "one /metrics scrape (every model used): $(scrape_size)"
   "$CTL" --server="localhost:$GRPC" bench --rpc=index \
     --concurrency=1 --duration-s=3 --warmup-s=0.5
   stop
@@ -151,13 +157,7 @@ fi
 if [ "$SCENARIO" = budget ] || [ "$SCENARIO" = both ]; then
   BUDGET=${BUDGET:-2GiB}
   echo "== memory budget $BUDGET, $N registered, Zipf($ZIPF_S), concurrency $CONCURRENCY, ${DURATION}s"
-  start "$REPO" --memory-budget="$BUDGET"
-  T_HEALTH=$(wait_health)
-  wait_ready
-  T_READY=$(ms_since_start)
-  GRPC=$(sed -n 's/^grpc=//p' "$TMP/ports")
-  METRICS=$(sed -n 's/^metrics=//p' "$TMP/ports")
-  scrape
+  start_and_wait "$REPO" --memory-budget="$BUDGET"
   BUDGET_BYTES=$(metric flexor_memory_budget_bytes)
   sleep 1
   BASE_RSS=$(rss)
