@@ -17,7 +17,6 @@
 #include "base/atomic_file.h"
 #include "base/flag_names.h"
 #include "server/common/log.h"
-#include "server/common/mapped_file_fault.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, model_repository, "",
@@ -405,9 +404,6 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  if (options.model_file_access == flexor::ModelFileAccess::kMap) {
-    flexor::server::InstallMappedFileFaultReport();
-  }
 
   FLEXOR_LOG(INFO) << "starting: repository " << options.model_repository
                    << ", model control mode " << mode << ", model file access "

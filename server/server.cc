@@ -13,6 +13,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "proto/health.grpc.pb.h"
 #include "server/common/log.h"
+#include "server/common/mapped_file_fault.h"
 
 namespace flexor::server {
 
@@ -53,9 +54,14 @@ absl::Status Server::Init() {
           ? 0
           : std::max<int64_t>(1,
                               std::llround(1.0 / options_.decrypt_sample_rate));
-  loader_ = std::make_unique<ModelLoader>(
-      scheduler_.get(), metrics_.get(), options_.max_activation_bytes,
-      decrypt_period, options_.model_file_access);
+  // Verified files are always read into memory (the bytes verified are the
+  // bytes compiled), so --model-file-access=map applies only without keys.
+  const ModelFileAccess file_access = options_.trusted_key_files.empty()
+                                          ? options_.model_file_access
+                                          : ModelFileAccess::kCopy;
+  loader_ = std::make_unique<ModelLoader>(scheduler_.get(), metrics_.get(),
+                                          options_.max_activation_bytes,
+                                          decrypt_period, file_access);
   if (options_.require_signed_models && options_.trusted_key_files.empty()) {
     return absl::InvalidArgumentError(
         "--require-signed-models needs --model-trusted-keys");
@@ -81,15 +87,15 @@ absl::Status Server::Init() {
     FLEXOR_LOG(INFO) << "model signatures: not checked (no "
                         "--model-trusted-keys)";
   }
-  if (options_.model_file_access == ModelFileAccess::kMap) {
-    FLEXOR_LOG(INFO)
-        << (options_.trusted_key_files.empty()
-                ? "model files: mapped read-only (--model-file-access=map); "
-                  "replace served files by rename or a new version "
-                  "directory, never in place"
-                : "model files: read into memory: --model-file-access=map "
-                  "does not apply with --model-trusted-keys (verified "
-                  "bytes are the bytes compiled)");
+  if (file_access == ModelFileAccess::kMap) {
+    FLEXOR_LOG(INFO) << "model files: mapped read-only "
+                        "(--model-file-access=map); replace served files by "
+                        "rename or a new version directory, never in place";
+    InstallMappedFileFaultReport();
+  } else if (options_.model_file_access == ModelFileAccess::kMap) {
+    FLEXOR_LOG(INFO) << "model files: read into memory: --model-file-access="
+                        "map does not apply with --model-trusted-keys "
+                        "(verified bytes are the bytes compiled)";
   } else {
     FLEXOR_LOG(INFO) << "model files: read into memory "
                         "(--model-file-access=copy)";

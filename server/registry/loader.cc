@@ -138,8 +138,8 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
     // The bytes that are verified are the bytes that are compiled: read
     // once into memory, checked, then parsed (no window for a swap of the
     // file between the check and the load, and an unsigned file is never
-    // parsed). Never mapped (file_access_), whatever --model-file-access
-    // says: a mapping could change after its verification.
+    // parsed). Never mapped: a mapping could change after its
+    // verification (the server passes kCopy with a verifier anyway).
     absl::StatusOr<std::string> bytes =
         ReadSmallFile(file.path, kMaxModelFileBytes);
     if (!bytes.ok()) return Annotate(bytes.status(), model_name, file.version);
