@@ -41,7 +41,12 @@ ABSL_FLAG(std::string, threads, "", "Thread counts (default 1 and all).");
 ABSL_FLAG(double, min_time_s, 0.5, "Seconds per measurement.");
 ABSL_FLAG(std::string, activations, "fp32,int8",
           "Engine activation precisions to compare (fp32, int8, int16: the "
-          "per-model activation_precision choice).");
+          "per-model activation_precision choice; mixed: int8 with "
+          "--mixed_layers set apart, for the models that have them).");
+ABSL_FLAG(std::string, mixed_layers, "block1_conv1=int16",
+          "Layers set apart from int8 in the 'mixed' rows "
+          "(layer_activation_precision; the ResNet's first FleXOR "
+          "convolution by default, see docs/performance.md).");
 ABSL_FLAG(std::string, save_models, "",
           "Directory to write the compared model files to (for flexorctl "
           "model bench --profile).");
@@ -110,9 +115,26 @@ int Main() {
   const std::vector<int> batches = ParseList(absl::GetFlag(FLAGS_batches));
   std::printf("load average at start: %s; engine kernels: %s; libtorch %s\n",
               LoadAverage().c_str(), SelectedKernelIsaName(), TORCH_VERSION);
-  std::vector<ActivationPrecision> precisions;
+  // One row per entry: a precision, and for "mixed" the layers set apart.
+  struct Variant {
+    std::string label;
+    ActivationPrecision precision;
+    std::vector<LayerActivations> layers;
+  };
+  std::vector<Variant> variants;
+  const absl::StatusOr<std::vector<LayerActivations>> mixed_layers =
+      ParseLayerActivations(absl::GetFlag(FLAGS_mixed_layers));
+  if (!mixed_layers.ok()) {
+    std::fprintf(stderr, "--mixed_layers: %s\n",
+                 std::string(mixed_layers.status().message()).c_str());
+    return 2;
+  }
   for (absl::string_view a :
        absl::StrSplit(absl::GetFlag(FLAGS_activations), ',')) {
+    if (a == "mixed") {
+      variants.push_back({"mix", ActivationPrecision::kInt8, *mixed_layers});
+      continue;
+    }
     const absl::StatusOr<ActivationPrecision> parsed =
         ParseActivationPrecision(a);
     if (!parsed.ok()) {
@@ -120,7 +142,7 @@ int Main() {
                    std::string(parsed.status().message()).c_str());
       return 2;
     }
-    precisions.push_back(*parsed);
+    variants.push_back({ActivationPrecisionName(*parsed), *parsed, {}});
   }
   std::printf("%-7s %4s %3s %5s %12s %12s %12s %8s %8s %7s\n", "model", "act",
               "thr", "batch", "torch us/s", "engine us/s", "torch spread",
@@ -165,7 +187,10 @@ int Main() {
     for (int t : threads) {
       tbb::task_arena arena(t);
       for (int batch : batches) {
-        for (ActivationPrecision precision : precisions) {
+        for (const Variant& variant : variants) {
+          const absl::StatusOr<std::vector<ActivationPrecision>> steps =
+              engine.StepActivations(variant.precision, variant.layers);
+          if (!steps.ok()) continue;  // a model without those layers
           torch::manual_seed(batch);
           torch::Tensor input =
               torch::rand({batch, engine.input_size()}) * 255.0f;
@@ -175,7 +200,8 @@ int Main() {
           at::set_num_threads(t);
           auto run_torch = [&] { torch_out = net->Forward(input); };
           RunOptions options;
-          options.matmul.activations = precision;
+          options.matmul.activations = variant.precision;
+          options.step_activations = *steps;
           auto run_engine = [&] {
             arena.execute([&] {
               (void)engine.Run(input.data_ptr<float>(), batch, out.data(),
@@ -202,8 +228,8 @@ int Main() {
                                    .item<double>();
           std::printf(
               "%-7s %4s %3d %5d %12.1f %12.1f %11.1f%% %7.2fx %7.1f%% %7.1e\n",
-              std::string(name).c_str(), ActivationPrecisionName(precision), t,
-              batch, torch_time * 1e6 / batch, ours * 1e6 / batch, 100 * spread,
+              std::string(name).c_str(), variant.label.c_str(), t, batch,
+              torch_time * 1e6 / batch, ours * 1e6 / batch, 100 * spread,
               torch_time / ours, 100 * agree, max_diff);
           std::fflush(stdout);
         }

@@ -11,6 +11,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "engine/ops/operator.h"
 #include "engine/runtime/buffer_pool.h"
 #include "tbb/task_arena.h"
@@ -261,6 +262,44 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
   return std::shared_ptr<const Model>(std::move(model));
 }
 
+namespace {
+// A fused step is named after its nodes joined by '+', the weight layer
+// first.
+absl::string_view LayerOf(const std::string& step_name) {
+  return absl::string_view(step_name).substr(0, step_name.find('+'));
+}
+}  // namespace
+
+std::vector<std::string> Model::WeightLayerNames(bool quantized_only) const {
+  std::vector<std::string> names;
+  for (const Step& step : steps_) {
+    const LayerWeights* w = step.op->weights();
+    if (w != nullptr &&
+        !(quantized_only && w->kind == WeightCodecKind::kFloat32)) {
+      names.emplace_back(LayerOf(step.name));
+    }
+  }
+  return names;
+}
+
+absl::StatusOr<std::vector<ActivationPrecision>> Model::StepActivations(
+    ActivationPrecision base,
+    const std::vector<LayerActivations>& layers) const {
+  std::vector<ActivationPrecision> out(steps_.size(), base);
+  for (const LayerActivations& layer : layers) {
+    auto it = std::find_if(steps_.begin(), steps_.end(), [&](const Step& s) {
+      return s.op->weights() != nullptr && LayerOf(s.name) == layer.layer;
+    });
+    if (it == steps_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", name(), "' has no Dense or Conv2d layer '", layer.layer,
+          "' (its layers: ", absl::StrJoin(WeightLayerNames(), ", "), ")"));
+    }
+    out[it - steps_.begin()] = layer.precision;
+  }
+  return out;
+}
+
 int64_t Model::ActivationBytes(int64_t batch, int threads) const {
   if (batch <= 0) return 0;
   int64_t scratch = 0;
@@ -303,6 +342,12 @@ absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
     return absl::InvalidArgumentError(absl::StrCat(
         "model '", name(), "': batch must be positive, got ", batch));
   }
+  if (!options.step_activations.empty() &&
+      options.step_activations.size() != steps_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", name(), "': ", options.step_activations.size(),
+        " step activation precisions for ", steps_.size(), " steps"));
+  }
   if (batch > kMaxActivationElements / input_size_) {
     return absl::InvalidArgumentError(
         absl::StrCat("model '", name(), "': batch ", batch, " is too large"));
@@ -331,7 +376,10 @@ absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
       return base + offset_[s] * batch;
     };
     absl::InlinedVector<const float*, 4> in_ptrs;
-    for (const Step& step : steps_) {
+    const bool mixed = !options.step_activations.empty();
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const Step& step = steps_[i];
+      if (mixed) ctx.matmul.activations = options.step_activations[i];
       in_ptrs.clear();
       for (int s : step.inputs) {
         in_ptrs.push_back(s == 0 ? input : storage(s));

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/format/model_file.h"
 #include "engine/kernels/matmul.h"
 
@@ -21,6 +22,11 @@ class Operator;
 struct RunOptions {
   KernelPath path = KernelPath::kAuto;
   MatmulOptions matmul;  // activation precision of bit-coded layers
+  // Mixed precision: one entry per compiled step (Model::StepActivations),
+  // replacing matmul.activations for that step; empty: matmul.activations
+  // everywhere. A view, so that copying options never allocates: the
+  // caller keeps the vector alive while runs use it.
+  absl::Span<const ActivationPrecision> step_activations;
 };
 
 // The most activation and scratch memory one Run may use: a request that
@@ -87,6 +93,18 @@ class Model {
   absl::Status RunProfiled(const float* input, int64_t batch, float* output,
                            std::vector<StepProfile>* profile,
                            const RunOptions& options = RunOptions()) const;
+
+  // RunOptions::step_activations for `base` with `layers` (by graph node
+  // name) set apart. A fused step takes the precision of its weight layer.
+  // Errors: a name that is not a Dense or Conv2d node of this model.
+  absl::StatusOr<std::vector<ActivationPrecision>> StepActivations(
+      ActivationPrecision base,
+      const std::vector<LayerActivations>& layers) const;
+
+  // Names of the Dense and Conv2d layers, in execution order (what
+  // StepActivations accepts); with `quantized_only`, those whose weights
+  // are not float32 (where the activation precision matters).
+  std::vector<std::string> WeightLayerNames(bool quantized_only = false) const;
 
   // Human-readable description: graph, codecs, shapes, sizes (inspect).
   std::string Describe() const;

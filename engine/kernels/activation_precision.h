@@ -4,6 +4,9 @@
 #ifndef FLEXOR_ENGINE_KERNELS_ACTIVATION_PRECISION_H_
 #define FLEXOR_ENGINE_KERNELS_ACTIVATION_PRECISION_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -34,6 +37,26 @@ const char* ActivationPrecisionName(ActivationPrecision precision);
 // The inverse of ActivationPrecisionName (lower case only).
 absl::StatusOr<ActivationPrecision> ParseActivationPrecision(
     absl::string_view text);
+
+// A layer (model graph node) whose activations differ from the model's
+// precision: mixed precision, e.g. int16 for the one layer whose int8
+// rounding moves predictions and int8 everywhere else (docs/performance.md).
+struct LayerActivations {
+  std::string layer;
+  ActivationPrecision precision = ActivationPrecision::kFloat32;
+  bool operator==(const LayerActivations& o) const {
+    return layer == o.layer && precision == o.precision;
+  }
+};
+
+// "layer=precision[,layer=precision...]" (empty text: none), e.g.
+// "block1_conv1=int16". Errors name the bad entry; a layer named twice is
+// an error. Whether the layers exist is checked against a compiled model
+// (Model::StepActivations).
+absl::StatusOr<std::vector<LayerActivations>> ParseLayerActivations(
+    absl::string_view text);
+// The inverse of ParseLayerActivations.
+std::string LayerActivationsString(const std::vector<LayerActivations>& list);
 
 // Whether convolutions quantise their inputs (kInt8 or kInt16).
 inline bool QuantizesConvInputs(ActivationPrecision precision) {

@@ -1,8 +1,10 @@
 #include "server/config/model_config.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -107,6 +109,10 @@ std::string ModelConfig::DebugString() const {
       " max_queue_size=", max_queue_size,
       " version_policy=", version_policy.ToString(),
       " activation_precision=", ActivationPrecisionName(activations),
+      layer_activations.empty()
+          ? ""
+          : absl::StrCat(" layer_activation_precision=",
+                         LayerActivationsString(layer_activations)),
       !per_model_histograms.has_value()
           ? ""
           : (*per_model_histograms ? " per_model_histograms=on"
@@ -116,6 +122,21 @@ std::string ModelConfig::DebugString() const {
 }
 
 namespace {
+
+// nullopt for ACTIVATION_PRECISION_DEFAULT (unknown values: text format
+// rejects them).
+std::optional<ActivationPrecision> PrecisionOf(config::ActivationPrecision p) {
+  switch (p) {
+    case config::FP32:
+      return ActivationPrecision::kFloat32;
+    case config::INT8:
+      return ActivationPrecision::kInt8;
+    case config::INT16:
+      return ActivationPrecision::kInt16;
+    default:
+      return std::nullopt;
+  }
+}
 
 // The checks and defaults every config form goes through.
 absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
@@ -182,19 +203,27 @@ absl::StatusOr<ModelConfig> ConfigFromProto(const config::ModelConfig& proto,
     config.version_policy = spec;
   }
   config.pinned = proto.pinned();
-  switch (proto.activation_precision()) {
-    case config::FP32:
-      config.activations = ActivationPrecision::kFloat32;
-      break;
-    case config::INT8:
-      config.activations = ActivationPrecision::kInt8;
-      break;
-    case config::INT16:
-      config.activations = ActivationPrecision::kInt16;
-      break;
-    default:  // ACTIVATION_PRECISION_DEFAULT (unknown values: text format
-              // rejects them)
-      break;
+  if (std::optional<ActivationPrecision> p =
+          PrecisionOf(proto.activation_precision())) {
+    config.activations = *p;
+  }
+  absl::flat_hash_set<std::string> layers_seen;
+  for (const config::LayerActivationPrecision& layer :
+       proto.layer_activation_precision()) {
+    const std::optional<ActivationPrecision> p = PrecisionOf(layer.precision());
+    if (layer.layer().empty() || !p.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source,
+          ": layer_activation_precision needs a layer and a precision (FP32, "
+          "INT8 or INT16), got layer '",
+          layer.layer(), "'"));
+    }
+    if (!layers_seen.insert(layer.layer()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": layer_activation_precision names layer '",
+                       layer.layer(), "' twice"));
+    }
+    config.layer_activations.push_back({layer.layer(), *p});
   }
   if (proto.has_metrics()) {
     config.per_model_histograms = proto.metrics().per_model_histograms();

@@ -47,6 +47,11 @@ struct ModelConfig {
   VersionPolicySpec version_policy;
   // Binary-coded / ternary layers: exact FP32 or int8 activations.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  // Layers set apart from `activations` (mixed precision; config.pbtxt
+  // layer_activation_precision, Triton parameter
+  // "layer_activation_precision": "layer=int16,..."). Checked against the
+  // model at load.
+  std::vector<LayerActivations> layer_activations;
   // config.pbtxt `metrics { per_model_histograms: ... }`; nullopt: the
   // server's --per-model-histograms decides (ServerMetrics::ForVersion).
   std::optional<bool> per_model_histograms;

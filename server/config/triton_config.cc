@@ -16,7 +16,20 @@ namespace {
 
 constexpr char kBackend[] = "flexor";
 constexpr char kActivationPrecisionParameter[] = "activation_precision";
+constexpr char kLayerActivationPrecisionParameter[] =
+    "layer_activation_precision";
+
 constexpr char kPinnedParameter[] = "pinned";
+
+config::ActivationPrecision ProtoPrecision(ActivationPrecision precision) {
+  // The proto's values follow the enum's, after DEFAULT = 0.
+  static_assert(
+      config::FP32 == static_cast<int>(ActivationPrecision::kFloat32) + 1 &&
+      config::INT8 == static_cast<int>(ActivationPrecision::kInt8) + 1 &&
+      config::INT16 == static_cast<int>(ActivationPrecision::kInt16) + 1);
+  return static_cast<config::ActivationPrecision>(static_cast<int>(precision) +
+                                                  1);
+}
 
 // "TYPE_FP32" -> "FP32": the protocol's datatype names.
 std::string DatatypeOf(inference::DataType type) {
@@ -148,9 +161,25 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
       p.set_pinned(value.string_value() == "true");
       continue;
     }
+    if (key == kLayerActivationPrecisionParameter) {
+      const absl::StatusOr<std::vector<LayerActivations>> layers =
+          ParseLayerActivations(value.string_value());
+      if (!layers.ok()) {
+        return refuse(
+            absl::StrCat("parameter '", key, "': ", layers.status().message()));
+      }
+      for (const LayerActivations& layer : *layers) {
+        config::LayerActivationPrecision* out =
+            p.add_layer_activation_precision();
+        out->set_layer(layer.layer);
+        out->set_precision(ProtoPrecision(layer.precision));
+      }
+      continue;
+    }
     if (key != kActivationPrecisionParameter) {
       return refuse(absl::StrCat("unknown parameter '", key, "'; supported: '",
                                  kActivationPrecisionParameter, "', '",
+                                 kLayerActivationPrecisionParameter, "', '",
                                  kPinnedParameter, "'"));
     }
     const absl::StatusOr<ActivationPrecision> precision =
@@ -159,13 +188,7 @@ absl::StatusOr<TranslatedConfig> TranslateTritonConfig(
       return refuse(absl::StrCat("parameter '", key,
                                  "': ", precision.status().message()));
     }
-    // The proto's values follow the enum's, after DEFAULT = 0.
-    static_assert(
-        config::FP32 == static_cast<int>(ActivationPrecision::kFloat32) + 1 &&
-        config::INT8 == static_cast<int>(ActivationPrecision::kInt8) + 1 &&
-        config::INT16 == static_cast<int>(ActivationPrecision::kInt16) + 1);
-    p.set_activation_precision(static_cast<config::ActivationPrecision>(
-        static_cast<int>(*precision) + 1));
+    p.set_activation_precision(ProtoPrecision(*precision));
   }
   for (const inference::ModelInput& input : in.input()) {
     out.inputs.push_back(TensorDecl{
@@ -237,6 +260,10 @@ inference::ModelConfig ToTritonConfig(const std::string& name,
   group->set_count(threads);
   (*out.mutable_parameters())[kActivationPrecisionParameter].set_string_value(
       ActivationPrecisionName(config.activations));
+  if (!config.layer_activations.empty()) {
+    (*out.mutable_parameters())[kLayerActivationPrecisionParameter]
+        .set_string_value(LayerActivationsString(config.layer_activations));
+  }
   if (config.pinned) {
     (*out.mutable_parameters())[kPinnedParameter].set_string_value("true");
   }

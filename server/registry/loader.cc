@@ -44,9 +44,9 @@ absl::Status CheckDeclared(const std::vector<TensorDecl>& declared,
 
 }  // namespace
 
-absl::Status ModelLoader::CheckServable(const std::string& model_name,
-                                        int64_t version, const Model& model,
-                                        const ModelConfig& config) const {
+absl::StatusOr<std::vector<ActivationPrecision>> ModelLoader::CheckServable(
+    const std::string& model_name, int64_t version, const Model& model,
+    const ModelConfig& config) const {
   const model::v1::ModelHeader& header = model.file().header();
   if (header.inputs_size() != 1 || header.outputs_size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -69,6 +69,18 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
                                      "output", model_name, version);
       !s.ok()) {
     return s;
+  }
+  std::vector<ActivationPrecision> step_activations;
+  if (!config.layer_activations.empty()) {
+    absl::StatusOr<std::vector<ActivationPrecision>> steps =
+        model.StepActivations(config.activations, config.layer_activations);
+    if (!steps.ok()) {
+      return Annotate(
+          absl::InvalidArgumentError(absl::StrCat(
+              "config layer_activation_precision: ", steps.status().message())),
+          model_name, version);
+    }
+    step_activations = *std::move(steps);
   }
   // The memory one request may take is known before any request: refuse a
   // version whose largest batch would exceed the budget (a hostile or
@@ -95,14 +107,19 @@ absl::Status ModelLoader::CheckServable(const std::string& model_name,
   std::vector<float> input(static_cast<size_t>(model.input_size()), 0.0f);
   std::vector<float> output(static_cast<size_t>(model.output_size()));
   absl::Status run;
+  // With the precisions it will serve with, so the warm-up takes (and
+  // faults in) the same kernels as the requests.
+  RunOptions options;
+  options.matmul.activations = config.activations;
+  options.step_activations = step_activations;
   scheduler_->arena().execute(
-      [&] { run = model.Run(input.data(), 1, output.data()); });
+      [&] { run = model.Run(input.data(), 1, output.data(), options); });
   if (!run.ok()) {
     return Annotate(
         absl::Status(run.code(), absl::StrCat("warm-up run: ", run.message())),
         model_name, version);
   }
-  return absl::OkStatus();
+  return step_activations;
 }
 
 absl::Status ModelLoader::CheckSignature(const std::string& model_name,
@@ -161,10 +178,9 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
                 : absl::StatusOr<std::shared_ptr<const Model>>(parsed.status());
   }
   if (!model.ok()) return Annotate(model.status(), model_name, file.version);
-  if (absl::Status s = CheckServable(model_name, file.version, **model, config);
-      !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<std::vector<ActivationPrecision>> step_activations =
+      CheckServable(model_name, file.version, **model, config);
+  if (!step_activations.ok()) return step_activations.status();
   const ModelStats& stats = (*model)->stats();
   ModelSizeInfo sizes;
   sizes.file_bytes = stats.file_bytes;
@@ -176,7 +192,7 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
                            config.per_model_histograms);
   return std::make_shared<const ServableVersion>(
       model_name, file.version, *std::move(model), config, file.identity,
-      std::move(metrics), decrypt_sample_period_);
+      std::move(metrics), decrypt_sample_period_, *std::move(step_activations));
 }
 
 absl::Status ModelLoader::ValidateBytes(const std::string& model_name,
@@ -194,7 +210,7 @@ absl::Status ModelLoader::ValidateBytes(const std::string& model_name,
   absl::StatusOr<std::shared_ptr<const Model>> model =
       Model::Compile(*std::move(file));
   if (!model.ok()) return Annotate(model.status(), model_name, version);
-  return CheckServable(model_name, version, **model, config);
+  return CheckServable(model_name, version, **model, config).status();
 }
 
 }  // namespace flexor::server

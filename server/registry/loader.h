@@ -63,9 +63,13 @@ class ModelLoader {
                              absl::string_view signature = {}) const;
 
  private:
-  absl::Status CheckServable(const std::string& model_name, int64_t version,
-                             const Model& model,
-                             const ModelConfig& config) const;
+  // Checks a compiled version against the config and the server's limits
+  // and runs it once (warm-up); returns the per-step activation precisions
+  // it is to run with (RunOptions::step_activations; empty unless the
+  // config mixes precisions).
+  absl::StatusOr<std::vector<ActivationPrecision>> CheckServable(
+      const std::string& model_name, int64_t version, const Model& model,
+      const ModelConfig& config) const;
 
   // OK when `bytes` may be loaded under the signature policy.
   absl::Status CheckSignature(const std::string& model_name, int64_t version,

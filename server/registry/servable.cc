@@ -7,9 +7,11 @@
 namespace flexor::server {
 
 namespace {
-RunOptions RunOptionsOf(const ModelConfig& config) {
+RunOptions RunOptionsOf(const ModelConfig& config,
+                        const std::vector<ActivationPrecision>& steps) {
   RunOptions options;
   options.matmul.activations = config.activations;
+  options.step_activations = steps;
   return options;
 }
 }  // namespace
@@ -35,11 +37,11 @@ std::map<int64_t, ServableStats::BatchEntry> ServableStats::BatchStats() const {
   return batches_;
 }
 
-ServableVersion::ServableVersion(std::string name, int64_t version,
-                                 std::shared_ptr<const Model> model,
-                                 ModelConfig config, FileIdentity identity,
-                                 std::shared_ptr<VersionMetrics> metrics,
-                                 int64_t decrypt_sample_period)
+ServableVersion::ServableVersion(
+    std::string name, int64_t version, std::shared_ptr<const Model> model,
+    ModelConfig config, FileIdentity identity,
+    std::shared_ptr<VersionMetrics> metrics, int64_t decrypt_sample_period,
+    std::vector<ActivationPrecision> step_activations)
     : name_(std::move(name)),
       version_(version),
       model_(std::move(model)),
@@ -47,14 +49,15 @@ ServableVersion::ServableVersion(std::string name, int64_t version,
       identity_(identity),
       metrics_(std::move(metrics)),
       decrypt_sample_period_(decrypt_sample_period),
+      step_activations_(std::move(step_activations)),
       queue_(
           BatchQueue::Options{
               absl::StrCat("model '", name_, "' version ", version_),
               config_.max_batch_size, config_.dynamic_batching,
               config_.max_queue_delay, config_.max_queue_size,
               model_->input_size(), model_->output_size()},
-          [this, options = RunOptionsOf(config_)](const float* in,
-                                                  int64_t batch, float* out) {
+          [this, options = RunOptionsOf(config_, step_activations_)](
+              const float* in, int64_t batch, float* out) {
             const bool sample =
                 decrypt_sample_period_ > 0 &&
                 executions_.fetch_add(1, std::memory_order_relaxed) %

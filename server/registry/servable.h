@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -69,7 +70,8 @@ class ServableVersion {
                   std::shared_ptr<const Model> model, ModelConfig config,
                   FileIdentity identity,
                   std::shared_ptr<VersionMetrics> metrics,
-                  int64_t decrypt_sample_period = 0);
+                  int64_t decrypt_sample_period = 0,
+                  std::vector<ActivationPrecision> step_activations = {});
   ServableVersion(const ServableVersion&) = delete;
   ServableVersion& operator=(const ServableVersion&) = delete;
 
@@ -94,6 +96,9 @@ class ServableVersion {
   // time metric (0: never).
   const int64_t decrypt_sample_period_;
   mutable std::atomic<int64_t> executions_{0};
+  // Mixed precision (config layer_activation_precision): one per compiled
+  // step, viewed by every run's RunOptions; empty otherwise.
+  const std::vector<ActivationPrecision> step_activations_;
   mutable BatchQueue queue_;
 };
 

@@ -80,16 +80,27 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
   ASSERT_TRUE(file.ok());
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
   ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<std::string> layers = (*model)->WeightLayerNames();
+  ASSERT_FALSE(layers.empty());
+  absl::StatusOr<std::vector<ActivationPrecision>> steps =
+      (*model)->StepActivations(ActivationPrecision::kInt8,
+                                {{layers[0], ActivationPrecision::kInt16}});
+  ASSERT_TRUE(steps.ok()) << steps.status();
+  const std::vector<ActivationPrecision> mixed = *std::move(steps);
   for (int threads : {1, 2}) {
     tbb::task_arena arena(threads);
     for (int64_t batch : {1, 8, 33}) {
       std::vector<float> in(batch * (*model)->input_size(), 3.0f);
       std::vector<float> out(batch * (*model)->output_size());
-      for (ActivationPrecision precision :
-           {ActivationPrecision::kFloat32, ActivationPrecision::kInt8,
-            ActivationPrecision::kInt16}) {
+      // The three precisions, then int8 with the first weight layer in
+      // int16 (mixed precision).
+      for (int variant = 0; variant < 4; ++variant) {
+        const ActivationPrecision precision =
+            variant == 3 ? ActivationPrecision::kInt8
+                         : static_cast<ActivationPrecision>(variant);
         RunOptions options;
         options.matmul.activations = precision;
+        if (variant == 3) options.step_activations = mixed;
         arena.execute([&] {
           // Warm-up: buffers grow here, on whichever threads TBB picks.
           for (int i = 0; i < 20; ++i) {
@@ -111,7 +122,8 @@ TEST_P(NoAllocTest, RunsAfterWarmUpDoNotAllocate) {
         });
         EXPECT_EQ(g_allocations.load(), 0)
             << "threads " << threads << " batch " << batch << " "
-            << ActivationPrecisionName(precision);
+            << ActivationPrecisionName(precision)
+            << (variant == 3 ? " mixed" : "");
       }
     }
   }

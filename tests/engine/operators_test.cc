@@ -10,6 +10,8 @@
 #include "engine/codec/bit_layout.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
+#include "engine/testing/random_model.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace flexor {
@@ -623,6 +625,90 @@ TEST(GraphTest, RejectsBadBatchAndUnknownOp) {
   ASSERT_TRUE(file.ok());
   absl::Status s = Model::Compile(*file).status();
   EXPECT_NE(s.message().find("nothing"), std::string::npos) << s;
+}
+
+// Mixed precision: RunOptions::step_activations from Model::StepActivations
+// sets layers apart from the model's precision.
+TEST(MixedPrecisionTest, StepActivationsSetLayersApart) {
+  RandomModelSpec spec;
+  spec.arch = RandomArch::kLeNet;
+  spec.seed = 7;
+  absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(*bytes, "mixed");
+  ASSERT_TRUE(file.ok()) << file.status();
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const Model& m = **model;
+  const std::vector<std::string> layers = m.WeightLayerNames(true);
+  ASSERT_EQ(layers,
+            (std::vector<std::string>{"conv1", "conv2", "fc1", "fc2", "fc3"}));
+  std::mt19937_64 rng(5);
+  const int64_t batch = 3;
+  const std::vector<float> x =
+      RandomVector(batch * m.input_size(), rng, 0, 255);
+  auto run = [&](ActivationPrecision base,
+                 const std::vector<LayerActivations>& apart) {
+    absl::StatusOr<std::vector<ActivationPrecision>> steps =
+        m.StepActivations(base, apart);
+    EXPECT_TRUE(steps.ok()) << steps.status();
+    RunOptions options;
+    options.matmul.activations = base;
+    options.step_activations = *steps;
+    std::vector<float> y(batch * m.output_size());
+    EXPECT_TRUE(m.Run(x.data(), batch, y.data(), options).ok());
+    return y;
+  };
+  const std::vector<float> y8 = run(ActivationPrecision::kInt8, {});
+  const std::vector<float> y16 = run(ActivationPrecision::kInt16, {});
+  ASSERT_NE(y8, y16);
+  std::vector<LayerActivations> all8, all16;
+  for (const std::string& l : layers) {
+    all8.push_back({l, ActivationPrecision::kInt8});
+    all16.push_back({l, ActivationPrecision::kInt16});
+  }
+  // Every layer set apart: the other precision, bit for bit.
+  EXPECT_EQ(run(ActivationPrecision::kInt16, all8), y8);
+  EXPECT_EQ(run(ActivationPrecision::kInt8, all16), y16);
+  // One layer apart: neither.
+  const std::vector<float> mixed =
+      run(ActivationPrecision::kInt8, {{"conv2", ActivationPrecision::kInt16}});
+  EXPECT_NE(mixed, y8);
+  EXPECT_NE(mixed, y16);
+
+  absl::StatusOr<std::vector<ActivationPrecision>> unknown = m.StepActivations(
+      ActivationPrecision::kInt8, {{"normalize", ActivationPrecision::kInt16}});
+  ASSERT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.status().message()),
+              ::testing::HasSubstr("no Dense or Conv2d layer 'normalize'"));
+  EXPECT_THAT(std::string(unknown.status().message()),
+              ::testing::HasSubstr("conv1, conv2, fc1"));
+  // A step list that does not fit the model is refused, not read past.
+  const std::vector<ActivationPrecision> short_list(2,
+                                                    ActivationPrecision::kInt8);
+  RunOptions bad;
+  bad.step_activations = short_list;
+  std::vector<float> y(batch * m.output_size());
+  EXPECT_EQ(m.Run(x.data(), batch, y.data(), bad).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MixedPrecisionTest, ParseLayerActivations) {
+  absl::StatusOr<std::vector<LayerActivations>> parsed =
+      ParseLayerActivations("block1_conv1=int16,fc=fp32");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, (std::vector<LayerActivations>{
+                         {"block1_conv1", ActivationPrecision::kInt16},
+                         {"fc", ActivationPrecision::kFloat32}}));
+  EXPECT_EQ(LayerActivationsString(*parsed), "block1_conv1=int16,fc=fp32");
+  EXPECT_TRUE(ParseLayerActivations("")->empty());
+  for (const char* bad : {"conv1", "=int8", "conv1=", "conv1=int4",
+                          "conv1=int8,conv1=int16", "conv1=int8,"}) {
+    EXPECT_EQ(ParseLayerActivations(bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
 }
 
 }  // namespace

@@ -145,6 +145,48 @@ TEST(ModelConfigTest, ActivationPrecisionInEveryForm) {
       << c.status();
 }
 
+// Mixed precision: layers set apart in the project's form and as Triton's
+// parameter; malformed lists are refused with the source named. (Whether the
+// layers exist is checked at load, against the model.)
+TEST(ModelConfigTest, LayerActivationPrecisionInEveryForm) {
+  ModelConfigDefaults defaults;
+  const std::vector<LayerActivations> want = {
+      {"block1_conv1", ActivationPrecision::kInt16},
+      {"fc", ActivationPrecision::kFloat32}};
+  absl::StatusOr<ModelConfig> c = ParseModelConfigText(
+      "activation_precision: INT8\n"
+      "layer_activation_precision { layer: \"block1_conv1\" precision: INT16 "
+      "}\n"
+      "layer_activation_precision { layer: \"fc\" precision: FP32 }\n",
+      defaults, "m", "src");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->activations, ActivationPrecision::kInt8);
+  EXPECT_EQ(c->layer_activations, want);
+  EXPECT_NE(c->DebugString().find(
+                "layer_activation_precision=block1_conv1=int16,fc=fp32"),
+            std::string::npos);
+  c = ParseModelConfigText(
+      R"({"parameters": {"activation_precision": {"string_value": "int8"},
+          "layer_activation_precision": {"string_value":
+              "block1_conv1=int16,fc=fp32"}}})",
+      defaults, "m", "src");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->layer_activations, want);
+  for (const char* bad :
+       {"layer_activation_precision { layer: \"a\" }",
+        "layer_activation_precision { precision: INT8 }",
+        "layer_activation_precision { layer: \"a\" precision: INT8 }\n"
+        "layer_activation_precision { layer: \"a\" precision: INT16 }",
+        R"({"parameters": {"layer_activation_precision": {"string_value":
+            "a=int4"}}})",
+        R"({"parameters": {"layer_activation_precision": {"string_value":
+            "a"}}})"}) {
+    c = ParseModelConfigText(bad, defaults, "m", "src");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.status().message().rfind("src", 0), 0u) << c.status();
+  }
+}
+
 TEST(ModelVersionTest, OnlyCanonicalPositiveIntegers) {
   EXPECT_EQ(*ParseModelVersion(""), std::nullopt);
   EXPECT_EQ(*ParseModelVersion("1"), 1);

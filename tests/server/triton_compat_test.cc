@@ -624,6 +624,42 @@ TEST_F(TritonCompatTest, ActivationPrecisionReachesTheEngine) {
   EXPECT_GT(max_diff("int8"), 0.0);
   EXPECT_GT(max_diff("int16"), 0.0);
   EXPECT_LT(max_diff("int16") * 10, max_diff("int8"));
+
+  // Mixed precision: int8 with one convolution in int16 answers unlike
+  // either, and the ModelConfig RPC gives the list back.
+  ASSERT_TRUE(Load("override",
+                   "activation_precision: INT8\n"
+                   "layer_activation_precision { layer: \"conv2\" "
+                   "precision: INT16 }")
+                  .ok());
+  EXPECT_EQ(Config("override")
+                .parameters()
+                .at("layer_activation_precision")
+                .string_value(),
+            "conv2=int16");
+  inference::ModelInferResponse response;
+  grpc::Status status = Infer(
+      server_->stub(), MakeInferRequest("override", images, 2), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<float> mixed = OutputOf(response);
+  EXPECT_NE(mixed, outputs["int8"]);
+  EXPECT_NE(mixed, outputs["int16"]);
+  // A layer the model does not have: the load is refused, naming the
+  // layers it has, and the loaded version keeps serving as configured.
+  status = Load("override",
+                R"({"parameters": {"activation_precision": {"string_value":
+                    "int8"}, "layer_activation_precision": {"string_value":
+                    "block1_conv1=int16"}}})");
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find(
+                "no Dense or Conv2d layer 'block1_conv1' (its layers: conv1, "
+                "conv2"),
+            std::string::npos)
+      << status.error_message();
+  status = Infer(server_->stub(), MakeInferRequest("override", images, 2),
+                 &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(OutputOf(response), mixed);
   ASSERT_TRUE(Load("override").ok());
 }
 

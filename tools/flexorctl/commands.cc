@@ -606,8 +606,14 @@ absl::Status ModelCommand(const CommandContext& ctx,
         "usage: flexorctl model inspect|validate|bench|eval|sign|verify FILE");
   }
   if (args[1] == "eval") {
-    return ModelEval(args[2], ctx.images, ctx.labels, ctx.activations,
-                     ctx.json);
+    ModelEvalOptions options;
+    options.images = ctx.images;
+    options.labels = ctx.labels;
+    options.activations = ctx.activations;
+    options.layer_activations = ctx.layer_activations;
+    options.sensitivity = ctx.sensitivity;
+    options.json = ctx.json;
+    return ModelEval(args[2], options);
   }
   if (args[1] == "bench") {
     ModelBenchOptions options;
@@ -617,6 +623,7 @@ absl::Status ModelCommand(const CommandContext& ctx,
     options.json = ctx.json;
     options.min_time = ctx.min_time;
     options.activations = ctx.activations;
+    options.layer_activations = ctx.layer_activations;
     return ModelBench(args[2], options);
   }
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(args[2]);

@@ -33,6 +33,8 @@ struct CommandContext {
   absl::Duration min_time = absl::Seconds(1);
   // model bench/eval: activation precision of bit-coded layers.
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  std::vector<LayerActivations> layer_activations;
+  bool sensitivity = false;
   bool uint8 = false, typed = false;
   // load
   int64_t version = 1;

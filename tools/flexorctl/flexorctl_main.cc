@@ -39,6 +39,12 @@ ABSL_FLAG(double, min_time_s, 1, "model bench: seconds to measure per batch.");
 ABSL_FLAG(std::string, activations, "",
           "model bench/eval: activation precision of bit-coded layers, "
           "fp32, int8 or int16 (default fp32).");
+ABSL_FLAG(std::string, layer_activations, "",
+          "model bench/eval: layers whose activation precision differs from "
+          "--activations, e.g. block1_conv1=int16 (mixed precision).");
+ABSL_FLAG(bool, sensitivity, false,
+          "model eval: also one line per layer with that layer alone in "
+          "int16 (which layers need it).");
 ABSL_FLAG(bool, int8_activations, false,
           "model bench/eval: --activations=int8.");
 ABSL_FLAG(std::string, raw, "",
@@ -127,7 +133,9 @@ constexpr char kUsage[] =
     "  model bench FILE      in-process latency per --batch=1,8,32,128 at\n"
     "                        --threads=N; --profile adds a per-layer table\n"
     "  model eval FILE       accuracy on --images/--labels; with\n"
-    "                        --activations=int8|int16, agreement with fp32\n\n"
+    "                        --activations=int8|int16, agreement with fp32;\n"
+    "                        --layer_activations=LAYER=int16,... mixes,\n"
+    "                        --sensitivity tries each layer in int16\n\n"
     "Flags may be spelled with dashes or underscores.";
 
 }  // namespace
@@ -184,6 +192,16 @@ int main(int argc, char** argv) {
     }
     ctx.activations = *parsed;
   }
+  {
+    absl::StatusOr<std::vector<flexor::LayerActivations>> layers =
+        flexor::ParseLayerActivations(absl::GetFlag(FLAGS_layer_activations));
+    if (!layers.ok()) {
+      std::cerr << "--layer_activations: " << layers.status().message() << "\n";
+      return 2;
+    }
+    ctx.layer_activations = *std::move(layers);
+  }
+  ctx.sensitivity = absl::GetFlag(FLAGS_sensitivity);
   ctx.raw = absl::GetFlag(FLAGS_raw);
   ctx.uint8 = absl::GetFlag(FLAGS_uint8);
   ctx.typed = absl::GetFlag(FLAGS_typed);

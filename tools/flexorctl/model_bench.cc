@@ -39,6 +39,9 @@ absl::Status ModelBench(const std::string& path,
   absl::StatusOr<std::shared_ptr<const Model>> loaded = Model::Load(path);
   if (!loaded.ok()) return loaded.status();
   const Model& model = **loaded;
+  absl::StatusOr<std::vector<ActivationPrecision>> step_activations =
+      model.StepActivations(options.activations, options.layer_activations);
+  if (!step_activations.ok()) return step_activations.status();
   tbb::task_arena arena(options.threads);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> pixel(0.0f, 255.0f);
@@ -47,8 +50,12 @@ absl::Status ModelBench(const std::string& path,
         "model %s (%s), kernel ISA %s, %s activations, %d thread(s)\n"
         "%6s %8s %12s %12s %12s %14s\n",
         model.name(), path, SelectedKernelIsaName(),
-        ActivationPrecisionName(options.activations), options.threads, "batch",
-        "runs", "p50 run us", "p90 run us", "us/sample", "samples/s");
+        absl::StrCat(ActivationPrecisionName(options.activations),
+                     options.layer_activations.empty() ? "" : " (",
+                     LayerActivationsString(options.layer_activations),
+                     options.layer_activations.empty() ? "" : ")"),
+        options.threads, "batch", "runs", "p50 run us", "p90 run us",
+        "us/sample", "samples/s");
   }
   for (int batch : options.batches) {
     if (batch < 1)
@@ -62,6 +69,7 @@ absl::Status ModelBench(const std::string& path,
     absl::Status status;
     RunOptions run_options;
     run_options.matmul.activations = options.activations;
+    run_options.step_activations = *step_activations;
     arena.execute([&] {
       using Clock = std::chrono::steady_clock;
       for (int i = 0; i < 3 && status.ok(); ++i) {  // warm-up

@@ -19,6 +19,7 @@ struct ModelBenchOptions {
   absl::Duration min_time = absl::Seconds(1);  // per batch size
   bool json = false;
   ActivationPrecision activations = ActivationPrecision::kFloat32;
+  std::vector<LayerActivations> layer_activations;  // mixed precision
 };
 
 absl::Status ModelBench(const std::string& path,
