@@ -309,6 +309,16 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
       BuildLutI8Tables(xq + b * Kp, kw, tables.data() + b * table_stride);
     });
   }
+  // The sign kernel's own activation layout, once per call (AVX2).
+  const bool sliced = !lut && kt.bit_slice_i8 != nullptr;
+  const int64_t xs = sliced ? BitSlicedI8Bytes(kw) : Kp;
+  PooledArray<int8_t> x_sliced(sliced ? batch * xs : 0);
+  if (sliced) {
+    for (int64_t b = 0; b < batch; ++b) {
+      kt.bit_slice_i8(xq + b * Kp, kw, x_sliced.data() + b * xs);
+    }
+  }
+  const int8_t* x_sign = sliced ? x_sliced.data() : xq;
   // 32 KiB of decrypted bits per tile, as the FP32 sign path.
   const int64_t rows = r1 - r0;
   const int64_t rt = RowTile(rows, kw * 8 * q, int64_t{32} << 10, lut ? 32 : 8,
@@ -339,7 +349,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
             }
           }
         } else {
-          kt.sign_dot_i8(pb, kw, n, xq + b0 * Kp, Kp, nb, kw, neg, nb);
+          kt.sign_dot_i8(pb, kw, n, x_sign + b0 * xs, xs, nb, kw, neg, nb);
         }
         Int8AccumulatePlane(neg, alpha + p * n, qsum + b0, n, nb, p == 0, acc);
       }

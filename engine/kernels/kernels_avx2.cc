@@ -86,26 +86,17 @@ constexpr int kPixelRows = 6;
 #include "engine/kernels/pixel_microkernels_impl.inc"
 // ------------------------------------------------------------ int8 sign path
 
-// 32 weight bits -> 32 bytes of 0/1: broadcast the dword, move byte i/8 of
-// it to byte i (VPSHUFB), keep bit i%8 (AND), and map non-zero to 1 (MINUB).
-// Three ALU uops per 32 weights; the 0/1 bytes are VPMADDUBSW's unsigned
-// operand, the int8 activations its signed one, so each 16-bit lane gets
-// the sum of (at most two) activations whose weight bit is set.
-struct I8Consts {
-  __m256i ctrl, sel, one8;
-  I8Consts()
-      : ctrl(_mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
-                              2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
-        sel(_mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull))),
-        one8(_mm256_set1_epi8(1)) {}
-};
-
-inline __m256i ExpandBits32(const uint64_t* word, int half, const I8Consts& c) {
-  int32_t w32;
-  std::memcpy(&w32, reinterpret_cast<const char*>(word) + 4 * half, 4);
-  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(w32), c.ctrl);
-  return _mm256_min_epu8(_mm256_and_si256(v, c.sel), c.one8);
-}
+// The activations come bit-sliced (BitSliceI8Fn): per chunk of 256 weights,
+// vector b holds the inputs at bit position b of each weight byte. So per
+// bit position one AND (bit 0 of every byte: 0/1, VPMADDUBSW's unsigned
+// operand), one VPMADDUBSW against vector b (signed), one VPADDW and a
+// 16-bit shift that brings the next bit down: 4 ops per 32 weights, where
+// expanding the bits to bytes in place took 5 (broadcast, VPSHUFB, AND,
+// MINUB before the multiply-add). Each 16-bit lane gains at most
+// 8 * 2 * 128 per chunk, so 8 chunks stay below 2^15; then the lanes are
+// widened (VPMADDWD by 1) into 32-bit totals.
+constexpr int64_t kI8FlushChunks = 8;
+constexpr int kI8Batch = 8;
 
 inline int32_t HsumEpi32(__m256i v) {
   __m128i s =
@@ -115,44 +106,57 @@ inline int32_t HsumEpi32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Each 16-bit lane gains at most 2 * 128 per 32 weights, 512 per word, so
-// 32 words (2048 weights) stay below 2^15; then the lanes are widened
-// (VPMADDWD by 1) into 32-bit totals.
-constexpr int64_t kI8FlushWords = 32;
-constexpr int kI8Batch = 8;
+// Words [0, words) of a 4-word chunk (words in 1..4); never reads past them.
+inline __m256i LoadWords(const uint64_t* p, int64_t words) {
+  if (words == 4) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(words),
+                                          _mm256_setr_epi64x(0, 1, 2, 3));
+  return _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), mask);
+}
 
 template <int R, int NB>
 void SignDotI8Block(const uint64_t* bits, int64_t bs, const int8_t* x,
                     int64_t xs, int64_t kw, int32_t* neg, int64_t ns) {
-  const I8Consts c;
+  const __m256i one8 = _mm256_set1_epi8(1);
   const __m256i one16 = _mm256_set1_epi16(1);
+  const int64_t chunks = (kw + 3) / 4;
   // 32-bit totals live in memory: they change once per 2048 weights, and
   // the registers are needed for the 16-bit accumulators. The loops over
   // rows and batch rows are unrolled early (pragmas) so that GCC keeps the
   // accumulators in registers rather than in a stack array.
   int32_t total[R * NB] = {};
-  for (int64_t m0 = 0; m0 < kw; m0 += kI8FlushWords) {
-    const int64_t m1 = std::min(kw, m0 + kI8FlushWords);
+  for (int64_t c0 = 0; c0 < chunks; c0 += kI8FlushChunks) {
+    const int64_t c1 = std::min(chunks, c0 + kI8FlushChunks);
     __m256i acc[R * NB];
 #pragma GCC unroll 16
     for (int i = 0; i < R * NB; ++i) acc[i] = _mm256_setzero_si256();
-    for (int64_t m = m0; m < m1; ++m) {
-#pragma GCC unroll 2
-      for (int half = 0; half < 2; ++half) {
-        __m256i mask[R];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t words = std::min<int64_t>(4, kw - 4 * c);
+      __m256i w[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        w[r] = LoadWords(bits + r * bs + 4 * c, words);
+      const int8_t* xc = x + 256 * c;
+      // Not unrolled: with all 8 bit positions in flight GCC spills the
+      // accumulators.
+#pragma GCC unroll 1
+      for (int b = 0; b < 8; ++b) {
+        __m256i m[R];
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
-          mask[r] = ExpandBits32(bits + r * bs + m, half, c);
+          m[r] = _mm256_and_si256(w[r], one8);
+          w[r] = _mm256_srli_epi16(w[r], 1);
         }
 #pragma GCC unroll 16
-        for (int b = 0; b < NB; ++b) {
-          const __m256i xv =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                  x + b * xs + 64 * m + 32 * half));
+        for (int nb = 0; nb < NB; ++nb) {
+          const __m256i xv = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xc + nb * xs + 32 * b));
 #pragma GCC unroll 16
           for (int r = 0; r < R; ++r) {
-            acc[r * NB + b] = _mm256_add_epi16(
-                acc[r * NB + b], _mm256_maddubs_epi16(mask[r], xv));
+            acc[r * NB + nb] = _mm256_add_epi16(acc[r * NB + nb],
+                                                _mm256_maddubs_epi16(m[r], xv));
           }
         }
       }
@@ -425,6 +429,7 @@ const KernelTable& Avx2KernelTable() {
                                     avx2_kernels::DenseDot,
                                     avx2_kernels::GxnorPortable,
                                     SignDotI8Avx2,
+                                    BitSliceI8Portable,
                                     Transpose16Portable,
                                     avx2_kernels::TransposeBytes32,
                                     avx2_kernels::LutI8,

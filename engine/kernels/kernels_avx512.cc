@@ -205,6 +205,7 @@ const KernelTable& Avx512KernelTable() {
       HasAvx512Vpopcntdq() ? avx512_kernels::GxnorVpopcnt
                            : avx512_kernels::GxnorPortable,
       HasAvx512Vnni() ? SignDotI8Avx512Vnni : SignDotI8Avx2,
+      HasAvx512Vnni() ? nullptr : BitSliceI8Portable,
       avx512_kernels::Transpose16,
       nullptr,
       nullptr,

@@ -131,6 +131,18 @@ void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
   }
 }
 
+void BitSliceI8Portable(const int8_t* x, int64_t k_words, int8_t* out) {
+  const int64_t k = 64 * k_words;
+  for (int64_t c = 0; c < BitSlicedI8Bytes(k_words) / 256; ++c) {
+    for (int b = 0; b < 8; ++b) {
+      for (int j = 0; j < 32; ++j) {
+        const int64_t i = 256 * c + 8 * j + b;
+        out[256 * c + 32 * b + j] = i < k ? x[i] : 0;
+      }
+    }
+  }
+}
+
 // Plain loops: the bit-exact reference for the SIMD int8 kernels.
 void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        const int8_t* xq, int64_t x_stride, int64_t batch,
@@ -162,6 +174,7 @@ const KernelTable& ScalarKernelTable() {
                                     scalar_kernels::DenseDot,
                                     scalar_kernels::GxnorPortable,
                                     SignDotI8Portable,
+                                    nullptr,
                                     Transpose16Portable,
                                     nullptr,
                                     nullptr,

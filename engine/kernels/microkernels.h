@@ -102,6 +102,18 @@ using SignDotI8Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
                              int64_t batch, int64_t k_words, int32_t* neg,
                              int64_t neg_stride);
 
+// Bit-sliced int8 activations, the layout some SignDotI8 kernels read
+// (AVX2: one shift and AND per 32 weights instead of a byte shuffle):
+// per chunk c of 256 inputs and bit position b < 8, 32 bytes
+//   out[256 c + 32 b + j] = x[256 c + 8 j + b]   (j < 32),
+// so byte j of a 32-byte load of weight bits meets the inputs of its bit b
+// in byte j of vector b. ceil(k_words / 4) chunks; inputs at or beyond
+// 64 * k_words are zero.
+using BitSliceI8Fn = void (*)(const int8_t* x, int64_t k_words, int8_t* out);
+inline int64_t BitSlicedI8Bytes(int64_t k_words) {
+  return (k_words + 3) / 4 * 256;
+}
+
 struct KernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
@@ -113,6 +125,9 @@ struct KernelTable {
   DenseDotFn dense_dot;
   GxnorFn gxnor;
   SignDotI8Fn sign_dot_i8;
+  // Null: sign_dot_i8 reads xq as plain rows. Otherwise each row of xq is
+  // this function's output (BitSlicedI8Bytes apart at least).
+  BitSliceI8Fn bit_slice_i8;
   Transpose16Fn transpose16;
   // Null where the ISA has no int8 LUT kernel (the int8 path then uses
   // sign_dot_i8 for every batch).
@@ -279,6 +294,7 @@ const KernelTable& Avx512KernelTable();
 // The portable int8 sign kernel (the reference the SIMD ones are tested
 // against bit for bit), and the AVX2 one (also used by AVX-512 CPUs without
 // VNNI). Defined in kernels_scalar.cc / kernels_avx2.cc.
+void BitSliceI8Portable(const int8_t* x, int64_t k_words, int8_t* out);
 void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        const int8_t* xq, int64_t x_stride, int64_t batch,
                        int64_t k_words, int32_t* neg, int64_t neg_stride);

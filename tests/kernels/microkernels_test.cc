@@ -215,11 +215,52 @@ TEST_P(MicrokernelTest, GxnorMatchesScalar) {
   }
 }
 
+// Activation rows in the layout the ISA's sign_dot_i8 reads: bit-sliced
+// where it has bit_slice_i8 (rows a little further apart than needed),
+// else as given.
+std::vector<int8_t> KernelLayout(const KernelTable& kt,
+                                 const std::vector<int8_t>& x, int64_t xs,
+                                 int64_t batch, int64_t kw, int64_t* stride) {
+  if (kt.bit_slice_i8 == nullptr) {
+    *stride = xs;
+    return x;
+  }
+  *stride = BitSlicedI8Bytes(kw) + 32;
+  std::vector<int8_t> sliced(batch * *stride, 99);
+  for (int64_t b = 0; b < batch; ++b) {
+    kt.bit_slice_i8(x.data() + b * xs, kw, sliced.data() + b * *stride);
+  }
+  return sliced;
+}
+
+// The bit-sliced layout against its definition, on awkward lengths (the
+// last chunk partly beyond the row is zero).
+TEST_P(MicrokernelTest, BitSliceI8MatchesDefinition) {
+  if (kt().bit_slice_i8 == nullptr) GTEST_SKIP() << "plain rows on this ISA";
+  std::mt19937_64 rng(12);
+  for (int64_t kw : {1, 2, 3, 4, 5, 7, 70}) {
+    std::vector<int8_t> x(kw * 64);
+    for (auto& v : x) v = static_cast<int8_t>(rng());
+    std::vector<int8_t> out(BitSlicedI8Bytes(kw), 99);
+    kt().bit_slice_i8(x.data(), kw, out.data());
+    for (int64_t c = 0; c < BitSlicedI8Bytes(kw) / 256; ++c) {
+      for (int b = 0; b < 8; ++b) {
+        for (int j = 0; j < 32; ++j) {
+          const int64_t i = 256 * c + 8 * j + b;
+          ASSERT_EQ(out[256 * c + 32 * b + j], i < kw * 64 ? x[i] : 0)
+              << "kw " << kw << " c " << c << " b " << b << " j " << j;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(MicrokernelTest, SignDotI8MatchesPortableBitForBit) {
-  // kw 33 and 70 cross the AVX2 kernel's 16-bit flush (every 32 words);
+  // kw 33 and 70 cross the AVX2 kernel's 16-bit flush (every 32 words) and
+  // end in a partial 4-word chunk;
   // rows and batches cover every register block and remainder.
   std::mt19937_64 rng(11);
-  for (int64_t kw : {1, 2, 33, 70}) {
+  for (int64_t kw : {1, 2, 3, 4, 33, 70}) {
     for (int64_t rows : {1, 3, 4, 5, 8, 9, 13}) {
       for (int64_t batch : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
         const int64_t bs = kw + 1, xs = kw * 64 + 3;
@@ -227,7 +268,10 @@ TEST_P(MicrokernelTest, SignDotI8MatchesPortableBitForBit) {
         std::vector<int8_t> x(batch * xs);
         for (auto& v : x) v = static_cast<int8_t>(rng());
         std::vector<int32_t> got(rows * batch, -1), portable(rows * batch, -2);
-        kt().sign_dot_i8(bits.data(), bs, rows, x.data(), xs, batch, kw,
+        int64_t xks = 0;
+        const std::vector<int8_t> xk =
+            KernelLayout(kt(), x, xs, batch, kw, &xks);
+        kt().sign_dot_i8(bits.data(), bs, rows, xk.data(), xks, batch, kw,
                          got.data(), batch);
         SignDotI8Portable(bits.data(), bs, rows, x.data(), xs, batch, kw,
                           portable.data(), batch);
@@ -332,7 +376,10 @@ TEST_P(MicrokernelTest, SignDotI8ExtremeValuesDoNotOverflow) {
   for (int v : {-128, 127}) {
     const std::vector<int8_t> x(batch * kw * 64, static_cast<int8_t>(v));
     std::vector<int32_t> got(rows * batch);
-    kt().sign_dot_i8(bits.data(), kw, rows, x.data(), kw * 64, batch, kw,
+    int64_t xks = 0;
+    const std::vector<int8_t> xk =
+        KernelLayout(kt(), x, kw * 64, batch, kw, &xks);
+    kt().sign_dot_i8(bits.data(), kw, rows, xk.data(), xks, batch, kw,
                      got.data(), batch);
     for (int32_t g : got) ASSERT_EQ(g, v * kw * 64);
   }
