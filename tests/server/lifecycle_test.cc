@@ -199,6 +199,29 @@ TEST(LifecycleTest, ModelBenchAndEval) {
   const size_t at = out.find("\"top1_agreement\": ");
   ASSERT_NE(at, std::string::npos) << out;
   EXPECT_GE(std::stod(out.substr(at + 18)), 99.9) << out;
+  // Mixed precision: with four layers already in int16 and a target no
+  // model can reach, the search tries the one layer left, then reports it
+  // missed the target with all five set apart.
+  std::tie(rc, out) = RunCommand(
+      std::string(FLEXORCTL_BINARY) + " model eval " + file +
+      " --json --activations=int8 --target_agreement=100.5"
+      " --layer_activations=conv1=int16,conv2=int16,fc1=int16,fc2=int16"
+      " --images=" +
+      data + "t10k-images-idx3-ubyte.gz --labels=" + data +
+      "t10k-labels-idx1-ubyte.gz");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"reached\": false"), std::string::npos) << out;
+  EXPECT_NE(out.find("conv1=int16,conv2=int16,fc1=int16,fc2=int16,fc3=int16"),
+            std::string::npos)
+      << out;
+  std::tie(rc, out) =
+      RunCommand(std::string(FLEXORCTL_BINARY) + " model eval " + file +
+                 " --layer_activations=nope=int16" + " --images=" + data +
+                 "t10k-images-idx3-ubyte.gz --labels=" + data +
+                 "t10k-labels-idx1-ubyte.gz");
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("no Dense or Conv2d layer 'nope'"), std::string::npos)
+      << out;
   std::tie(rc, out) = RunCommand(std::string(FLEXORCTL_BINARY) +
                                  " model eval " + file);  // no --images
   EXPECT_NE(rc, 0) << out;

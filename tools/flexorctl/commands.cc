@@ -612,6 +612,7 @@ absl::Status ModelCommand(const CommandContext& ctx,
     options.activations = ctx.activations;
     options.layer_activations = ctx.layer_activations;
     options.sensitivity = ctx.sensitivity;
+    options.target_agreement = ctx.target_agreement;
     options.json = ctx.json;
     return ModelEval(args[2], options);
   }

@@ -35,6 +35,7 @@ struct CommandContext {
   ActivationPrecision activations = ActivationPrecision::kFloat32;
   std::vector<LayerActivations> layer_activations;
   bool sensitivity = false;
+  double target_agreement = 0;
   bool uint8 = false, typed = false;
   // load
   int64_t version = 1;

@@ -45,6 +45,10 @@ ABSL_FLAG(std::string, layer_activations, "",
 ABSL_FLAG(bool, sensitivity, false,
           "model eval: also one line per layer with that layer alone in "
           "int16 (which layers need it).");
+ABSL_FLAG(double, target_agreement, 0,
+          "model eval: set layers apart in int16, the most helpful first, "
+          "until the top-1 agreement with fp32 reaches this percentage "
+          "(e.g. 99.9); prints the config.pbtxt lines.");
 ABSL_FLAG(bool, int8_activations, false,
           "model bench/eval: --activations=int8.");
 ABSL_FLAG(std::string, raw, "",
@@ -135,7 +139,8 @@ constexpr char kUsage[] =
     "  model eval FILE       accuracy on --images/--labels; with\n"
     "                        --activations=int8|int16, agreement with fp32;\n"
     "                        --layer_activations=LAYER=int16,... mixes,\n"
-    "                        --sensitivity tries each layer in int16\n\n"
+    "                        --sensitivity tries each layer in int16,\n"
+    "                        --target_agreement=99.9 picks layers for it\n\n"
     "Flags may be spelled with dashes or underscores.";
 
 }  // namespace
@@ -202,6 +207,7 @@ int main(int argc, char** argv) {
     ctx.layer_activations = *std::move(layers);
   }
   ctx.sensitivity = absl::GetFlag(FLAGS_sensitivity);
+  ctx.target_agreement = absl::GetFlag(FLAGS_target_agreement);
   ctx.raw = absl::GetFlag(FLAGS_raw);
   ctx.uint8 = absl::GetFlag(FLAGS_uint8);
   ctx.typed = absl::GetFlag(FLAGS_typed);

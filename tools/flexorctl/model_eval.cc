@@ -1,8 +1,10 @@
 #include "tools/flexorctl/model_eval.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -118,22 +120,10 @@ absl::Status ModelEval(const std::string& path,
                      x->item_size(), " and there are ", x->items(),
                      " images for ", y->items(), " labels"));
   }
-  // Each variant: the layer list, then (for --sensitivity) the same with
-  // one more layer in int16.
-  std::vector<std::vector<LayerActivations>> variants = {
-      options.layer_activations};
-  if (options.sensitivity) {
-    for (const std::string& layer :
-         model.WeightLayerNames(/*quantized_only=*/true)) {
-      std::vector<LayerActivations> v = options.layer_activations;
-      auto it = std::find_if(v.begin(), v.end(),
-                             [&](const auto& l) { return l.layer == layer; });
-      if (it != v.end()) continue;  // already set apart
-      v.push_back({layer, ActivationPrecision::kInt16});
-      variants.push_back(std::move(v));
-    }
-  }
-  for (const std::vector<LayerActivations>& layers : variants) {
+  const int64_t n = x->items();
+  // One variant: the given precision with `layers` set apart; printed.
+  auto evaluate = [&](const std::vector<LayerActivations>& layers)
+      -> absl::StatusOr<Agreement> {
     absl::StatusOr<std::vector<ActivationPrecision>> steps =
         model.StepActivations(options.activations, layers);
     if (!steps.ok()) return steps.status();
@@ -141,9 +131,72 @@ absl::Status ModelEval(const std::string& path,
     chosen.matmul.activations = options.activations;
     chosen.step_activations = *steps;
     absl::StatusOr<Agreement> a = Compare(model, *x, *y, chosen);
-    if (!a.ok()) return a.status();
-    Print(model, PrecisionLabel(options.activations, layers), x->items(), *a,
-          options.json);
+    if (a.ok()) {
+      Print(model, PrecisionLabel(options.activations, layers), n, *a,
+            options.json);
+    }
+    return a;
+  };
+  std::vector<LayerActivations> current = options.layer_activations;
+  absl::StatusOr<Agreement> base = evaluate(current);
+  if (!base.ok()) return base.status();
+  const double target = options.target_agreement;
+  int64_t agree = base->agree;
+  // --sensitivity: one round, every remaining bit-coded layer alone in
+  // int16 on top of the given list. --target_agreement: rounds until the
+  // target is met, each keeping the layer that helped most (greedy).
+  bool rounds = options.sensitivity || 100.0 * agree / n < target;
+  while (rounds) {
+    std::optional<LayerActivations> best;
+    Agreement best_agreement;
+    for (const std::string& layer :
+         model.WeightLayerNames(/*quantized_only=*/true)) {
+      if (std::any_of(current.begin(), current.end(),
+                      [&](const auto& l) { return l.layer == layer; })) {
+        continue;  // already set apart
+      }
+      std::vector<LayerActivations> v = current;
+      v.push_back({layer, ActivationPrecision::kInt16});
+      absl::StatusOr<Agreement> a = evaluate(v);
+      if (!a.ok()) return a.status();
+      if (!best.has_value() || a->agree > best_agreement.agree ||
+          (a->agree == best_agreement.agree &&
+           a->max_diff < best_agreement.max_diff)) {
+        best = v.back();
+        best_agreement = *a;
+      }
+    }
+    if (target <= 0 || !best.has_value()) break;
+    current.push_back(*best);
+    agree = best_agreement.agree;
+    rounds = 100.0 * agree / n < target;
+  }
+  if (target > 0 && options.json) {
+    std::cout << absl::StrFormat(
+        "{\"target_agreement\": %.3f, \"reached\": %s, "
+        "\"top1_agreement\": %.3f, \"activations\": \"%s\", "
+        "\"layer_activation_precision\": \"%s\"}\n",
+        target, 100.0 * agree / n >= target ? "true" : "false",
+        100.0 * agree / n, ActivationPrecisionName(options.activations),
+        LayerActivationsString(current));
+  } else if (target > 0) {
+    const bool met = 100.0 * agree / n >= target;
+    std::cout << absl::StrFormat(
+        "%s %.3f%% agreement with %s (target %.3f%%)%s\n",
+        met ? "recommended:" : "target not reached:", 100.0 * agree / n,
+        PrecisionLabel(options.activations, current), target,
+        met ? "; config.pbtxt:" : "");
+    if (met) {
+      std::string upper = ActivationPrecisionName(options.activations);
+      for (char& c : upper) c = static_cast<char>(std::toupper(c));
+      std::cout << "  activation_precision: " << upper << "\n";
+      for (const LayerActivations& l : current) {
+        std::string p = ActivationPrecisionName(l.precision);
+        for (char& c : p) c = static_cast<char>(std::toupper(c));
+        std::cout << "  layer_activation_precision { layer: \"" << l.layer
+                  << "\" precision: " << p << " }\n";
+      }
+    }
   }
   return absl::OkStatus();
 }
