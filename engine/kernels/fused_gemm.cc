@@ -246,8 +246,8 @@ void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
 
 // Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2):
 // it needs a byte transpose of each tile (shared by the batch rows) and
-// then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~40
-// at batch 1 and ~19 per batch row at batch 8 (docs/performance.md).
+// then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~31
+// at batch 1 and ~18 per batch row at batch 8 (docs/performance.md).
 bool UseInt8Lut(const KernelTable& kt, int64_t batch) {
   static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");

@@ -264,7 +264,7 @@ void TransposeBytes32(const uint64_t* bits, int64_t bs, int64_t rows,
 // Per byte column of 32 rows (two 4-weight groups): the nibbles index the
 // groups' tables with VPSHUFB, once for the low and once for the high byte
 // of the int16 entries, and VPUNPCK{L,H}BW puts the bytes back together:
-// 15 ops per 256 weight-MACs against 40 for the sign kernel at batch 1.
+// 15 ops per 256 weight-MACs against 31 for the sign kernel at batch 1.
 // 16-bit lanes gain <= 2 * 512 per column, so they are widened to 32 bits
 // every 16 columns.
 void LutI8(const uint8_t* t32, int64_t kw, const uint8_t* tables,
