@@ -86,6 +86,10 @@ ABSL_FLAG(bool, verify, true,
           "> --max_accuracy_diff points or agreement < --min_agreement %).");
 ABSL_FLAG(double, max_accuracy_diff, 0.1, "Contract: accuracy tolerance.");
 ABSL_FLAG(double, min_agreement, 99.9, "Contract: prediction agreement, %.");
+ABSL_FLAG(double, serving_agreement, 99.9,
+          "After the engine check: recommend int8 activations with as few "
+          "layers in int16 as reach this top-1 agreement (%) with FP32 on "
+          "the test set, written to <output>.config.pbtxt (0: skip).");
 ABSL_FLAG(std::string, results_json, "",
           "Append a one-line JSON summary of the run to this file.");
 ABSL_FLAG(std::string, publish_dir, "",
@@ -386,6 +390,34 @@ int Run(int argc, char** argv) {
     }
   }
 
+  // ---- serving precision: the fastest activation precision that keeps
+  // the predictions (as a config.pbtxt for the model repository)
+  std::string serving = "-";
+  const double serving_target = absl::GetFlag(FLAGS_serving_agreement);
+  if (checked && serving_target > 0) {
+    absl::StatusOr<PrecisionSearchResult> rec =
+        RecommendServingPrecision(output, test, serving_target);
+    if (!rec.ok()) return Fail(kExitContract, rec.status());
+    const std::string config_text =
+        rec->reached
+            ? PrecisionConfigText(ActivationPrecision::kInt8, rec->layers)
+            : PrecisionConfigText(ActivationPrecision::kFloat32, {});
+    serving = rec->reached
+                  ? absl::StrCat("int8", rec->layers.empty() ? "" : " (",
+                                 LayerActivationsString(rec->layers),
+                                 rec->layers.empty() ? "" : ")")
+                  : "fp32";
+    const std::string config_path = output + ".config.pbtxt";
+    std::ofstream(config_path) << config_text;
+    Log("serving precision: %s (int8 agreement with fp32 %.2f%%%s, target "
+        "%.1f%%), written to %s",
+        serving, rec->agreement.percent(),
+        rec->layers.empty()
+            ? ""
+            : absl::StrCat(" with ", rec->layers.size(), " layer(s) in int16"),
+        serving_target, config_path);
+  }
+
   const std::string results_path = absl::GetFlag(FLAGS_results_json);
   if (!results_path.empty()) {
     std::ofstream results(results_path, std::ios::app);
@@ -395,7 +427,7 @@ int Run(int argc, char** argv) {
         "\"weights\":%d,\"quantized_weights\":%d,\"epochs\":%d,\"seed\":%d,"
         "\"trainer_accuracy\":%.2f,\"engine_accuracy\":%.2f,"
         "\"agreement\":%.3f,\"file_bytes\":%d,\"train_seconds\":%.0f,"
-        "\"output\":\"%s\"}\n",
+        "\"serving_precision\":\"%s\",\"output\":\"%s\"}\n",
         ArchName(*arch), QuantMethodName(*method), arch_config.quant.n_in,
         arch_config.quant.n_out, arch_config.quant.n_tap,
         arch_config.quant.planes, classifier.bits_per_quantized_weight(),
@@ -403,7 +435,7 @@ int Run(int argc, char** argv) {
         options.epochs, seed, evaluation.accuracy,
         checked ? check.engine_accuracy : -1.0,
         checked ? check.agreement : -1.0, checked ? check.file_bytes : -1,
-        train_seconds, JsonEscape(output));
+        train_seconds, JsonEscape(serving), JsonEscape(output));
   }
 
   // ---- publish

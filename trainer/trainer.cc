@@ -205,4 +205,26 @@ absl::StatusOr<EngineCheck> CheckWithEngine(const std::string& model_path,
   return check;
 }
 
+absl::StatusOr<PrecisionSearchResult> RecommendServingPrecision(
+    const std::string& model_path, const ImageSet& images,
+    double target_agreement) {
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(model_path);
+  if (!model.ok()) return model.status();
+  const torch::Tensor pixels = images.pixels.to(torch::kFloat32)
+                                   .reshape({images.size(), -1})
+                                   .contiguous();
+  if (pixels.size(1) != (*model)->input_size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("engine model takes ", (*model)->input_size(),
+                     " inputs per sample, the images have ", pixels.size(1)));
+  }
+  const torch::Tensor labels = images.labels.contiguous();
+  PrecisionSearchOptions options;
+  options.base = ActivationPrecision::kInt8;
+  options.target_agreement = target_agreement;
+  return SearchLayerActivations(**model, pixels.data_ptr<float>(),
+                                labels.data_ptr<int64_t>(), images.size(),
+                                options);
+}
+
 }  // namespace flexor::trainer

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/graph/precision_search.h"
 #include "trainer/fashion_mnist.h"
 #include "trainer/models.h"
 
@@ -75,6 +76,15 @@ struct EngineCheck {
 absl::StatusOr<EngineCheck> CheckWithEngine(const std::string& model_path,
                                             const ImageSet& images,
                                             const Evaluation& trainer_eval);
+
+// The serving precision to recommend for an exported model: int8
+// activations with as few layers in int16 as bring the top-1 agreement with
+// the exact FP32 path to `target_agreement` percent on `images`
+// (SearchLayerActivations). Not reached even with every bit-coded layer
+// apart: `reached` is false and FP32 is the safe choice.
+absl::StatusOr<PrecisionSearchResult> RecommendServingPrecision(
+    const std::string& model_path, const ImageSet& images,
+    double target_agreement);
 
 }  // namespace flexor::trainer
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/format/model_writer.h"
+#include "engine/graph/model.h"
 #include "trainer/fashion_mnist.h"
 #include "trainer/models.h"
 #include "trainer/trainer.h"
@@ -69,6 +70,22 @@ class ContractTest : public ::testing::Test {
     (*model)->Export(exporter);
     ASSERT_TRUE(writer.WriteFile(path).ok());
     absl::StatusOr<EngineCheck> check = CheckWithEngine(path, test, evaluation);
+    // The serving precision flexor_train recommends: what it reports is what
+    // it measured, and a target no model reaches ends with every bit-coded
+    // layer set apart in int16.
+    absl::StatusOr<PrecisionSearchResult> recommended =
+        RecommendServingPrecision(path, test, 99.9);
+    ASSERT_TRUE(recommended.ok()) << recommended.status();
+    EXPECT_EQ(recommended->reached, recommended->agreement.percent() >= 99.9);
+    EXPECT_EQ(recommended->agreement.samples, test.size());
+    absl::StatusOr<PrecisionSearchResult> unreachable =
+        RecommendServingPrecision(path, test, 100.5);
+    ASSERT_TRUE(unreachable.ok()) << unreachable.status();
+    EXPECT_FALSE(unreachable->reached);
+    absl::StatusOr<std::shared_ptr<const Model>> engine = Model::Load(path);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    EXPECT_EQ(unreachable->layers.size(),
+              (*engine)->WeightLayerNames(/*quantized_only=*/true).size());
     std::remove(path.c_str());
     ASSERT_TRUE(check.ok()) << check.status();
     std::printf("%s %s: trainer %.2f%% engine %.2f%% agreement %.2f%%\n",
