@@ -86,9 +86,32 @@ void DecryptRows(const BinaryPlaneView& plane, int64_t k, int64_t row_begin,
     DecryptRange(plane, row_begin * k, rows * k, out, isa);
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    DecryptRange(plane, (row_begin + r) * k, k, out + r * row_words, isa);
+  // Rows are not whole words (convolutions: K = C * kh * kw). Decrypting
+  // row by row costs a few short decrypt_words calls and masked partial
+  // words per row; instead decrypt the tile as one contiguous range, then
+  // move each row to its word-aligned place. Row r's bits start at bit r k
+  // of the range and go to bit 64 r row_words >= r k, so moving rows last
+  // to first, and each row's words last to first, only reads words that are
+  // not yet overwritten: word d of the output reads range words s and s + 1
+  // with s + 1 <= d (64 d - (r k + 64 j) = r (64 row_words - k) >= 1 bit).
+  DecryptRange(plane, row_begin * k, rows * k, out, isa);
+  const uint64_t tail_mask =
+      (k & 63) == 0 ? ~uint64_t{0} : (uint64_t{1} << (k & 63)) - 1;
+  for (int64_t r = rows - 1; r >= 1; --r) {
+    const int64_t bit = r * k;
+    const int64_t src = bit >> 6;
+    const int shift = static_cast<int>(bit & 63);
+    uint64_t* dst = out + r * row_words;
+    for (int64_t j = row_words - 1; j >= 0; --j) {
+      const uint64_t lo = out[src + j];
+      // The range ends at word WordsForBits(rows k) - 1; beyond it, zeros.
+      const uint64_t hi =
+          shift == 0 || (src + j + 1) * 64 >= rows * k ? 0 : out[src + j + 1];
+      dst[j] = shift == 0 ? lo : (lo >> shift) | (hi << (64 - shift));
+    }
+    dst[row_words - 1] &= tail_mask;
   }
+  out[row_words - 1] &= tail_mask;  // row 0 is in place; cut row 1's bits
 }
 
 void DecryptPlane(const BinaryPlaneView& plane, int64_t num_weights,
