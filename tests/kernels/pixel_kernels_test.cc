@@ -404,8 +404,15 @@ TEST_P(PixelKernelTest, Int8KnCombinesDigitsExactly) {
 TEST_P(PixelKernelTest, Int8PackWeightsMatchesBits) {
   std::mt19937_64 rng(9);
   for (const auto& [rows, channels, taps] :
-       std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {16, 16, 9}, {7, 5, 9}, {64, 32, 25}, {3, 6, 1}, {5, 3, 49}}) {
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{16, 16, 9},
+                                                          {7, 5, 9},
+                                                          {64, 32, 25},
+                                                          {3, 6, 1},
+                                                          {5, 3, 49},
+                                                          {4, 7, 16},
+                                                          {3, 10, 32},
+                                                          {2, 4, 17},
+                                                          {3, 9, 33}}) {
     const int64_t K = channels * taps, kw = (K + 63) / 64;
     std::vector<uint64_t> bits(rows * kw);
     for (uint64_t& b : bits) b = rng();
