@@ -391,11 +391,11 @@ inline uint32_t Bits32(const uint64_t* b, int64_t kw, int64_t k) {
 }
 
 // The int8 convolutions' weight expansion (Int8PackWeightsFn) for taps <=
-// 32: a channel group's live channels are one run of <= 128 bits; it
-// becomes 128 bytes of +-1 (per 32 bits: broadcast, VPSHUFB, AND, CMPEQ,
-// OR), then channel i's bytes (at i * taps) are interleaved by 4 with two
-// VPUNPCK stages, 16 taps per 128-bit lane. About 45 ops per group of 4 x
-// 25 weights, against ~90 for one PDEP per channel and 16 taps. Writes
+// 32: each live channel's (up to) 32 taps become 32 bytes of +-1
+// (broadcast, VPSHUFB, AND, CMPEQ, OR), then the 4 channels are
+// interleaved by two VPUNPCK stages, 16 taps per 128-bit lane. About 40 ops
+// per group of 4 x 25 weights, against ~90 for one PDEP per channel and 16
+// taps. Writes
 // whole 64-byte (taps <= 16) or 128-byte vectors per group: at most 60
 // bytes past a row's last group, as the PDEP version.
 void Int8PackWeightsInterleave(const uint64_t* bits, int64_t kw, int64_t rows,
@@ -411,26 +411,26 @@ void Int8PackWeightsInterleave(const uint64_t* bits, int64_t kw, int64_t rows,
   const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
   const __m256i one = _mm256_set1_epi8(1);
   const int64_t c4n = (channels + 3) / 4, group_bits = 4 * taps;
-  alignas(32) int8_t run[128 + 32] = {};  // + the last channel's over-read
   for (int64_t o = 0; o < rows; ++o) {
     const uint64_t* b = bits + o * kw;
     int8_t* out = w8 + o * ws;
     row_sums[o] = Int8RowSum(b, channels * taps);
     for (int64_t c4 = 0; c4 < c4n; ++c4) {
       const int64_t live = std::min<int64_t>(4, channels - 4 * c4);
-      for (int64_t q = 0; q * 32 < group_bits; ++q) {
-        const uint32_t m = Bits32(b, kw, c4 * group_bits + 32 * q);
-        const __m256i v = _mm256_shuffle_epi8(
-            _mm256_set1_epi32(static_cast<int32_t>(m)), spread);
-        const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(run + 32 * q),
-                           _mm256_or_si256(one, neg));
-      }
+      // Channel i's taps from its own 32 bits (straight to registers: a
+      // store of the whole run and unaligned reloads stalled on store
+      // forwarding).
       __m256i ch[4];
       for (int64_t i = 0; i < 4; ++i) {
-        ch[i] = i < live ? _mm256_loadu_si256(
-                               reinterpret_cast<const __m256i*>(run + i * taps))
-                         : _mm256_setzero_si256();
+        if (i >= live) {
+          ch[i] = _mm256_setzero_si256();
+          continue;
+        }
+        const uint32_t m = Bits32(b, kw, c4 * group_bits + i * taps);
+        const __m256i v = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(static_cast<int32_t>(m)), spread);
+        ch[i] = _mm256_or_si256(
+            one, _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit));
       }
       const __m256i a = _mm256_unpacklo_epi8(ch[0], ch[1]);
       const __m256i a2 = _mm256_unpackhi_epi8(ch[0], ch[1]);
