@@ -105,7 +105,7 @@ std::vector<int64_t> ShuffledOffsets(int64_t rows, int64_t lanes,
 TEST_P(PixelKernelTest, DenseKnMatchesScalarDot) {
   const int64_t kl = GetKernelTable(GetParam()).lanes;
   for (int64_t lanes : {kl, 2 * kl}) {
-    for (int64_t rows : {1, 3, 8, 13}) {
+    for (int64_t rows : {1, 3, 8, 11, 13, 32}) {
       for (int64_t k : {1, 5, 25, 70}) {
         const std::vector<float> w = RandomVector(rows * (k + 3), rows + k);
         const std::vector<float> x = RandomVector(k * (lanes + 3) + 1, k);
