@@ -392,12 +392,11 @@ inline uint32_t Bits32(const uint64_t* b, int64_t kw, int64_t k) {
 
 // The int8 convolutions' weight expansion (Int8PackWeightsFn) for taps <=
 // 32: each live channel's (up to) 32 taps become 32 bytes of +-1
-// (broadcast, VPSHUFB, AND, CMPEQ, OR), then the 4 channels are
-// interleaved by two VPUNPCK stages, 16 taps per 128-bit lane. About 40 ops
-// per group of 4 x 25 weights, against ~90 for one PDEP per channel and 16
-// taps. Writes
-// whole 64-byte (taps <= 16) or 128-byte vectors per group: at most 60
-// bytes past a row's last group, as the PDEP version.
+// (broadcast, VPSHUFB, AND, CMPEQ, OR), then the 4 channels are interleaved
+// by two VPUNPCK stages, 16 taps per 128-bit lane: about 40 ops per group
+// of 4 x 25 weights, against ~90 for one PDEP per channel and 16 taps.
+// Writes whole 64-byte (taps <= 16) or 128-byte vectors per group: at most
+// 60 bytes past a row's last group, as the PDEP version.
 void Int8PackWeightsInterleave(const uint64_t* bits, int64_t kw, int64_t rows,
                                int64_t channels, int64_t taps, int8_t* w8,
                                int64_t ws, int32_t* row_sums) {
