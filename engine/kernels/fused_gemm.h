@@ -61,6 +61,11 @@ constexpr int64_t kInt8MaxBatch = 15;
 // 0 = never).
 constexpr int64_t kInt8LutMinBatch = 4;
 constexpr int64_t kInt8LutMaxBatch = 15;
+// ... and only where the sign kernel's activations (batch x K bytes,
+// bit-sliced) would not fit in L1: with them in L1 the sign kernel is ahead
+// up to batch 8 (4096x4096: 525 vs 579 us at batch 8, 2 threads), beyond
+// it the LUT (4096x14336: 1895 vs 2291 us).
+constexpr int64_t kInt8SignMaxActivationBytes = int64_t{32} << 10;
 
 // The method kAuto resolves to for this shape.
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
@@ -70,7 +75,7 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
 const char* MethodName(BinaryMethod method);
 // Which int8 kernel kInt8Sign runs for this ISA and batch ("avx2_lut",
 // "avx512_vnni", "avx2_maddubs" or "portable"), for logs and benchmarks.
-const char* Int8KernelName(KernelIsa isa, int64_t batch);
+const char* Int8KernelName(KernelIsa isa, int64_t batch, int64_t in_features);
 
 // Per-row int8 quantisation used by kInt8Sign: for each of the `batch` rows
 // of x [batch, k], scale[b] = max_k |x| / 127 (0 for an all-zero row),

@@ -210,8 +210,11 @@ class Int8PathTest : public ::testing::TestWithParam<KernelIsa> {};
 
 TEST_P(Int8PathTest, WithinQuantisationBoundAndBitExactWithPortable) {
   uint64_t seed = 500;
-  const Shape shapes[] = {{1, 1},    {1, 77},   {37, 1},   {5, 64},
-                          {33, 200}, {67, 129}, {300, 65}, {45, 2100}};
+  // {19, 4500}: batches 8-15 there take the AVX2 LUT kernel (batch x K
+  // beyond kInt8SignMaxActivationBytes).
+  const Shape shapes[] = {{1, 1},    {1, 77},    {37, 1},
+                          {5, 64},   {33, 200},  {67, 129},
+                          {300, 65}, {45, 2100}, {19, 4500}};
   for (int q : {1, 2}) {
     for (const NetSpec& spec : kNets) {
       for (Shape s : shapes) {
@@ -401,10 +404,13 @@ TEST(Int8AutoTest, AutoUsesInt8OnlyForSmallBatchesWhenAllowed) {
               BinaryMethod::kInt8Sign);
   }
   for (KernelIsa isa : SupportedIsas()) {
-    const std::string name = Int8KernelName(isa, 1);
+    const std::string name = Int8KernelName(isa, 1, 4096);
     if (isa == KernelIsa::kAvx2) {
       EXPECT_EQ(name, "avx2_maddubs");
-      EXPECT_EQ(std::string(Int8KernelName(isa, 8)), "avx2_lut");
+      // The LUT where batch x K bit-sliced activations would leave L1.
+      EXPECT_EQ(std::string(Int8KernelName(isa, 8, 14336)), "avx2_lut");
+      EXPECT_EQ(std::string(Int8KernelName(isa, 8, 4096)), "avx2_maddubs");
+      EXPECT_EQ(std::string(Int8KernelName(isa, 12, 4096)), "avx2_lut");
     }
     if (isa == KernelIsa::kScalar) EXPECT_EQ(name, "portable");
     if (isa == KernelIsa::kAvx512) {
