@@ -47,14 +47,15 @@ ServableVersion::ServableVersion(std::string name, int64_t version,
       identity_(identity),
       metrics_(std::move(metrics)),
       decrypt_sample_period_(decrypt_sample_period),
+      run_options_(RunOptionsOf(config_)),
       queue_(
           BatchQueue::Options{
               absl::StrCat("model '", name_, "' version ", version_),
               config_.max_batch_size, config_.dynamic_batching,
               config_.max_queue_delay, config_.max_queue_size,
               model_->input_size(), model_->output_size()},
-          [this, options = RunOptionsOf(config_)](const float* in,
-                                                  int64_t batch, float* out) {
+          [this](const float* in, int64_t batch, float* out) {
+            const RunOptions& options = run_options_;
             const bool sample =
                 decrypt_sample_period_ > 0 &&
                 executions_.fetch_add(1, std::memory_order_relaxed) %

@@ -94,6 +94,9 @@ class ServableVersion {
   // time metric (0: never).
   const int64_t decrypt_sample_period_;
   mutable std::atomic<int64_t> executions_{0};
+  // The queue's runner reads these through `this`: captured by value they
+  // would not fit std::function's inline buffer (one heap block more).
+  const RunOptions run_options_;
   mutable BatchQueue queue_;
 };
 
