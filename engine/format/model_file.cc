@@ -332,6 +332,16 @@ void ModelFile::ReleaseGraph() {
   // (The provenance alone, a protobuf map, costs about 1.3 KB of heap on a
   // LeNet-size model, more than a tenth of its fixed memory.)
   model::v1::Metadata* metadata = header_.mutable_metadata();
+  // Offsets fit in 32 bits: the labels lie in a header under kMaxHeaderSize.
+  size_t text = 0;
+  for (const std::string& label : metadata->labels()) text += label.size();
+  label_text_.reserve(text);
+  label_ends_.reserve(static_cast<size_t>(metadata->labels_size()));
+  for (const std::string& label : metadata->labels()) {
+    label_text_ += label;
+    label_ends_.push_back(static_cast<uint32_t>(label_text_.size()));
+  }
+  metadata->clear_labels();
   metadata->clear_description();
   metadata->clear_provenance();
   model::v1::ModelHeader kept;
@@ -340,6 +350,18 @@ void ModelFile::ReleaseGraph() {
   *kept.mutable_outputs() = header_.outputs();
   header_.Swap(&kept);  // `kept`, now the full header, is freed here
   tensor_index_ = absl::flat_hash_map<std::string, int>();
+}
+
+int ModelFile::num_labels() const {
+  return graph_released_ ? static_cast<int>(label_ends_.size())
+                         : header_.metadata().labels_size();
+}
+
+absl::string_view ModelFile::label(int i) const {
+  if (!graph_released_) return header_.metadata().labels(i);
+  const size_t begin = i == 0 ? 0 : label_ends_[static_cast<size_t>(i - 1)];
+  return absl::string_view(label_text_)
+      .substr(begin, label_ends_[static_cast<size_t>(i)] - begin);
 }
 
 absl::StatusOr<model::v1::Metadata> ModelFile::FullMetadata() const {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -93,7 +94,12 @@ class ModelFile {
   ModelFile(const ModelFile&) = delete;
   ModelFile& operator=(const ModelFile&) = delete;
 
+  // The whole parsed header, until ReleaseGraph (see there for what stays).
   const model::v1::ModelHeader& header() const { return header_; }
+  // The output's class names (metadata.labels), before and after
+  // ReleaseGraph; served with classification results.
+  int num_labels() const;
+  absl::string_view label(int i) const;
   const std::string& name() const { return header_.metadata().name(); }
   const std::string& source() const { return source_; }
   size_t file_size() const { return size_; }
@@ -108,13 +114,15 @@ class ModelFile {
   // been compiled from this file: the compiled operators keep views of the
   // payload, not of the header. Also drops the metadata's description and
   // provenance, which nothing reads while serving (FullMetadata() reads them
-  // again from the file's bytes); the name, method, bits_per_weight, labels,
-  // inputs and outputs stay, as an exact-size copy. tensor() answers
-  // NOT_FOUND afterwards. About 10 KB of a LeNet-size model's resident cost.
+  // again from the file's bytes), and moves the labels out of the header
+  // into one string (label(); a repeated string field costs a heap block per
+  // label); the name, method, bits_per_weight, inputs and outputs stay in
+  // header(), as an exact-size copy. tensor() answers NOT_FOUND afterwards.
+  // About 10 KB of a LeNet-size model's resident cost.
   // Model::Compile calls it only when it holds the only reference to the
   // file, so no other holder sees the change.
   void ReleaseGraph();
-  // The metadata as written in the file, description and provenance
+  // The metadata as written in the file, description, provenance and labels
   // included (header().metadata() lacks them after ReleaseGraph): then
   // parsed again from the header bytes, which stay resident with the
   // payload. For rare callers (Model::Describe), not per request.
@@ -142,6 +150,9 @@ class ModelFile {
 
   model::v1::ModelHeader header_;
   absl::flat_hash_map<std::string, int> tensor_index_;
+  // After ReleaseGraph: the labels back to back, and where each one ends.
+  std::string label_text_;
+  std::vector<uint32_t> label_ends_;
 };
 
 }  // namespace flexor

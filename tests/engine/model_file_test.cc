@@ -108,8 +108,11 @@ TEST(ModelDescribeTest, ReleasedHeaderStillReportsEveryMetadataField) {
     EXPECT_EQ(kept.tensors_size(), 0);
     EXPECT_EQ(kept.metadata().name(), "described");
     EXPECT_EQ(kept.metadata().method(), spec.method);
-    ASSERT_EQ(kept.metadata().labels_size(), 10);
-    EXPECT_EQ(kept.metadata().labels(9), "a rather long label nine");
+    EXPECT_EQ(kept.metadata().labels_size(), 0);  // moved to label()
+    ASSERT_EQ((*model)->file().num_labels(), 10);
+    EXPECT_EQ((*model)->file().label(0), "zero");
+    EXPECT_EQ((*model)->file().label(5), "five");
+    EXPECT_EQ((*model)->file().label(9), "a rather long label nine");
     EXPECT_EQ((*model)->input().name(), "image");
     EXPECT_TRUE((*model)->input().accepts_uint8());
     EXPECT_EQ(std::vector<int64_t>((*model)->input().shape().begin(),
@@ -142,6 +145,8 @@ TEST(ModelDescribeTest, ReleasedHeaderStillReportsEveryMetadataField) {
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_GT((*file)->header().nodes_size(), 0);
   EXPECT_FALSE((*file)->header().metadata().description().empty());
+  ASSERT_EQ((*file)->num_labels(), 10);
+  EXPECT_EQ((*file)->label(9), "a rather long label nine");
   EXPECT_NE((*model)->Describe().find("provenance:   generator"),
             std::string::npos);
 }
