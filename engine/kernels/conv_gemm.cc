@@ -31,8 +31,6 @@ std::vector<Im2colPiece> PlanIm2colPieces(int64_t out_h, int64_t out_w,
       ox += len;
     }
   }
-  // Kept by the compiled layer for the model's lifetime: no spare capacity.
-  pieces.shrink_to_fit();
   return pieces;
 }
 
