@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -93,7 +94,12 @@ class ModelFile {
   ModelFile(const ModelFile&) = delete;
   ModelFile& operator=(const ModelFile&) = delete;
 
+  // The whole parsed header, until ReleaseGraph (see there for what stays).
   const model::v1::ModelHeader& header() const { return header_; }
+  // The output's class names (metadata.labels), before and after
+  // ReleaseGraph; served with classification results.
+  int num_labels() const;
+  absl::string_view label(int i) const;
   const std::string& name() const { return header_.metadata().name(); }
   const std::string& source() const { return source_; }
   size_t file_size() const { return size_; }
@@ -106,11 +112,21 @@ class ModelFile {
 
   // Frees the parsed graph (nodes) and the tensor table once a Model has
   // been compiled from this file: the compiled operators keep views of the
-  // payload, not of the header. Metadata, inputs and outputs stay; tensor()
-  // answers NOT_FOUND afterwards. About 8 KB of a LeNet-size model's
-  // resident cost. Model::Compile calls it only when it holds the only
-  // reference to the file, so no other holder sees the change.
+  // payload, not of the header. Also drops the metadata's description and
+  // provenance, which nothing reads while serving (FullMetadata() reads them
+  // again from the file's bytes), and moves the labels out of the header
+  // into one string (label(); a repeated string field costs a heap block per
+  // label); the name, method, bits_per_weight, inputs and outputs stay in
+  // header(), as an exact-size copy. tensor() answers NOT_FOUND afterwards.
+  // About 10 KB of a LeNet-size model's resident cost.
+  // Model::Compile calls it only when it holds the only reference to the
+  // file, so no other holder sees the change.
   void ReleaseGraph();
+  // The metadata as written in the file, description, provenance and labels
+  // included (header().metadata() lacks them after ReleaseGraph): then
+  // parsed again from the header bytes, which stay resident with the
+  // payload. For rare callers (Model::Describe), not per request.
+  absl::StatusOr<model::v1::Metadata> FullMetadata() const;
 
  private:
   ModelFile() = default;
@@ -125,6 +141,8 @@ class ModelFile {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   size_t payload_offset_ = 0;
+  size_t header_size_ = 0;  // serialized header, after the preamble
+  bool graph_released_ = false;
   std::unique_ptr<uint8_t[], void (*)(uint8_t*)> owned_{nullptr, nullptr};
   // kMap: the mapping (munmap'ed by the destructor) and its length.
   void* mapping_ = nullptr;
@@ -132,6 +150,9 @@ class ModelFile {
 
   model::v1::ModelHeader header_;
   absl::flat_hash_map<std::string, int> tensor_index_;
+  // After ReleaseGraph: the labels back to back, and where each one ends.
+  std::string label_text_;
+  std::vector<uint32_t> label_ends_;
 };
 
 }  // namespace flexor

@@ -168,16 +168,19 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Compile(
     }
     Step step;
     step.name = node.name();
-    step.inputs = in_storages;
+    step.inputs.assign(in_storages.begin(), in_storages.end());
     step.output = static_cast<int>(storage_size.size());
     step.op = std::move(op->op);
+    step.shape.assign(op->output_shape.begin(), op->output_shape.end());
     storage_size.push_back(size);
     last_reader.push_back(-1);
     values[node.output()] = {step.output, op->output_shape, ternary_output};
     head_of_last_step = node.output();
     model->steps_.push_back(std::move(step));
-    model->step_shapes_.push_back(op->output_shape);
   }
+  // The vector grew by doubling: return the spare capacity (no reserve up
+  // front: a hostile header may declare millions of nodes).
+  model->steps_.shrink_to_fit();
   for (int s = 0; s < static_cast<int>(model->steps_.size()); ++s) {
     for (int in : model->steps_[s].inputs) last_reader[in] = s;
   }
@@ -415,7 +418,10 @@ absl::Status Model::RunSteps(const float* input, int64_t batch, float* output,
 }
 
 std::string Model::Describe() const {
-  const mv1::Metadata& meta = file_->header().metadata();
+  // The kept header lacks the description and provenance once the graph is
+  // released (ModelFile::ReleaseGraph): read them again from the file.
+  const absl::StatusOr<mv1::Metadata> full = file_->FullMetadata();
+  const mv1::Metadata& meta = full.ok() ? *full : file_->header().metadata();
   std::string out = absl::StrFormat(
       "model:        %s\nmethod:       %s\nsource:       %s\n", meta.name(),
       meta.method().empty() ? "(unset)" : meta.method(), file_->source());
@@ -431,9 +437,9 @@ std::string Model::Describe() const {
                         ShapeString(outs));
   absl::StrAppend(&out, "graph:\n");
   for (size_t i = 0; i < steps_.size(); ++i) {
+    const Shape shape(steps_[i].shape.begin(), steps_[i].shape.end());
     absl::StrAppendFormat(&out, "  %-12s %s -> %s\n", steps_[i].name,
-                          steps_[i].op->Describe(),
-                          ShapeString(step_shapes_[i]));
+                          steps_[i].op->Describe(), ShapeString(shape));
   }
   absl::StrAppendFormat(
       &out,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -116,11 +117,15 @@ class Model {
                         std::vector<StepProfile>* profile) const;
 
   std::shared_ptr<const ModelFile> file_;
+  // Inline vectors: a step's inputs and shape fit in the Step itself, so a
+  // resident model does not pay two heap blocks per step (with thousands of
+  // small models loaded, such fixed costs add up to a share of their files).
   struct Step {
     std::unique_ptr<Operator> op;
-    std::string name;         // fused nodes joined by '+'
-    std::vector<int> inputs;  // storages read
-    int output = 0;           // storage written
+    std::string name;                       // fused nodes joined by '+'
+    absl::InlinedVector<int, 2> inputs;     // storages read
+    int output = 0;                         // storage written
+    absl::InlinedVector<int64_t, 3> shape;  // per-sample output (Describe)
   };
   std::vector<Step> steps_;
   // Storages: 0 is the caller's input, output_storage_ the caller's output
@@ -130,7 +135,6 @@ class Model {
   std::vector<int64_t> offset_;
   int64_t arena_floats_per_sample_ = 0;
   int output_storage_ = 0;
-  std::vector<std::vector<int64_t>> step_shapes_;
   int64_t input_size_ = 0;
   int64_t output_size_ = 0;
   ModelStats stats_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/ops/operator.h"
@@ -20,8 +21,8 @@ class ChannelAffineOp : public Operator {
   ChannelAffineOp(std::string kind, std::vector<float> scale,
                   std::vector<float> shift, int64_t channels, int64_t inner)
       : kind_(std::move(kind)),
-        scale_(std::move(scale)),
-        shift_(std::move(shift)),
+        scale_(scale.begin(), scale.end()),
+        shift_(shift.begin(), shift.end()),
         channels_(channels),
         inner_(inner) {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
@@ -48,7 +49,9 @@ class ChannelAffineOp : public Operator {
 
  private:
   std::string kind_;
-  std::vector<float> scale_, shift_;
+  // One value (InputScale's usual form) stays inline: no heap blocks for
+  // the op's lifetime (a loaded model's fixed memory).
+  absl::InlinedVector<float, 1> scale_, shift_;
   int64_t channels_, inner_;
 };
 

@@ -1,6 +1,7 @@
 // MaxPool2d, AvgPool2d (padding counted in the average, as PyTorch's
 // default count_include_pad=True) and GlobalAvgPool.
 #include <algorithm>
+#include <array>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -17,8 +18,9 @@ namespace {
 
 class Pool2dOp : public Operator {
  public:
+  // `in` and `out` are [C, H, W] (checked by CompilePool).
   Pool2dOp(const mv1::Pool2dOp& cfg, const Shape& in, const Shape& out)
-      : cfg_(cfg), in_(in), out_(out) {}
+      : cfg_(cfg), in_{in[0], in[1], in[2]}, out_{out[0], out[1], out[2]} {}
 
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext&) const override {
@@ -89,12 +91,13 @@ class Pool2dOp : public Operator {
 
  private:
   mv1::Pool2dOp cfg_;
-  Shape in_, out_;
+  // Fixed rank: no heap blocks per op (a loaded model's fixed memory).
+  std::array<int64_t, 3> in_, out_;
 };
 
 class GlobalAvgPoolOp : public Operator {
  public:
-  explicit GlobalAvgPoolOp(const Shape& in) : in_(in) {}
+  explicit GlobalAvgPoolOp(const Shape& in) : in_{in[0], in[1], in[2]} {}
   void Run(absl::Span<const float* const> inputs, int64_t batch, float* output,
            const RunContext&) const override {
     const int64_t hw = in_[1] * in_[2];
@@ -108,7 +111,7 @@ class GlobalAvgPoolOp : public Operator {
   std::string Describe() const override { return "GlobalAvgPool"; }
 
  private:
-  Shape in_;
+  std::array<int64_t, 3> in_;
 };
 
 }  // namespace

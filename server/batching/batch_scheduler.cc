@@ -31,8 +31,7 @@ absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
   if (stopping_) {
     return absl::UnavailableError("the server is shutting down");
   }
-  if (static_cast<int>(queue->tasks_.size()) >=
-      queue->options().max_queue_size) {
+  if (queue->num_tasks_ >= queue->options().max_queue_size) {
     return absl::ResourceExhaustedError(absl::StrCat(
         queue->options().name, ": the request queue is full (",
         queue->options().max_queue_size,
@@ -40,7 +39,14 @@ absl::Status BatchScheduler::Submit(BatchQueue* queue, BatchTask* task) {
   }
   task->enqueue_time_ = absl::Now();
   task->arrival_ = arrivals_++;
-  queue->tasks_.push_back(task);
+  task->next_ = nullptr;
+  if (queue->tail_ == nullptr) {
+    queue->head_ = task;
+  } else {
+    queue->tail_->next_ = task;
+  }
+  queue->tail_ = task;
+  ++queue->num_tasks_;
   queue->queued_samples_ += task->num_samples();
   if (!queue->active_) {
     queue->active_ = true;
@@ -75,7 +81,7 @@ bool BatchScheduler::Ready(const BatchQueue& queue, absl::Time now) const {
   return stopping_ || flushing_ || !o.dynamic_batching ||
          (dispatch_when_idle_ && running_ == 0) ||
          queue.queued_samples_ >= o.max_batch_size ||
-         now >= queue.tasks_.front()->enqueue_time_ + o.max_queue_delay;
+         now >= queue.head_->enqueue_time_ + o.max_queue_delay;
 }
 
 BatchQueue* BatchScheduler::TakeBatch(absl::Time now, absl::Time* wake_at,
@@ -89,7 +95,7 @@ BatchQueue* BatchScheduler::TakeBatch(absl::Time now, absl::Time* wake_at,
       queue = candidate;
       break;
     }
-    *wake_at = std::min(*wake_at, candidate->tasks_.front()->enqueue_time_ +
+    *wake_at = std::min(*wake_at, candidate->head_->enqueue_time_ +
                                       candidate->options().max_queue_delay);
   }
   if (queue == nullptr) return nullptr;
@@ -98,19 +104,22 @@ BatchQueue* BatchScheduler::TakeBatch(absl::Time now, absl::Time* wake_at,
   int64_t samples = 0;
   const int64_t limit =
       queue->options().dynamic_batching ? queue->options().max_batch_size : 0;
-  while (!queue->tasks_.empty()) {
-    BatchTask* task = queue->tasks_.front();
+  while (queue->head_ != nullptr) {
+    BatchTask* task = queue->head_;
     if (!batch->empty() && samples + task->num_samples() > limit) break;
-    queue->tasks_.pop_front();
+    queue->head_ = task->next_;
+    if (queue->head_ == nullptr) queue->tail_ = nullptr;
+    task->next_ = nullptr;
+    --queue->num_tasks_;
     queue->queued_samples_ -= task->num_samples();
     samples += task->num_samples();
     batch->push_back(task);
   }
   active_.erase(queue->head_arrival_);
-  if (queue->tasks_.empty()) {
+  if (queue->head_ == nullptr) {
     queue->active_ = false;
   } else {
-    queue->head_arrival_ = queue->tasks_.front()->arrival_;
+    queue->head_arrival_ = queue->head_->arrival_;
     active_.emplace(queue->head_arrival_, queue);
   }
   ++running_;

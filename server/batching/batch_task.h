@@ -39,7 +39,8 @@ class BatchTask {
  private:
   friend class BatchScheduler;
   absl::Time enqueue_time_;
-  uint64_t arrival_ = 0;  // server-wide arrival order (BatchScheduler)
+  uint64_t arrival_ = 0;       // server-wide arrival order (BatchScheduler)
+  BatchTask* next_ = nullptr;  // the next task of its BatchQueue
 };
 
 }  // namespace flexor::server

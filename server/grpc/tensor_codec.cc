@@ -71,7 +71,7 @@ void EncodeClassification(
     const Model& model, const float* output, int64_t batch, int64_t k, bool raw,
     inference::ModelInferResponse::InferOutputTensor* tensor,
     std::string* raw_out) {
-  const auto& labels = model.file().header().metadata().labels();
+  const ModelFile& file = model.file();
   const int64_t classes = model.output().shape(0);
   tensor->set_datatype("BYTES");
   tensor->add_shape(batch);
@@ -88,8 +88,8 @@ void EncodeClassification(
       const int64_t c = order[static_cast<size_t>(i)];
       // std::to_string's "%f", as Triton formats the score.
       std::string entry = absl::StrCat(std::to_string(row[c]), ":", c);
-      if (c < labels.size() && !labels[static_cast<int>(c)].empty()) {
-        absl::StrAppend(&entry, ":", labels[static_cast<int>(c)]);
+      if (c < file.num_labels() && !file.label(static_cast<int>(c)).empty()) {
+        absl::StrAppend(&entry, ":", file.label(static_cast<int>(c)));
       }
       if (raw) {
         // BYTES in raw form: 4-byte little-endian length, then the bytes.

@@ -68,13 +68,20 @@ absl::StatusOr<PerModelHistograms> PerModelHistograms::Parse(
   return out;
 }
 
+prometheus::Labels VersionMetrics::Labels() const {
+  // The version (a number) follows the last newline.
+  const size_t newline = key_.rfind('\n');
+  return {{"model", key_.substr(0, newline)},
+          {"version", key_.substr(newline + 1)}};
+}
+
 prometheus::Histogram& VersionMetrics::Histogram(Kind kind) {
   prometheus::Histogram* h = histograms_[kind].load(std::memory_order_acquire);
   if (h != nullptr) return *h;
   absl::MutexLock lock(&owner_->mu_);
   h = histograms_[kind].load(std::memory_order_relaxed);
   if (h == nullptr) {
-    h = &owner_->histograms_[kind]->Add(labels_, BucketsOf(kind));
+    h = &owner_->histograms_[kind]->Add(Labels(), BucketsOf(kind));
     histograms_[kind].store(h, std::memory_order_release);
   }
   return *h;
@@ -85,7 +92,7 @@ void VersionMetrics::RecordRequest(int code, double seconds) {
   prometheus::Counter* counter =
       requests_[code].load(std::memory_order_acquire);
   if (counter == nullptr) {
-    prometheus::Labels labels = labels_;
+    prometheus::Labels labels = Labels();
     labels["code"] = CodeName(code);
     // Family::Add returns the existing series for identical labels.
     counter = &owner_->requests_total_->Add(labels);
@@ -290,9 +297,8 @@ std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
   const bool detail = per_model_histograms.value_or(per_model_.Selects(model));
   absl::MutexLock lock(&mu_);
   auto* raw = new VersionMetrics(this, key, detail);
-  raw->labels_ = {{"model", model}, {"version", version}};
   raw->sizes_ = sizes;
-  const prometheus::Labels& l = raw->labels_;
+  const prometheus::Labels l = raw->Labels();
   raw->file_bytes_ = &file_bytes_->Add(l);
   raw->file_bytes_->Set(static_cast<double>(sizes.file_bytes));
   if (detail) {

@@ -94,11 +94,14 @@ class VersionMetrics {
   // first use), else the server-wide one.
   prometheus::Histogram& Histogram(Kind kind);
 
+  // {model, version}, rebuilt from key_ when a series is added (not kept:
+  // a std::map of two strings is two heap blocks per loaded version).
+  prometheus::Labels Labels() const;
+
   ServerMetrics* owner_;
-  std::string key_;
+  std::string key_;  // model "\n" version
   const bool detail_;
   ModelSizeInfo sizes_;
-  prometheus::Labels labels_;
   std::array<std::atomic<prometheus::Counter*>, 17> requests_{};
   std::array<std::atomic<prometheus::Histogram*>, 4> histograms_{};
   prometheus::Gauge* in_flight_ = nullptr;

@@ -50,14 +50,15 @@ ServableVersion::ServableVersion(
       metrics_(std::move(metrics)),
       decrypt_sample_period_(decrypt_sample_period),
       step_activations_(std::move(step_activations)),
+      run_options_(RunOptionsOf(config_, step_activations_)),
       queue_(
           BatchQueue::Options{
               absl::StrCat("model '", name_, "' version ", version_),
               config_.max_batch_size, config_.dynamic_batching,
               config_.max_queue_delay, config_.max_queue_size,
               model_->input_size(), model_->output_size()},
-          [this, options = RunOptionsOf(config_, step_activations_)](
-              const float* in, int64_t batch, float* out) {
+          [this](const float* in, int64_t batch, float* out) {
+            const RunOptions& options = run_options_;
             const bool sample =
                 decrypt_sample_period_ > 0 &&
                 executions_.fetch_add(1, std::memory_order_relaxed) %

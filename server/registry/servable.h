@@ -97,8 +97,11 @@ class ServableVersion {
   const int64_t decrypt_sample_period_;
   mutable std::atomic<int64_t> executions_{0};
   // Mixed precision (config layer_activation_precision): one per compiled
-  // step, viewed by every run's RunOptions; empty otherwise.
+  // step, viewed by run_options_; empty otherwise.
   const std::vector<ActivationPrecision> step_activations_;
+  // The queue's runner reads these through `this`: captured by value they
+  // would not fit std::function's inline buffer (one heap block more).
+  const RunOptions run_options_;
   mutable BatchQueue queue_;
 };
 

@@ -82,6 +82,75 @@ TEST(ModelDescribeTest, StepsShowTheirOwnOutputShapes) {
   EXPECT_EQ(text.find("-> [400]"), std::string::npos) << text;
 }
 
+TEST(ModelDescribeTest, ReleasedHeaderStillReportsEveryMetadataField) {
+  // A compiled model that owns its file keeps a compact header (no graph,
+  // no description or provenance: ModelFile::ReleaseGraph); what is served
+  // stays, and Describe (inspect) still shows the rest, read from the file.
+  RandomModelSpec spec;
+  spec.name = "described";
+  spec.labels = {"zero", "one", "two",   "three", "four",
+                 "five", "six", "seven", "eight", "a rather long label nine"};
+  absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  for (ModelFileAccess access :
+       {ModelFileAccess::kCopy, ModelFileAccess::kMap}) {
+    SCOPED_TRACE(ModelFileAccessName(access));
+    const std::string path =
+        (std::filesystem::path(testing::TempDir()) /
+         absl::StrCat("described_", ModelFileAccessName(access), ".flexor"))
+            .string();
+    ASSERT_TRUE(WriteFileAtomically(path, *bytes).ok());
+    absl::StatusOr<std::shared_ptr<const Model>> model =
+        Model::Load(path, access);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const mv1::ModelHeader& kept = (*model)->file().header();
+    EXPECT_EQ(kept.nodes_size(), 0);
+    EXPECT_EQ(kept.tensors_size(), 0);
+    EXPECT_EQ(kept.metadata().name(), "described");
+    EXPECT_EQ(kept.metadata().method(), spec.method);
+    EXPECT_EQ(kept.metadata().labels_size(), 0);  // moved to label()
+    ASSERT_EQ((*model)->file().num_labels(), 10);
+    EXPECT_EQ((*model)->file().label(0), "zero");
+    EXPECT_EQ((*model)->file().label(5), "five");
+    EXPECT_EQ((*model)->file().label(9), "a rather long label nine");
+    EXPECT_EQ((*model)->input().name(), "image");
+    EXPECT_TRUE((*model)->input().accepts_uint8());
+    EXPECT_EQ(std::vector<int64_t>((*model)->input().shape().begin(),
+                                   (*model)->input().shape().end()),
+              (std::vector<int64_t>{1, 28, 28}));
+    EXPECT_EQ((*model)->output().shape_size(), 1);
+    EXPECT_TRUE(kept.metadata().description().empty());
+    EXPECT_TRUE(kept.metadata().provenance().empty());
+
+    absl::StatusOr<mv1::Metadata> full = (*model)->file().FullMetadata();
+    ASSERT_TRUE(full.ok()) << full.status();
+    EXPECT_EQ(full->description(), "random weights (tests, demos, benchmarks)");
+    EXPECT_EQ(full->provenance().at("generator"), "BuildRandomModel");
+    EXPECT_EQ(full->labels_size(), 10);
+    const std::string text = (*model)->Describe();
+    EXPECT_NE(text.find("description:  random weights"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("provenance:   generator = BuildRandomModel"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("provenance:   seed = "), std::string::npos) << text;
+    EXPECT_NE(text.find("model:        described"), std::string::npos) << text;
+    std::filesystem::remove(path);
+  }
+  // A file still shared (opened, then compiled) keeps its whole header.
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(*bytes, "shared");
+  ASSERT_TRUE(file.ok());
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_GT((*file)->header().nodes_size(), 0);
+  EXPECT_FALSE((*file)->header().metadata().description().empty());
+  ASSERT_EQ((*file)->num_labels(), 10);
+  EXPECT_EQ((*file)->label(9), "a rather long label nine");
+  EXPECT_NE((*model)->Describe().find("provenance:   generator"),
+            std::string::npos);
+}
+
 TEST(ModelWriterTest, SameModelSameBytes) {
   // Provenance is a protobuf map: without deterministic serialisation its
   // entries come out in hash order, and two writes of one model differ.
