@@ -393,6 +393,7 @@ int Run(int argc, char** argv) {
   // ---- serving precision: the fastest activation precision that keeps
   // the predictions (as a config.pbtxt for the model repository)
   std::string serving = "-";
+  std::string serving_config;  // config.pbtxt text, "" if not searched
   const double serving_target = absl::GetFlag(FLAGS_serving_agreement);
   if (checked && serving_target > 0) {
     absl::StatusOr<PrecisionSearchResult> rec =
@@ -409,6 +410,7 @@ int Run(int argc, char** argv) {
                   : "fp32";
     const std::string config_path = output + ".config.pbtxt";
     std::ofstream(config_path) << config_text;
+    serving_config = config_text;
     Log("serving precision: %s (int8 agreement with fp32 %.2f%%%s, target "
         "%.1f%%), written to %s",
         serving, rec->agreement.percent(),
@@ -460,9 +462,13 @@ int Run(int argc, char** argv) {
   }
   if (!publish_dir.empty()) {
     absl::StatusOr<std::string> published =
-        PublishToDirectory(output, publish_dir, model_name);
+        PublishToDirectory(output, publish_dir, model_name, serving_config);
     if (!published.ok()) return Fail(kExitPublish, published.status());
-    Log("published %s", *published);
+    Log("published %s%s", *published,
+        serving_config.empty()
+            ? ""
+            : " (the serving precision goes into the model's config.pbtxt "
+              "only if it has none)");
   }
   if (!publish_server.empty()) {
     absl::StatusOr<int64_t> version =

@@ -73,7 +73,7 @@ absl::StatusOr<int64_t> NextVersion(int64_t largest,
 
 absl::StatusOr<std::string> PublishToDirectory(
     const std::string& model_path, const std::string& repository_root,
-    const std::string& model_name) {
+    const std::string& model_name, const std::string& config_text) {
   absl::StatusOr<std::string> bytes = ReadWholeFile(model_path);
   if (!bytes.ok()) return bytes.status();
   absl::StatusOr<std::string> signature = SignatureOf(model_path);
@@ -84,6 +84,13 @@ absl::StatusOr<std::string> PublishToDirectory(
   if (error) {
     return absl::PermissionDeniedError(absl::StrCat(
         "cannot create ", model_dir.string(), ": ", error.message()));
+  }
+  const fs::path config = model_dir / "config.pbtxt";
+  if (!config_text.empty() && !fs::exists(config, error)) {
+    if (absl::Status s = WriteFileAtomically(config.string(), config_text);
+        !s.ok()) {
+      return s;
+    }
   }
   // Another publisher may take the version first: retry with the next one.
   for (int attempt = 0; attempt < 10; ++attempt) {

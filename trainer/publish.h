@@ -19,10 +19,13 @@ inline constexpr char kModelFileName[] = "model.flexor";
 // filled under a temporary name and renamed into place, so a server polling
 // the repository never sees a partial version. A detached signature
 // "<model_path>.sig" (SignModelFile) goes into the version directory with
-// the model. Returns the path written.
+// the model. A non-empty `config_text` becomes <model>/config.pbtxt (before
+// the version appears, so the server loads it with that config) only when
+// the model has no config yet: an existing one is the operator's and is
+// kept. Returns the path written.
 absl::StatusOr<std::string> PublishToDirectory(
     const std::string& model_path, const std::string& repository_root,
-    const std::string& model_name);
+    const std::string& model_name, const std::string& config_text = "");
 
 // Sends the file to the server at `address` (HOST:PORT): RepositoryIndex to
 // find the next version, then RepositoryModelLoad with the parameter

@@ -51,6 +51,33 @@ TEST(PublishToDirectoryTest, WritesNextVersionAndLeavesNoStaging) {
   fs::remove_all(root);
 }
 
+// The recommended serving config becomes the model's config.pbtxt when it
+// has none, and never replaces the operator's.
+TEST(PublishToDirectoryTest, WritesTheConfigOnlyWhenTheModelHasNone) {
+  const fs::path root = fs::path(::testing::TempDir()) /
+                        ("publish_config_test_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  const fs::path source = root / "source.flexor";
+  fs::create_directories(root);
+  std::ofstream(source, std::ios::binary) << "model bytes";
+  const std::string repo = (root / "repo").string();
+  ASSERT_TRUE(PublishToDirectory(source.string(), repo, "m",
+                                 "activation_precision: INT8\n")
+                  .ok());
+  EXPECT_EQ(ReadAll((root / "repo" / "m" / "config.pbtxt").string()),
+            "activation_precision: INT8\n");
+  ASSERT_TRUE(PublishToDirectory(source.string(), repo, "m",
+                                 "activation_precision: FP32\n")
+                  .ok());
+  EXPECT_EQ(ReadAll((root / "repo" / "m" / "config.pbtxt").string()),
+            "activation_precision: INT8\n");
+  EXPECT_TRUE(fs::exists(root / "repo" / "m" / "2" / kModelFileName));
+  // No config text: none written.
+  ASSERT_TRUE(PublishToDirectory(source.string(), repo, "other").ok());
+  EXPECT_FALSE(fs::exists(root / "repo" / "other" / "config.pbtxt"));
+  fs::remove_all(root);
+}
+
 // --sign-key: SignModelFile writes <file>.sig, and the published version
 // directory gets it next to the model; the signature verifies there.
 TEST(PublishToDirectoryTest, SignedFilesArePublishedWithTheirSignature) {
