@@ -79,15 +79,20 @@ std::vector<float> AddWeights(ModelWriter& w, mv1::WeightCodec* codec,
   return dense;
 }
 
-std::shared_ptr<const Model> Compile(const ModelWriter& w) {
-  absl::StatusOr<std::string> bytes = w.Serialize();
-  EXPECT_TRUE(bytes.ok()) << bytes.status();
+std::shared_ptr<const Model> CompileBytes(const std::string& bytes) {
   absl::StatusOr<std::shared_ptr<const ModelFile>> file =
-      ModelFile::FromBytes(*bytes, "op-test");
+      ModelFile::FromBytes(bytes, "op-test");
   EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return nullptr;
   absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? *model : nullptr;
+}
+
+std::shared_ptr<const Model> Compile(const ModelWriter& w) {
+  absl::StatusOr<std::string> bytes = w.Serialize();
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.ok() ? CompileBytes(*bytes) : nullptr;
 }
 
 void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
@@ -635,12 +640,9 @@ TEST(MixedPrecisionTest, StepActivationsSetLayersApart) {
   spec.seed = 7;
   absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
-  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
-      ModelFile::FromBytes(*bytes, "mixed");
-  ASSERT_TRUE(file.ok()) << file.status();
-  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
-  ASSERT_TRUE(model.ok()) << model.status();
-  const Model& m = **model;
+  const std::shared_ptr<const Model> model = CompileBytes(*bytes);
+  ASSERT_NE(model, nullptr);
+  const Model& m = *model;
   const std::vector<std::string> layers = m.WeightLayerNames(true);
   ASSERT_EQ(layers,
             (std::vector<std::string>{"conv1", "conv2", "fc1", "fc2", "fc3"}));
