@@ -249,13 +249,13 @@ void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
 // then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~31
 // at batch 1 and ~18 per batch row at batch 8 (docs/performance.md).
 bool UseInt8Lut(const KernelTable& kt, int64_t batch, int64_t in_features) {
+  const int64_t padded = CeilDiv(in_features, 64) * 64;
   static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
     return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
   }();
   return kt.lut_i8 != nullptr && batch >= kInt8LutMinBatch &&
-         batch <= max_batch &&
-         batch * in_features > kInt8SignMaxActivationBytes;
+         batch <= max_batch && batch * padded > kInt8SignMaxActivationBytes;
 }
 
 // acc[r * nb + b] = (or +=) alpha[r] * (qsum[b] - 2 * neg[r * nb + b]) for
@@ -302,7 +302,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const int32_t* qsum) {
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
-  const bool lut = UseInt8Lut(kt, batch, Kp);
+  const bool lut = UseInt8Lut(kt, batch, K);
   const int64_t table_stride = 16 * kw * 32;
   PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
@@ -522,8 +522,7 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
 
 const char* Int8KernelName(KernelIsa isa, int64_t batch, int64_t in_features) {
   const KernelTable& kt = GetKernelTable(isa);
-  const int64_t kp = CeilDiv(in_features, 64) * 64;
-  if (UseInt8Lut(kt, batch, kp)) return "avx2_lut";
+  if (UseInt8Lut(kt, batch, in_features)) return "avx2_lut";
   return kt.sign_dot_i8_name;
 }
 

@@ -1,6 +1,7 @@
-// Sum of a row of +-1 weights from its sign bits (+1 per clear bit, -1 per
-// set bit, first k bits): the int8 kernels' zero-point correction. Each
-// per-ISA file compiles it with its own flags (POPCNT in the AVX2 and AVX-512
+// Helpers over one row of sign bits shared by the int8 kernels of every ISA:
+// the row sum of its +-1 weights (the zero-point correction) and reading 64
+// bits from any bit offset (the convolution weight packing). Each per-ISA
+// file compiles them with its own flags (POPCNT in the AVX2 and AVX-512
 // builds).
 #ifndef FLEXOR_ENGINE_KERNELS_INT8_ROW_SUM_H_
 #define FLEXOR_ENGINE_KERNELS_INT8_ROW_SUM_H_
@@ -19,6 +20,15 @@ static inline int32_t Int8RowSum(const uint64_t* b, int64_t k) {
     set += __builtin_popcountll(b[k / 64] & ((uint64_t{1} << (k % 64)) - 1));
   }
   return static_cast<int32_t>(k - 2 * set);
+}
+
+// 64 bits of a row of `kw` words from bit k on, zeros past its last word.
+static inline uint64_t Int8RowWord(const uint64_t* b, int64_t kw, int64_t k) {
+  const int64_t w = k >> 6, s = k & 63;
+  if (w >= kw) return 0;
+  uint64_t v = b[w] >> s;
+  if (s != 0 && w + 1 < kw) v |= b[w + 1] << (64 - s);
+  return v;
 }
 
 }  // namespace flexor

@@ -381,15 +381,6 @@ void Int8KnRows(const int8_t* w, int64_t ws, int64_t rows, int64_t groups,
   }
 }
 
-// 32 bits of a row from bit k on, zeros past its kw words.
-inline uint32_t Bits32(const uint64_t* b, int64_t kw, int64_t k) {
-  const int64_t w = k >> 6, s = k & 63;
-  if (w >= kw) return 0;
-  uint64_t v = b[w] >> s;
-  if (s > 32 && w + 1 < kw) v |= b[w + 1] << (64 - s);
-  return static_cast<uint32_t>(v);
-}
-
 // The int8 convolutions' weight expansion (Int8PackWeightsFn) for taps <=
 // 32: each live channel's (up to) 32 taps become 32 bytes of +-1
 // (broadcast, VPSHUFB, AND, CMPEQ, OR), then the 4 channels are interleaved
@@ -425,7 +416,8 @@ void Int8PackWeightsInterleave(const uint64_t* bits, int64_t kw, int64_t rows,
           ch[i] = _mm256_setzero_si256();
           continue;
         }
-        const uint32_t m = Bits32(b, kw, c4 * group_bits + i * taps);
+        const auto m = static_cast<uint32_t>(
+            Int8RowWord(b, kw, c4 * group_bits + i * taps));
         const __m256i v = _mm256_shuffle_epi8(
             _mm256_set1_epi32(static_cast<int32_t>(m)), spread);
         ch[i] = _mm256_or_si256(

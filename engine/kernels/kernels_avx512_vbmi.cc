@@ -10,18 +10,6 @@
 #include "engine/kernels/microkernels.h"
 
 namespace flexor {
-namespace {
-
-// 64 bits of a row from bit k on, zeros past its kw words.
-inline uint64_t Bits64(const uint64_t* b, int64_t kw, int64_t k) {
-  const int64_t w = k >> 6, s = k & 63;
-  if (w >= kw) return 0;
-  uint64_t v = b[w] >> s;
-  if (s != 0 && w + 1 < kw) v |= b[w + 1] << (64 - s);
-  return v;
-}
-
-}  // namespace
 
 // A channel group's live channels are one run of live * taps <= 128 bits
 // in the row (channel-major, tap-minor). Each half becomes 64 bytes of +-1
@@ -62,7 +50,7 @@ void Int8PackWeightsAvx512Vbmi(const uint64_t* bits, int64_t kw, int64_t rows,
       const int64_t k = 4 * c4 * taps;
       const bool partial = c4 == full;
       const int64_t live_bits = (partial ? live_last : 4) * taps;
-      uint64_t lo = Bits64(b, kw, k), hi = Bits64(b, kw, k + 64);
+      uint64_t lo = Int8RowWord(b, kw, k), hi = Int8RowWord(b, kw, k + 64);
       // Bits past the group's live channels are another channel's (or
       // padding): only indices < live_bits are ever selected.
       (void)live_bits;
