@@ -404,9 +404,7 @@ int Run(int argc, char** argv) {
             ? PrecisionConfigText(ActivationPrecision::kInt8, rec->layers)
             : PrecisionConfigText(ActivationPrecision::kFloat32, {});
     serving = rec->reached
-                  ? absl::StrCat("int8", rec->layers.empty() ? "" : " (",
-                                 LayerActivationsString(rec->layers),
-                                 rec->layers.empty() ? "" : ")")
+                  ? ActivationsLabel(ActivationPrecision::kInt8, rec->layers)
                   : "fp32";
     const std::string config_path = output + ".config.pbtxt";
     std::ofstream(config_path) << config_text;

@@ -65,4 +65,13 @@ std::string LayerActivationsString(const std::vector<LayerActivations>& list) {
   });
 }
 
+std::string ActivationsLabel(ActivationPrecision base,
+                             const std::vector<LayerActivations>& layers) {
+  std::string label = ActivationPrecisionName(base);
+  if (!layers.empty()) {
+    absl::StrAppend(&label, " (", LayerActivationsString(layers), ")");
+  }
+  return label;
+}
+
 }  // namespace flexor

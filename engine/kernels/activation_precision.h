@@ -57,6 +57,9 @@ absl::StatusOr<std::vector<LayerActivations>> ParseLayerActivations(
     absl::string_view text);
 // The inverse of ParseLayerActivations.
 std::string LayerActivationsString(const std::vector<LayerActivations>& list);
+// For people (tools, logs): "int8", or "int8 (block1_conv1=int16)".
+std::string ActivationsLabel(ActivationPrecision base,
+                             const std::vector<LayerActivations>& layers);
 
 // Whether convolutions quantise their inputs (kInt8 or kInt16).
 inline bool QuantizesConvInputs(ActivationPrecision precision) {

@@ -704,6 +704,9 @@ TEST(MixedPrecisionTest, ParseLayerActivations) {
                          {"block1_conv1", ActivationPrecision::kInt16},
                          {"fc", ActivationPrecision::kFloat32}}));
   EXPECT_EQ(LayerActivationsString(*parsed), "block1_conv1=int16,fc=fp32");
+  EXPECT_EQ(ActivationsLabel(ActivationPrecision::kInt8, *parsed),
+            "int8 (block1_conv1=int16,fc=fp32)");
+  EXPECT_EQ(ActivationsLabel(ActivationPrecision::kInt16, {}), "int16");
   EXPECT_TRUE(ParseLayerActivations("")->empty());
   for (const char* bad : {"conv1", "=int8", "conv1=", "conv1=int4",
                           "conv1=int8,conv1=int16", "conv1=int8,"}) {

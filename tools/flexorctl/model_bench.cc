@@ -50,10 +50,7 @@ absl::Status ModelBench(const std::string& path,
         "model %s (%s), kernel ISA %s, %s activations, %d thread(s)\n"
         "%6s %8s %12s %12s %12s %14s\n",
         model.name(), path, SelectedKernelIsaName(),
-        absl::StrCat(ActivationPrecisionName(options.activations),
-                     options.layer_activations.empty() ? "" : " (",
-                     LayerActivationsString(options.layer_activations),
-                     options.layer_activations.empty() ? "" : ")"),
+        ActivationsLabel(options.activations, options.layer_activations),
         options.threads, "batch", "runs", "p50 run us", "p90 run us",
         "us/sample", "samples/s");
   }

@@ -33,16 +33,6 @@ void Print(const Model& model, const std::string& precision, int64_t n,
       100.0 * a.correct_exact / n, 100.0 * a.agree / n, a.max_diff);
 }
 
-// "int8" or "int8 (block1_conv1=int16)".
-std::string PrecisionLabel(ActivationPrecision base,
-                           const std::vector<LayerActivations>& layers) {
-  std::string label = ActivationPrecisionName(base);
-  if (!layers.empty()) {
-    absl::StrAppend(&label, " (", LayerActivationsString(layers), ")");
-  }
-  return label;
-}
-
 }  // namespace
 
 absl::Status ModelEval(const std::string& path,
@@ -77,7 +67,7 @@ absl::Status ModelEval(const std::string& path,
   absl::StatusOr<PrecisionSearchResult> result = SearchLayerActivations(
       model, inputs.data(), labels.data(), n, search,
       [&](const std::vector<LayerActivations>& layers, const Agreement& a) {
-        Print(model, PrecisionLabel(options.activations, layers), n, a,
+        Print(model, ActivationsLabel(options.activations, layers), n, a,
               options.json);
       });
   if (!result.ok()) return result.status();
@@ -97,7 +87,7 @@ absl::Status ModelEval(const std::string& path,
   std::cout << absl::StrFormat(
       "%s %.3f%% agreement with %s (target %.3f%%)%s\n",
       result->reached ? "recommended:" : "target not reached:", agree,
-      PrecisionLabel(options.activations, result->layers), target,
+      ActivationsLabel(options.activations, result->layers), target,
       result->reached ? "; config.pbtxt:" : "");
   if (result->reached) {
     std::cout << PrecisionConfigText(options.activations, result->layers);
