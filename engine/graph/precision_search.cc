@@ -15,43 +15,57 @@ int64_t ArgMax(const float* v, int64_t n) {
   return std::max_element(v, v + n) - v;
 }
 
+// The exact path's outputs [n, output_size] (batches of 64).
+absl::StatusOr<std::vector<float>> ExactOutputs(const Model& model,
+                                                const float* inputs,
+                                                int64_t n) {
+  const int64_t in = model.input_size(), out = model.output_size();
+  constexpr int64_t kBatch = 64;
+  std::vector<float> y(static_cast<size_t>(n * out));
+  for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
+    const int64_t nb = std::min(kBatch, n - b0);
+    absl::Status s =
+        model.Run(inputs + b0 * in, nb, y.data() + b0 * out, RunOptions());
+    if (!s.ok()) return s;
+  }
+  return y;
+}
+
+// `chosen` one sample per run against the exact outputs.
+absl::StatusOr<Agreement> Compare(const Model& model, const float* inputs,
+                                  const int64_t* labels, int64_t n,
+                                  const RunOptions& chosen,
+                                  const std::vector<float>& exact) {
+  const int64_t in = model.input_size(), out = model.output_size();
+  Agreement a;
+  a.samples = n;
+  std::vector<float> y(static_cast<size_t>(out));
+  for (int64_t i = 0; i < n; ++i) {
+    absl::Status s = model.Run(inputs + i * in, 1, y.data(), chosen);
+    if (!s.ok()) return s;
+    const float* e_row = exact.data() + i * out;
+    const int64_t c = ArgMax(y.data(), out), e = ArgMax(e_row, out);
+    if (labels != nullptr) {
+      a.correct += c == labels[i];
+      a.correct_exact += e == labels[i];
+    }
+    a.agree += c == e;
+    for (int64_t j = 0; j < out; ++j) {
+      a.max_diff = std::max<double>(a.max_diff, std::abs(y[j] - e_row[j]));
+    }
+  }
+  return a;
+}
+
 }  // namespace
 
 absl::StatusOr<Agreement> CompareWithExact(const Model& model,
                                            const float* inputs,
                                            const int64_t* labels, int64_t n,
                                            const RunOptions& chosen) {
-  const int64_t in = model.input_size(), out = model.output_size();
-  constexpr int64_t kBatch = 64;
-  const RunOptions exact;
-  Agreement a;
-  a.samples = n;
-  std::vector<float> y_exact(kBatch * out), y_chosen(kBatch * out);
-  for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
-    const int64_t nb = std::min(kBatch, n - b0);
-    const float* x = inputs + b0 * in;
-    for (int64_t i = 0; i < nb; ++i) {
-      absl::Status s =
-          model.Run(x + i * in, 1, y_chosen.data() + i * out, chosen);
-      if (!s.ok()) return s;
-    }
-    absl::Status s = model.Run(x, nb, y_exact.data(), exact);
-    if (!s.ok()) return s;
-    for (int64_t i = 0; i < nb; ++i) {
-      const int64_t c = ArgMax(y_chosen.data() + i * out, out);
-      const int64_t e = ArgMax(y_exact.data() + i * out, out);
-      if (labels != nullptr) {
-        a.correct += c == labels[b0 + i];
-        a.correct_exact += e == labels[b0 + i];
-      }
-      a.agree += c == e;
-      for (int64_t j = 0; j < out; ++j) {
-        a.max_diff = std::max<double>(
-            a.max_diff, std::abs(y_chosen[i * out + j] - y_exact[i * out + j]));
-      }
-    }
-  }
-  return a;
+  absl::StatusOr<std::vector<float>> exact = ExactOutputs(model, inputs, n);
+  if (!exact.ok()) return exact.status();
+  return Compare(model, inputs, labels, n, chosen, *exact);
 }
 
 absl::StatusOr<PrecisionSearchResult> SearchLayerActivations(
@@ -59,6 +73,9 @@ absl::StatusOr<PrecisionSearchResult> SearchLayerActivations(
     const PrecisionSearchOptions& options,
     const std::function<void(const std::vector<LayerActivations>&,
                              const Agreement&)>& on_evaluated) {
+  // The exact outputs do not change between variants: computed once.
+  absl::StatusOr<std::vector<float>> exact = ExactOutputs(model, inputs, n);
+  if (!exact.ok()) return exact.status();
   auto evaluate = [&](const std::vector<LayerActivations>& layers)
       -> absl::StatusOr<Agreement> {
     absl::StatusOr<std::vector<ActivationPrecision>> steps =
@@ -68,7 +85,7 @@ absl::StatusOr<PrecisionSearchResult> SearchLayerActivations(
     chosen.matmul.activations = options.base;
     chosen.step_activations = *steps;
     absl::StatusOr<Agreement> a =
-        CompareWithExact(model, inputs, labels, n, chosen);
+        Compare(model, inputs, labels, n, chosen, *exact);
     if (a.ok() && on_evaluated) on_evaluated(layers, *a);
     return a;
   };
