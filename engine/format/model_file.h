@@ -45,7 +45,8 @@ size_t DTypeSize(model::v1::DType dtype);  // 0 for DTYPE_UNSPECIFIED
 
 // How ModelFile::Open gets a file's bytes.
 enum class ModelFileAccess {
-  // Read (pread) into a private, 64-byte aligned buffer. The default: the
+  // Read (pread) into a private, 64-byte aligned buffer; once the header is
+  // parsed and checked, only the payload's bytes are kept. The default: the
   // loaded model is independent of the file from then on, so a file that is
   // truncated or rewritten in place later can neither crash the process nor
   // change what the validated model computes. Costs a second copy of every
@@ -124,24 +125,44 @@ class ModelFile {
   void ReleaseGraph();
   // The metadata as written in the file, description, provenance and labels
   // included (header().metadata() lacks them after ReleaseGraph): then
-  // parsed again from the header bytes, which stay resident with the
-  // payload. For rare callers (Model::Describe), not per request.
+  // parsed again from the header bytes, which stay resident when the file
+  // is mapped or came as bytes, and are read again from the file when it
+  // was read (kCopy keeps only the payload; DATA_LOSS if the file's header
+  // changed since). For rare callers (Model::Describe), not per request.
   absl::StatusOr<model::v1::Metadata> FullMetadata() const;
 
  private:
   ModelFile() = default;
-  absl::Status Parse();
-  // Fills data_ from the open file `fd` of st_size `size` (size_ is set).
+  // Validates the preamble and parses the header from `data`, the file's
+  // first bytes: at least the preamble, and the header too where the
+  // preamble's header_size fits in the size_-byte file (`data` may be null
+  // when size_ < kPreambleSize). Sets header_, payload_offset_ and co.
+  absl::Status ParseHead(const uint8_t* data);
+  // Validates every tensor of the header against payload_.
+  absl::Status CheckTensors();
+  // ParseHead and CheckTensors over whole_, the whole file in memory.
+  absl::Status ParseWhole();
+  absl::Status FieldError(absl::string_view field,
+                          absl::string_view reason) const;
+  // kCopy: reads and parses the preamble and header of the open file `fd`
+  // (size_ is set), then reads only the payload into an owned buffer.
   absl::Status ReadInto(int fd);
   absl::Status MapFrom(int fd);
-  // Owned, aligned storage for the file's bytes (data_); null on failure.
+  // Reads `length` bytes at `offset` of the open file into `dst`; a short
+  // read is an error naming the file.
+  absl::Status ReadAt(int fd, size_t offset, size_t length, uint8_t* dst) const;
+  // Owned (owned_), aligned storage of `bytes`; null on failure.
   uint8_t* Allocate(size_t bytes);
 
   std::string source_;
-  const uint8_t* data_ = nullptr;
+  // The whole file's bytes when mapped or copied from bytes (FromBytes);
+  // null when read (kCopy), which keeps only the payload.
+  const uint8_t* whole_ = nullptr;
+  const uint8_t* payload_ = nullptr;  // tensor offsets count from here
   size_t size_ = 0;
   size_t payload_offset_ = 0;
   size_t header_size_ = 0;  // serialized header, after the preamble
+  uint32_t header_crc_ = 0;
   bool graph_released_ = false;
   std::unique_ptr<uint8_t[], void (*)(uint8_t*)> owned_{nullptr, nullptr};
   // kMap: the mapping (munmap'ed by the destructor) and its length.

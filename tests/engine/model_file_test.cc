@@ -151,6 +151,44 @@ TEST(ModelDescribeTest, ReleasedHeaderStillReportsEveryMetadataField) {
             std::string::npos);
 }
 
+TEST(ModelDescribeTest, ReadFileKeepsOnlyItsPayload) {
+  // kCopy keeps the payload, not the header's bytes: the full metadata is
+  // read again from the file, and only if its header is still the one
+  // checked at open. The loaded model keeps serving either way.
+  RandomModelSpec spec;
+  spec.name = "payload_only";
+  absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const std::string path =
+      (std::filesystem::path(testing::TempDir()) /
+       absl::StrCat("payload_only_", ::getpid(), ".flexor"))
+          .string();
+  ASSERT_TRUE(WriteFileAtomically(path, *bytes).ok());
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Load(path);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE((*model)->file().FullMetadata().ok());
+
+  // Another model under the same name: a different header.
+  spec.name = "replaced";
+  absl::StatusOr<std::string> other = BuildRandomModel(spec);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(WriteFileAtomically(path, *other).ok());
+  absl::StatusOr<mv1::Metadata> full = (*model)->file().FullMetadata();
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kDataLoss) << full.status();
+  EXPECT_NE(full.status().message().find("changed since"), std::string::npos)
+      << full.status();
+  // Describe falls back to what is kept, and the model still runs.
+  EXPECT_NE((*model)->Describe().find("model:        payload_only"),
+            std::string::npos);
+  std::vector<float> in(static_cast<size_t>((*model)->input_size()), 0.5f);
+  std::vector<float> out(static_cast<size_t>((*model)->output_size()));
+  EXPECT_TRUE((*model)->Run(in.data(), 1, out.data()).ok());
+
+  std::filesystem::remove(path);
+  full = (*model)->file().FullMetadata();
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kNotFound) << full.status();
+}
+
 TEST(ModelWriterTest, SameModelSameBytes) {
   // Provenance is a protobuf map: without deterministic serialisation its
   // entries come out in hash order, and two writes of one model differ.
