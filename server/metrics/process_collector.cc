@@ -104,6 +104,7 @@ int64_t ProcessResidentBytes() {
 }
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
+  if (trimmer_ != nullptr) trimmer_->Request();
   std::vector<prometheus::MetricFamily> out;
   ProcStat stat;
   if (ReadProcStat(&stat)) {

@@ -9,12 +9,20 @@
 
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
+#include "server/common/memory_trimmer.h"
 
 namespace flexor::server {
 
 class ProcessCollector : public prometheus::Collectable {
  public:
+  // `trimmer` (may be null): asked for a trim at every scrape, which frees
+  // its copies of every series once the text is written (MemoryTrimmer).
+  explicit ProcessCollector(MemoryTrimmer* trimmer = nullptr)
+      : trimmer_(trimmer) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  MemoryTrimmer* const trimmer_;
 };
 
 // Resident set size of this process in bytes (0 if /proc is unreadable).

@@ -107,8 +107,9 @@ void VersionMetrics::RecordDecrypt(double seconds) {
 }
 
 ServerMetrics::ServerMetrics(PerModelHistograms per_model)
-    : registry_(std::make_shared<prometheus::Registry>()),
-      process_collector_(std::make_shared<ProcessCollector>()),
+    : trimmer_(std::make_unique<MemoryTrimmer>()),
+      registry_(std::make_shared<prometheus::Registry>()),
+      process_collector_(std::make_shared<ProcessCollector>(trimmer_.get())),
       per_model_(std::move(per_model)) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;

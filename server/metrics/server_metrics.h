@@ -35,6 +35,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "server/common/memory_trimmer.h"
 
 namespace flexor::server {
 
@@ -148,11 +149,18 @@ class ServerMetrics {
   void RecordResidency(bool hit) { (hit ? hits_ : misses_)->Increment(); }
   void SetResidency(int64_t resident_bytes, int64_t budget_bytes);
 
+  // Returns freed heap memory to the kernel shortly (MemoryTrimmer): after
+  // scrapes (done by the exposer itself) and after unloads and evictions.
+  void RequestMemoryTrim() { trimmer_->Request(); }
+  const MemoryTrimmer& memory_trimmer() const { return *trimmer_; }
+
  private:
   friend class VersionMetrics;
   // Deleter of VersionMetrics handles: removes the series, then the entry.
   void Release(VersionMetrics* metrics);
 
+  // First, so that it outlives the exposer and collector that use it.
+  const std::unique_ptr<MemoryTrimmer> trimmer_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<prometheus::Collectable> process_collector_;

@@ -1,7 +1,5 @@
 #include "server/registry/model_manager.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -446,15 +444,9 @@ void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
   // references and finish on them; the manager's go here.
   evicted.clear();
   // Loads and evictions on different threads fragment the allocator's
-  // arenas: at most every 5 s, pages that are free again go back to the
-  // system, so that the resident set follows the budget (a trim of a 2 GiB
-  // heap takes up to ~50 ms and holds the allocator meanwhile).
-  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-  int64_t last = last_trim_ms_.load(std::memory_order_relaxed);
-  if (now_ms - last >= 5000 &&
-      last_trim_ms_.compare_exchange_strong(last, now_ms)) {
-    malloc_trim(0);
-  }
+  // arenas: pages that are free again go back to the system (at most every
+  // 5 s, off this thread), so that the resident set follows the budget.
+  metrics_->RequestMemoryTrim();
 }
 
 void ModelManager::UpdateGauges() {
@@ -720,6 +712,7 @@ absl::Status ModelManager::Unload(const std::string& name,
     for (const auto& weak : draining) drained &= weak.expired();
     if (drained) {
       FLEXOR_LOG(INFO) << "model '" << name << "' drained";
+      metrics_->RequestMemoryTrim();  // its memory, back to the system
       return absl::OkStatus();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -259,8 +259,6 @@ class ModelManager {
   // Resident unpinned models, most recently used first.
   mutable absl::Mutex lru_mu_;
   mutable std::list<ModelState*> lru_ ABSL_GUARDED_BY(lru_mu_);
-  // When MakeRoom last returned free memory to the system (ms since epoch).
-  std::atomic<int64_t> last_trim_ms_{0};
   // Loads on demand queued or running (the destructor waits for 0).
   absl::Mutex pending_mu_;
   int pending_loads_ ABSL_GUARDED_BY(pending_mu_) = 0;

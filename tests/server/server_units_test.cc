@@ -20,8 +20,10 @@
 #include "base/flag_names.h"
 #include "gtest/gtest.h"
 #include "server/batching/batch_scheduler.h"
+#include "server/common/memory_trimmer.h"
 #include "server/config/model_config.h"
 #include "server/grpc/model_version.h"
+#include "server/metrics/server_metrics.h"
 #include "server/registry/model_manager.h"
 #include "server/registry/repository.h"
 
@@ -497,6 +499,64 @@ TEST(BatchSchedulerTest, StartsRequestsInArrivalOrderAcrossModels) {
   absl::MutexLock lock(&mu);
   EXPECT_EQ(absl::StrJoin(order, " "), "gate:1 m:3 a:1 b:1 c:1 a:1");
   EXPECT_EQ(m1.batch(), 3);
+}
+
+TEST(MemoryTrimmerTest, MergesRequestsAndSpacesTrims) {
+  MemoryTrimmer trimmer(absl::Milliseconds(20), absl::Milliseconds(400));
+  auto wait_for = [&](int64_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (trimmer.trims() < n && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return trimmer.trims();
+  };
+  EXPECT_EQ(trimmer.trims(), 0);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(trimmer.trims(), 0);  // nothing asked, nothing done
+  // A burst is one trim.
+  const absl::Time first = absl::Now();
+  for (int i = 0; i < 100; ++i) trimmer.Request();
+  EXPECT_EQ(wait_for(1), 1);
+  EXPECT_GE(absl::Now() - first, absl::Milliseconds(20));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(trimmer.trims(), 1);
+  // The next one waits for min_interval after the first.
+  trimmer.Request();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(trimmer.trims(), 1);
+  EXPECT_EQ(wait_for(2), 2);
+  EXPECT_GE(absl::Now() - first, absl::Milliseconds(400));
+}
+
+TEST(MemoryTrimmerTest, DestructorDoesNotWaitForAPendingTrim) {
+  const absl::Time start = absl::Now();
+  {
+    MemoryTrimmer trimmer(absl::Seconds(60));
+    trimmer.Request();
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(ServerMetricsTest, AScrapeIsFollowedByATrim) {
+  // The scrape's copies of every series are freed after the text is
+  // written, on the exposer's thread: the collector asks for a trim.
+  ServerMetrics metrics;
+  ASSERT_TRUE(metrics.StartExposer("127.0.0.1", 0).ok());
+  EXPECT_EQ(metrics.memory_trimmer().trims(), 0);
+  const std::string cmd =
+      absl::StrCat("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:",
+                   metrics.exposer_port(), "/metrics");
+  FILE* curl = popen(cmd.c_str(), "r");
+  ASSERT_NE(curl, nullptr);
+  char code[8] = {};
+  ASSERT_NE(fgets(code, sizeof code, curl), nullptr);
+  pclose(curl);
+  EXPECT_STREQ(code, "200");
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (metrics.memory_trimmer().trims() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(metrics.memory_trimmer().trims(), 1);
 }
 
 }  // namespace
