@@ -17,10 +17,22 @@ MemoryTrimmer::~MemoryTrimmer() {
   thread_.join();
 }
 
-void MemoryTrimmer::Request() {
+void MemoryTrimmer::Request(int64_t freed_bytes) {
   absl::MutexLock lock(&mu_);
-  if (due_ != absl::InfiniteFuture()) return;  // one is scheduled
-  due_ = std::max(absl::Now() + delay_, last_trim_ + min_interval_);
+  freed_since_trim_ += std::max<int64_t>(0, freed_bytes);
+  const bool urgent = urgent_bytes_ > 0 && freed_since_trim_ >= urgent_bytes_;
+  const absl::Time due =
+      std::max(absl::Now() + delay_,
+               last_trim_ + (urgent ? urgent_interval_ : min_interval_));
+  // Scheduled already: only an urgent request brings it forward.
+  if (due < due_) due_ = due;
+}
+
+void MemoryTrimmer::SetUrgency(int64_t freed_bytes,
+                               absl::Duration min_interval) {
+  absl::MutexLock lock(&mu_);
+  urgent_bytes_ = freed_bytes;
+  urgent_interval_ = min_interval;
 }
 
 int64_t MemoryTrimmer::trims() const {
@@ -45,6 +57,7 @@ void MemoryTrimmer::Loop() {
     if (stop_) return;
     if (due_ != due || absl::Now() < due) continue;
     due_ = absl::InfiniteFuture();
+    freed_since_trim_ = 0;  // what is freed from here on counts for the next
     mu_.Unlock();
     malloc_trim(0);
     mu_.Lock();

@@ -151,7 +151,10 @@ class ServerMetrics {
 
   // Returns freed heap memory to the kernel shortly (MemoryTrimmer): after
   // scrapes (done by the exposer itself) and after unloads and evictions.
-  void RequestMemoryTrim() { trimmer_->Request(); }
+  void RequestMemoryTrim(int64_t freed_bytes = 0) {
+    trimmer_->Request(freed_bytes);
+  }
+  MemoryTrimmer& memory_trimmer() { return *trimmer_; }
   const MemoryTrimmer& memory_trimmer() const { return *trimmer_; }
 
  private:

@@ -99,7 +99,13 @@ ModelManager::ModelManager(const ModelRepository* repository,
       defaults_(std::move(defaults)),
       budget_(std::max<int64_t>(0, memory_budget_bytes)),
       load_arena_(load_arena) {
-  if (budget_ > 0) metrics_->SetResidency(0, budget_);
+  if (budget_ > 0) {
+    metrics_->SetResidency(0, budget_);
+    // Evictions worth a tenth of the budget make the next trim urgent
+    // (MemoryTrimmer::SetUrgency): small budgets stay within bounds.
+    metrics_->memory_trimmer().SetUrgency(budget_ / 10,
+                                          absl::Milliseconds(250));
+  }
 }
 
 ModelManager::~ModelManager() {
@@ -408,8 +414,10 @@ void ModelManager::Publish(ModelState* model,
 void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
   std::vector<std::shared_ptr<const VersionSet>> evicted;
   int64_t resident = 0;
+  int64_t freed = 0;  // bytes charged to the evicted versions
   {
     absl::MutexLock lock(&mu_);
+    const int64_t before = resident_bytes_;
     while (resident_bytes_ + reserved_bytes_ + extra > budget_) {
       ModelState* victim = nullptr;
       {
@@ -433,6 +441,7 @@ void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
     }
     UpdateGauges();
     resident = resident_bytes_;
+    freed = before - resident_bytes_;
   }
   if (!evicted.empty()) {
     for (size_t i = 0; i < evicted.size(); ++i) metrics_->RecordEviction();
@@ -444,9 +453,10 @@ void ModelManager::MakeRoom(const ModelState* keep, int64_t extra) {
   // references and finish on them; the manager's go here.
   evicted.clear();
   // Loads and evictions on different threads fragment the allocator's
-  // arenas: pages that are free again go back to the system (at most every
-  // 5 s, off this thread), so that the resident set follows the budget.
-  metrics_->RequestMemoryTrim();
+  // arenas: pages that are free again go back to the system (every 5 s at
+  // most, or 250 ms after a tenth of the budget was evicted; off this
+  // thread), so that the resident set follows the budget.
+  metrics_->RequestMemoryTrim(freed);
 }
 
 void ModelManager::UpdateGauges() {

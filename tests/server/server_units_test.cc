@@ -522,10 +522,33 @@ TEST(MemoryTrimmerTest, MergesRequestsAndSpacesTrims) {
   EXPECT_EQ(trimmer.trims(), 1);
   // The next one waits for min_interval after the first.
   trimmer.Request();
-  absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_EQ(trimmer.trims(), 1);
   EXPECT_EQ(wait_for(2), 2);
   EXPECT_GE(absl::Now() - first, absl::Milliseconds(400));
+}
+
+TEST(MemoryTrimmerTest, EnoughFreedBytesMakeTheNextTrimUrgent) {
+  MemoryTrimmer trimmer(absl::Milliseconds(10), absl::Seconds(60));
+  trimmer.SetUrgency(1000, absl::Milliseconds(50));
+  auto wait_for = [&](int64_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (trimmer.trims() < n && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return trimmer.trims();
+  };
+  trimmer.Request();
+  EXPECT_EQ(wait_for(1), 1);
+  // Below the urgency: the next trim waits the full minute.
+  trimmer.Request(500);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(trimmer.trims(), 1);
+  // 1,100 bytes freed since the last trim: it comes forward.
+  trimmer.Request(600);
+  EXPECT_EQ(wait_for(2), 2);
+  // The count starts again after a trim.
+  trimmer.Request(600);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(trimmer.trims(), 2);
 }
 
 TEST(MemoryTrimmerTest, DestructorDoesNotWaitForAPendingTrim) {
