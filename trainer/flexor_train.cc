@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/atomic_file.h"
 #include "base/flag_names.h"
 #include "engine/format/model_writer.h"
 #include "trainer/fashion_mnist.h"
@@ -407,7 +408,10 @@ int Run(int argc, char** argv) {
                   ? ActivationsLabel(ActivationPrecision::kInt8, rec->layers)
                   : "fp32";
     const std::string config_path = output + ".config.pbtxt";
-    std::ofstream(config_path) << config_text;
+    if (absl::Status s = WriteFileAtomically(config_path, config_text);
+        !s.ok()) {
+      return Fail(kExitExport, s);
+    }
     serving_config = config_text;
     Log("serving precision: %s (int8 agreement with fp32 %.2f%%%s, target "
         "%.1f%%), written to %s",

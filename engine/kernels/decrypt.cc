@@ -95,8 +95,7 @@ void DecryptRows(const BinaryPlaneView& plane, int64_t k, int64_t row_begin,
   // not yet overwritten: word d of the output reads range words s and s + 1
   // with s + 1 <= d (64 d - (r k + 64 j) = r (64 row_words - k) >= 1 bit).
   DecryptRange(plane, row_begin * k, rows * k, out, isa);
-  const uint64_t tail_mask =
-      (k & 63) == 0 ? ~uint64_t{0} : (uint64_t{1} << (k & 63)) - 1;
+  const uint64_t tail_mask = (uint64_t{1} << (k & 63)) - 1;  // k & 63 != 0
   for (int64_t r = rows - 1; r >= 1; --r) {
     const int64_t bit = r * k;
     const int64_t src = bit >> 6;
