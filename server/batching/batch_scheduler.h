@@ -10,7 +10,9 @@
 // finishes a batch takes the next ready one itself (work-conserving), so a
 // busy server does not pay a dispatcher wake-up and a new arena task per
 // batch; the dispatcher thread starts tasks for free slots and handles the
-// batching delays. Batches run as
+// batching delays. With dispatch_when_idle, a request that finds nothing
+// running and nothing queued is started by Submit itself, sparing a lone
+// request the dispatcher thread's wake-up. Batches run as
 // tasks in one oneTBB arena of `threads` threads, inside which the engine's
 // kernels parallelise further. Under load, requests accumulate while the
 // arena is busy, so concurrent requests share one decrypt+GEMM pass.
@@ -72,6 +74,9 @@ class BatchScheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Ready(const BatchQueue& queue, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `first_batch` of `first` (counted in running_) as an arena task,
+  // which then takes further ready batches itself.
+  void StartBatch(BatchQueue* first, std::vector<BatchTask*> first_batch);
   void Execute(BatchQueue* queue, const std::vector<BatchTask*>& batch);
 
   const int threads_;

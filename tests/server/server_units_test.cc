@@ -501,6 +501,68 @@ TEST(BatchSchedulerTest, StartsRequestsInArrivalOrderAcrossModels) {
   EXPECT_EQ(m1.batch(), 3);
 }
 
+// With dispatch_when_idle (the server's default) a request that finds the
+// scheduler idle starts at once, from Submit, whatever the queue's delay;
+// requests that arrive while a batch runs still wait and share the next
+// execution.
+TEST(BatchSchedulerTest, IdleSchedulerStartsALoneRequestAndBatchesTheRest) {
+  BatchScheduler scheduler(1, 1, /*dispatch_when_idle=*/true);
+  absl::Mutex mu;
+  std::vector<int64_t> batches;
+  absl::Notification entered, release;
+  bool hold = false;
+  BatchQueue::Options options;
+  options.name = "m";
+  options.max_batch_size = 8;
+  options.dynamic_batching = true;
+  options.max_queue_delay = absl::Seconds(30);
+  options.input_size = 4;
+  options.output_size = 1;
+  BatchQueue queue(
+      options,
+      [&](const float*, int64_t batch, float* out) {
+        bool wait = false;
+        {
+          absl::MutexLock lock(&mu);
+          batches.push_back(batch);
+          wait = hold;
+          hold = false;
+        }
+        if (wait) {
+          entered.Notify();
+          release.WaitForNotification();
+        }
+        for (int64_t b = 0; b < batch; ++b) out[b] = 1;
+        return absl::OkStatus();
+      },
+      nullptr);
+  // Alone on an idle scheduler: runs long before the 30 s delay.
+  FakeTask lone(0);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(scheduler.Submit(&queue, &lone).ok());
+  lone.Wait();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(lone.batch(), 1);
+  // The next lone request starts at once too and holds the only slot...
+  {
+    absl::MutexLock lock(&mu);
+    hold = true;
+  }
+  FakeTask first(1), a(2), b(3), c(4);
+  ASSERT_TRUE(scheduler.Submit(&queue, &first).ok());
+  entered.WaitForNotification();
+  // ...so these three queue behind it and then run as one batch.
+  ASSERT_TRUE(scheduler.Submit(&queue, &a).ok());
+  ASSERT_TRUE(scheduler.Submit(&queue, &b).ok());
+  ASSERT_TRUE(scheduler.Submit(&queue, &c).ok());
+  release.Notify();
+  for (FakeTask* t : {&first, &a, &b, &c}) t->Wait();
+  EXPECT_EQ(first.batch(), 1);
+  EXPECT_EQ(c.batch(), 3);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(absl::StrJoin(batches, " "), "1 1 3");
+}
+
 TEST(MemoryTrimmerTest, MergesRequestsAndSpacesTrims) {
   MemoryTrimmer trimmer(absl::Milliseconds(20), absl::Milliseconds(400));
   auto wait_for = [&](int64_t n) {
