@@ -44,23 +44,12 @@ mkdir -p "$REPO"
 have=$(find "$REPO" -mindepth 1 -maxdepth 1 -type d -name 'm*' | wc -l)
 if [ "$have" -ne "$N" ]; then
   echo "building a repository of $N models in $REPO" >&2
-  missing=()
-  for i in $(seq 1 "$N"); do
-    printf -v dir '%s/m%06d/1' "$REPO" "$i"
-    [ -s "$dir/model.flexor" ] || missing+=("$i")
-  done
   if [ -n "${MODEL_FILE:-}" ]; then
-    # In bulk: one mkdir and one tee per 1,000 copies. A mkdir and a cp
-    # per model made about 6 copies a second here (100,000: hours).
-    for i in "${missing[@]}"; do printf '%s/m%06d/1\n' "$REPO" "$i"; done |
-      xargs -r -d '\n' mkdir -p
-    for i in "${missing[@]}"; do
-      printf '%s/m%06d/1/model.flexor\n' "$REPO" "$i"
-    done | xargs -r -d '\n' -n 1000 sh -c 'tee "$@" <"$0" >/dev/null' \
-      "$MODEL_FILE"
+    "$(dirname "$0")/copy_models.sh" "$MODEL_FILE" "$REPO" "$N"
   else
-    for i in "${missing[@]}"; do
+    for i in $(seq 1 "$N"); do
       printf -v dir '%s/m%06d/1' "$REPO" "$i"
+      [ -s "$dir/model.flexor" ] && continue
       mkdir -p "$dir"
       "$BUILD/tools/flexor_make_model" --name="m$i" --seed="$i" "$@" \
         --out="$dir/model.flexor" >/dev/null

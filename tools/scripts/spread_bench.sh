@@ -19,11 +19,7 @@ SERVER=${SERVER:-$BUILD/server/flexor_server}
 TMP=$(mktemp -d)
 PID=
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
-for i in $(seq 1 "$N"); do
-  dir=$(printf '%s/repo/m%06d/1' "$TMP" "$i")
-  mkdir -p "$dir"
-  cp "$MODEL_FILE" "$dir/model.flexor"
-done
+"$(dirname "$0")/copy_models.sh" "$MODEL_FILE" "$TMP/repo" "$N"
 "$SERVER" --model-repository="$TMP/repo" --model-control-mode=explicit \
   --load-model='*' --grpc-port=0 --metrics-port=0 --port-file="$TMP/ports" \
   --threads="${THREADS:-2}" --log-level=error ${SERVER_FLAGS:-} &
