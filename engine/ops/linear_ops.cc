@@ -294,8 +294,8 @@ class Conv2dOp : public Operator {
           for (int64_t n = r.begin(); n < r.end(); ++n) {
             const PixelSource source = Prepare(inputs[0] + n * sample_in, slot);
             PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi,
-                      output + n * sample_out, slot + input_floats_, isa_, 0,
-                      -1, residual ? residual + n * sample_out : nullptr);
+                      output + n * sample_out, SlotWork(slot), isa_, 0, -1,
+                      residual ? residual + n * sample_out : nullptr);
           }
         });
   }
@@ -327,22 +327,14 @@ class Conv2dOp : public Operator {
   }
 
  private:
-  // Several samples: each thread has a slot of its own for the sample it
-  // runs, the GEMM's input (padded input or im2col columns, input_floats_)
-  // then its tables and accumulators; with int8 activations the quantised
-  // input (int8_input_floats_), then the int32 accumulators.
-  int64_t SlotFloats() const {
-    const int64_t fp32 =
-        input_floats_ + Aligned(PixelGemmScratchFloats(w_, isa_));
-    if (!int8_) return fp32;
-    return std::max(
-        fp32, int8_input_floats_ +
-                  Aligned(Int8PixelGemmScratchFloats(w_.out_features, isa_)));
-  }
-  // One sample: a single GEMM input that the threads share, then one work
-  // area (tables, accumulators) per thread that takes part. Holding one
-  // input instead of one per thread keeps a batch-1 run's buffer small (on
-  // LeNet's conv2 the im2col columns are 205 KB).
+  // A slot: the GEMM's input (FP32: padded input or im2col columns,
+  // input_floats_; int8: the quantised input, int8_input_floats_), then a
+  // work area (tables and accumulators). Several samples: one slot per
+  // thread. One sample: one input that the threads share, then a work area
+  // per thread that takes part (on LeNet's conv2 the im2col columns are
+  // 205 KB, one copy instead of one per thread).
+  int64_t SlotFloats() const { return InputFloats() + WorkFloats(); }
+  float* SlotWork(float* slot) const { return slot + InputFloats(); }
   int64_t InputFloats() const {
     return int8_ ? std::max(input_floats_, int8_input_floats_) : input_floats_;
   }
@@ -361,8 +353,8 @@ class Conv2dOp : public Operator {
     }
     return threads;
   }
-  float* BatchOneWork(float* slots, int slot) const {
-    return slots + InputFloats() + slot * WorkFloats();
+  float* BatchOneWork(float* slots, int thread) const {
+    return SlotWork(slots) + thread * WorkFloats();
   }
   // After the decrypted weights and their int8 expansion.
   float* SlotsBase(const RunContext& ctx) const {
@@ -398,7 +390,7 @@ class Conv2dOp : public Operator {
       if (!QuantizeToC4(plan_, x, padded, int8_tail_words_, q, isa_, low)) {
         const PixelSource source = Prepare(x, slot);
         PixelGemm(w_, prepared, source, output_, P, 0, tiles, epi, y,
-                  slot + input_floats_, isa_, 0, -1, res);
+                  SlotWork(slot), isa_, 0, -1, res);
         return false;
       }
       src->row_offsets = int8_offsets_.empty() ? nullptr : int8_offsets_.data();
@@ -451,7 +443,7 @@ class Conv2dOp : public Operator {
               continue;
             }
             Int8PixelGemm(weights, w_.out_features, q, src, output_, P, 0,
-                          tiles, epi, y, slot + int8_input_floats_, isa_, res);
+                          tiles, epi, y, SlotWork(slot), isa_, res);
           }
         });
   }
