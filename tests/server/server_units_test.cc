@@ -389,18 +389,24 @@ class FakeTask : public BatchTask {
   int64_t batch_ = 0;
 };
 
+// A test queue's options: FakeTask's 4 floats in, 1 out per sample.
+BatchQueue::Options QueueOptions(std::string name, int64_t max_batch,
+                                 bool batching, absl::Duration delay) {
+  BatchQueue::Options options;
+  options.name = std::move(name);
+  options.max_batch_size = max_batch;
+  options.dynamic_batching = batching;
+  options.max_queue_delay = delay;
+  options.input_size = 4;
+  options.output_size = 1;
+  return options;
+}
+
 TEST(BatchSchedulerTest, CombinesConcurrentRequestsAndKeepsRowsApart) {
   BatchScheduler scheduler(2, 1);
   std::atomic<int> runs{0};
-  BatchQueue::Options options;
-  options.name = "test";
-  options.max_batch_size = 8;
-  options.dynamic_batching = true;
-  options.max_queue_delay = absl::Milliseconds(50);
-  options.input_size = 4;
-  options.output_size = 1;
   BatchQueue queue(
-      options,
+      QueueOptions("test", 8, true, absl::Milliseconds(50)),
       [&](const float* in, int64_t batch, float* out) {
         ++runs;
         for (int64_t b = 0; b < batch; ++b) out[b] = in[b * 4] * 2;
@@ -422,13 +428,9 @@ TEST(BatchSchedulerTest, CombinesConcurrentRequestsAndKeepsRowsApart) {
 
 TEST(BatchSchedulerTest, BoundedQueueAndStop) {
   BatchScheduler scheduler(1, 1);
-  BatchQueue::Options options;
-  options.name = "model 'q'";
-  options.max_batch_size = 100;
-  options.max_queue_delay = absl::Seconds(10);
+  BatchQueue::Options options =
+      QueueOptions("model 'q'", 100, true, absl::Seconds(10));
   options.max_queue_size = 2;
-  options.input_size = 4;
-  options.output_size = 1;
   BatchQueue queue(
       options,
       [](const float*, int64_t batch, float* out) {
@@ -459,15 +461,8 @@ TEST(BatchSchedulerTest, StartsRequestsInArrivalOrderAcrossModels) {
   std::vector<std::string> order;  // "<queue>:<batch>" per execution
   absl::Notification release;
   auto make = [&](const std::string& name, bool batching, int max_batch) {
-    BatchQueue::Options options;
-    options.name = name;
-    options.max_batch_size = max_batch;
-    options.dynamic_batching = batching;
-    options.max_queue_delay = absl::Seconds(30);
-    options.input_size = 4;
-    options.output_size = 1;
     return std::make_unique<BatchQueue>(
-        options,
+        QueueOptions(name, max_batch, batching, absl::Seconds(30)),
         [&, name](const float*, int64_t batch, float* out) {
           if (name == "gate") release.WaitForNotification();
           absl::MutexLock lock(&mu);
@@ -511,15 +506,8 @@ TEST(BatchSchedulerTest, IdleSchedulerStartsALoneRequestAndBatchesTheRest) {
   std::vector<int64_t> batches;
   absl::Notification entered, release;
   bool hold = false;
-  BatchQueue::Options options;
-  options.name = "m";
-  options.max_batch_size = 8;
-  options.dynamic_batching = true;
-  options.max_queue_delay = absl::Seconds(30);
-  options.input_size = 4;
-  options.output_size = 1;
   BatchQueue queue(
-      options,
+      QueueOptions("m", 8, true, absl::Seconds(30)),
       [&](const float*, int64_t batch, float* out) {
         bool wait = false;
         {
@@ -563,50 +551,45 @@ TEST(BatchSchedulerTest, IdleSchedulerStartsALoneRequestAndBatchesTheRest) {
   EXPECT_EQ(absl::StrJoin(batches, " "), "1 1 3");
 }
 
+// Trims done once `n` are, or after 10 s.
+int64_t WaitForTrims(const MemoryTrimmer& trimmer, int64_t n) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (trimmer.trims() < n && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return trimmer.trims();
+}
+
 TEST(MemoryTrimmerTest, MergesRequestsAndSpacesTrims) {
   MemoryTrimmer trimmer(absl::Milliseconds(20), absl::Milliseconds(400));
-  auto wait_for = [&](int64_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (trimmer.trims() < n && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-    return trimmer.trims();
-  };
   EXPECT_EQ(trimmer.trims(), 0);
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(trimmer.trims(), 0);  // nothing asked, nothing done
   // A burst is one trim.
   const absl::Time first = absl::Now();
   for (int i = 0; i < 100; ++i) trimmer.Request();
-  EXPECT_EQ(wait_for(1), 1);
+  EXPECT_EQ(WaitForTrims(trimmer, 1), 1);
   EXPECT_GE(absl::Now() - first, absl::Milliseconds(20));
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(trimmer.trims(), 1);
   // The next one waits for min_interval after the first.
   trimmer.Request();
-  EXPECT_EQ(wait_for(2), 2);
+  EXPECT_EQ(WaitForTrims(trimmer, 2), 2);
   EXPECT_GE(absl::Now() - first, absl::Milliseconds(400));
 }
 
 TEST(MemoryTrimmerTest, EnoughFreedBytesMakeTheNextTrimUrgent) {
   MemoryTrimmer trimmer(absl::Milliseconds(10), absl::Seconds(60));
   trimmer.SetUrgency(1000, absl::Milliseconds(50));
-  auto wait_for = [&](int64_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (trimmer.trims() < n && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-    return trimmer.trims();
-  };
   trimmer.Request();
-  EXPECT_EQ(wait_for(1), 1);
+  EXPECT_EQ(WaitForTrims(trimmer, 1), 1);
   // Below the urgency: the next trim waits the full minute.
   trimmer.Request(500);
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_EQ(trimmer.trims(), 1);
   // 1,100 bytes freed since the last trim: it comes forward.
   trimmer.Request(600);
-  EXPECT_EQ(wait_for(2), 2);
+  EXPECT_EQ(WaitForTrims(trimmer, 2), 2);
   // The count starts again after a trim.
   trimmer.Request(600);
   absl::SleepFor(absl::Milliseconds(200));
