@@ -228,34 +228,14 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
   });
 }
 
-// Tables of the int8 LUT kernel for one quantised activation row (zero
-// padded to 64 * kw): per group g of 4 inputs, the low bytes then the high
-// bytes of e_g[p] = sum of the inputs at the set bits of p (|e| <= 512).
-void BuildLutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
-  for (int64_t g = 0; g < 16 * kw; ++g) {
-    const int8_t* x = xq + 4 * g;
-    uint8_t* t = tables + 32 * g;
-    for (int p = 0; p < 16; ++p) {
-      int e = 0;
-      for (int i = 0; i < 4; ++i) e += ((p >> i) & 1) ? x[i] : 0;
-      t[p] = static_cast<uint8_t>(e & 0xff);
-      t[16 + p] = static_cast<uint8_t>((e >> 8) & 0xff);
-    }
-  }
-}
-
-// Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2):
-// it needs a byte transpose of each tile (shared by the batch rows) and
-// then costs ~15 ops per 256 weight-MACs and batch row, the sign kernel ~31
-// at batch 1 and ~18 per batch row at batch 8 (docs/performance.md).
+// Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2;
+// see kInt8LutMaxBatch).
 bool UseInt8Lut(const KernelTable& kt, int64_t batch, int64_t in_features) {
-  const int64_t padded = CeilDiv(in_features, 64) * 64;
   static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
     return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
   }();
-  return kt.lut_i8 != nullptr && batch >= kInt8LutMinBatch &&
-         batch <= max_batch && batch * padded > kInt8SignMaxActivationBytes;
+  return kt.lut_i8 != nullptr && batch <= max_batch;
 }
 
 // acc[r * nb + b] = (or +=) alpha[r] * (qsum[b] - 2 * neg[r * nb + b]) for
@@ -303,12 +283,12 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
   const bool lut = UseInt8Lut(kt, batch, K);
-  const int64_t table_stride = 16 * kw * 32;
+  const int64_t table_stride = LutI8TableBytes(kw);
   PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
-    tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
-      BuildLutI8Tables(xq + b * Kp, kw, tables.data() + b * table_stride);
-    });
+    for (int64_t b = 0; b < batch; ++b) {
+      kt.lut_i8_tables(xq + b * Kp, kw, tables.data() + b * table_stride);
+    }
   }
   // The sign kernel's own activation layout, once per call (AVX2).
   const bool sliced = !lut && kt.bit_slice_i8 != nullptr;
@@ -322,7 +302,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
   const int8_t* x_sign = sliced ? x_sliced.data() : xq;
   // 32 KiB of decrypted bits per tile, as the FP32 sign path.
   const int64_t rows = r1 - r0;
-  const int64_t rt = RowTile(rows, kw * 8 * q, int64_t{32} << 10, lut ? 32 : 8,
+  const int64_t rt = RowTile(rows, kw * 8 * q, int64_t{32} << 10, lut ? 16 : 8,
                              256, 4 * Threads());
   constexpr int64_t kBatchChunk = 64;
   ForEachRowTile(r0, r1, rt, [&](Scratch& s, int64_t o0, int64_t n) {
@@ -331,21 +311,21 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
     DecryptTile(src, q, o0, n, kw, s, &bits, &alpha);
     int32_t* neg = Grow(s.idots, n * kBatchChunk);
     float* acc = Grow(s.acc, n * kBatchChunk);
-    uint8_t* t32 = lut ? Grow(s.bytes, kw * 8 * 32) : nullptr;
+    uint8_t* t16 = lut ? Grow(s.bytes, LutI8TransposedBytes(kw)) : nullptr;
     for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
       const int64_t nb = std::min(kBatchChunk, batch - b0);
       for (int p = 0; p < q; ++p) {
         const uint64_t* pb = bits + p * n * kw;
         if (lut) {
-          int32_t dot32[32];
-          for (int64_t r = 0; r < n; r += 32) {
-            const int64_t valid = std::min<int64_t>(32, n - r);
-            kt.transpose_bytes32(pb + r * kw, kw, valid, kw, t32);
+          int32_t dot16[16];
+          for (int64_t r = 0; r < n; r += 16) {
+            const int64_t valid = std::min<int64_t>(16, n - r);
+            kt.transpose_bytes16(pb + r * kw, kw, valid, kw, t16);
             for (int64_t b = 0; b < nb; ++b) {
-              kt.lut_i8(t32, kw, tables.data() + (b0 + b) * table_stride,
-                        dot32);
+              kt.lut_i8(t16, kw, tables.data() + (b0 + b) * table_stride,
+                        dot16);
               for (int64_t i = 0; i < valid; ++i) {
-                neg[(r + i) * nb + b] = dot32[i];
+                neg[(r + i) * nb + b] = dot16[i];
               }
             }
           }

@@ -52,20 +52,15 @@ struct GemmOptions {
 // up to kInt8MaxBatch, and for every batch on AVX-512 CPUs with VNNI, where
 // it also beats the FP32 batch LUT at 32 and 128 (docs/performance.md).
 constexpr int64_t kInt8MaxBatch = 15;
-// Within the int8 path, batches kInt8LutMinBatch..kInt8LutMaxBatch use the
-// T-MAC style LUT kernel on CPUs whose kernel table has one (AVX2); same
-// results. Measured on 4096x4096 and 4096x14336: at batch 1-2 the byte
-// transpose costs what the look-ups save (the sign kernel was 0-10% faster
-// with 2 threads), at 4 it depends on the shape, at 6-15 the LUT is 8-30%
-// faster. FLEXOR_INT8_LUT_MAX_BATCH overrides the maximum (experiments;
-// 0 = never).
-constexpr int64_t kInt8LutMinBatch = 4;
+// Within the int8 path, batches up to kInt8LutMaxBatch use the T-MAC style
+// LUT kernel on CPUs whose kernel table has one (AVX2); same results. With
+// 16-row blocks and 5-bit split tables it does ~13 vector ops per 256
+// weight-MACs (plus ~6 for the byte transpose, shared by the batch) against
+// 32 for the sign kernel. Measured 2026-12-02 on 4096x4096 and 4096x14336
+// at 2 threads (docs/performance.md): 12-17% faster at batch 1, 25-36% at
+// 2-4, 5-14% at 6-8, about equal at 12-15. FLEXOR_INT8_LUT_MAX_BATCH
+// overrides the maximum (experiments; 0 = never, the sign kernel).
 constexpr int64_t kInt8LutMaxBatch = 15;
-// ... and only where the sign kernel's activations (batch x K bytes,
-// bit-sliced) would not fit in L1: with them in L1 the sign kernel is ahead
-// up to batch 8 (4096x4096: 525 vs 579 us at batch 8, 2 threads), beyond
-// it the LUT (4096x14336: 1895 vs 2291 us).
-constexpr int64_t kInt8SignMaxActivationBytes = int64_t{32} << 10;
 
 // The method kAuto resolves to for this shape.
 BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,

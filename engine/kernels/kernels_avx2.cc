@@ -206,17 +206,54 @@ void SignDotI8Rows(const uint64_t* bits, int64_t bs, const int8_t* x,
 
 // ------------------------------------------------------------ int8 LUT path
 
-// 32x32 byte transpose of one 32-byte chunk of 32 rows. Within a 128-bit
-// lane, VPUNPCK{L,H} at 8/16/32/64 bits each move one bit of the row index
-// into the element position and one bit of the column into the vector index
-// (lo/hi), so after four stages vector v of a 16-row half holds, per lane,
-// column bitreverse4(v) of those 16 rows (lane 1: column + 16); VPERM2I128
-// joins the two row halves. 160 shuffles per 8192 weights.
-// (Vector index bit s-1 pairs at stage s; the lo result keeps the index.)
-inline void Transpose32x32(__m256i* v) {
-  // In place, pair by pair, so one 16-row half needs 16 registers + 1.
-  for (int half = 0; half < 2; ++half) {
-    __m256i* h = v + 16 * half;
+// LutI8Tables: per group the 16 sums as int16 lanes, two VPMADDUBSW of 0/1
+// patterns (bits 0-1 and 2-3 of the lane index) against the broadcast input
+// pairs, then split into e & 31 and e >> 5 and packed to bytes.
+void LutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
+  const __m256i pat01 =
+      _mm256_setr_epi8(0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1,
+                       0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1);
+  const __m256i pat23 =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0,
+                       1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i bias = _mm256_set1_epi16(512);
+  const __m256i low5 = _mm256_set1_epi16(31);
+  const int64_t groups = 16 * kw;
+  // Lanes: p = 0-7 in lane 0 and 8-15 in lane 1; after VPACKUSWB and
+  // VPERMQ: e & 31 for p = 0-15, then e >> 5.
+  auto group = [&](int64_t g) {
+    int32_t x4 = 0;
+    if (g < groups) std::memcpy(&x4, xq + 4 * g, 4);
+    const __m256i x01 = _mm256_set1_epi16(static_cast<int16_t>(x4 & 0xffff));
+    const __m256i x23 = _mm256_set1_epi16(static_cast<int16_t>(x4 >> 16));
+    const __m256i e = _mm256_add_epi16(
+        bias, _mm256_add_epi16(_mm256_maddubs_epi16(pat01, x01),
+                               _mm256_maddubs_epi16(pat23, x23)));
+    return _mm256_permute4x64_epi64(
+        _mm256_packus_epi16(_mm256_and_si256(e, low5), _mm256_srli_epi16(e, 5)),
+        0xd8);
+  };
+  for (int64_t cc = 0; cc < LutI8Chunks(kw); ++cc) {
+    for (int c = 0; c < 16; ++c) {
+      for (int n = 0; n < 2; ++n) {
+        const __m256i g0 = group(2 * (32 * cc + c) + n);
+        const __m256i g1 = group(2 * (32 * cc + 16 + c) + n);
+        __m256i* t =
+            reinterpret_cast<__m256i*>(tables + ((cc * 16 + c) * 2 + n) * 64);
+        _mm256_storeu_si256(t, _mm256_permute2x128_si256(g0, g1, 0x20));
+        _mm256_storeu_si256(t + 1, _mm256_permute2x128_si256(g0, g1, 0x31));
+      }
+    }
+  }
+}
+
+// 16x16 byte transpose inside each 128-bit lane of 16 vectors (row r in
+// vector r). VPUNPCK{L,H} at 8/16/32/64 bits each move one bit of the row
+// index into the element position and one bit of the column into the
+// vector index, so afterwards vector v holds, per lane, byte column
+// BitReverse4(v) of the 16 rows in row order (lane 1: column + 16).
+// 64 shuffles per 16 rows x 32 bytes, no lane crossing.
+inline void Transpose16x16InLanes(__m256i* h) {
 #define FLEXOR_UNPACK_STAGE(bits, dist)                          \
   for (int i = 0; i < 16; ++i) {                                 \
     if (i & (dist)) continue;                                    \
@@ -224,87 +261,93 @@ inline void Transpose32x32(__m256i* v) {
     h[i] = _mm256_unpacklo_epi##bits(a, h[i + (dist)]);          \
     h[i + (dist)] = _mm256_unpackhi_epi##bits(a, h[i + (dist)]); \
   }
-    FLEXOR_UNPACK_STAGE(8, 1)
-    FLEXOR_UNPACK_STAGE(16, 2)
-    FLEXOR_UNPACK_STAGE(32, 4)
-    FLEXOR_UNPACK_STAGE(64, 8)
+  FLEXOR_UNPACK_STAGE(8, 1)
+  FLEXOR_UNPACK_STAGE(16, 2)
+  FLEXOR_UNPACK_STAGE(32, 4)
+  FLEXOR_UNPACK_STAGE(64, 8)
 #undef FLEXOR_UNPACK_STAGE
-  }
 }
 
 constexpr int BitReverse4(int v) {
   return ((v & 1) << 3) | ((v & 2) << 1) | ((v & 4) >> 1) | ((v & 8) >> 3);
 }
 
-void TransposeBytes32(const uint64_t* bits, int64_t bs, int64_t rows,
+void TransposeBytes16(const uint64_t* bits, int64_t bs, int64_t rows,
                       int64_t kw, uint8_t* out) {
-  int64_t m = 0;
-  for (; m + 4 <= kw; m += 4) {
-    __m256i v[32];
-    for (int r = 0; r < 32; ++r) {
-      v[r] = r < rows ? _mm256_loadu_si256(
-                            reinterpret_cast<const __m256i*>(bits + r * bs + m))
+  for (int64_t cc = 0; cc < LutI8Chunks(kw); ++cc) {
+    const int64_t words = std::min<int64_t>(4, kw - 4 * cc);
+    __m256i v[16];
+    for (int r = 0; r < 16; ++r) {
+      v[r] = r < rows ? LoadWords(bits + r * bs + 4 * cc, words)
                       : _mm256_setzero_si256();
     }
-    Transpose32x32(v);
-    uint8_t* o = out + m * 8 * 32;
+    Transpose16x16InLanes(v);
+    uint8_t* o = out + cc * 16 * 32;
     for (int i = 0; i < 16; ++i) {
-      const int c = BitReverse4(i);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c * 32),
-                          _mm256_permute2x128_si256(v[i], v[16 + i], 0x20));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + (c + 16) * 32),
-                          _mm256_permute2x128_si256(v[i], v[16 + i], 0x31));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + BitReverse4(i) * 32),
+                          v[i]);
     }
-  }
-  if (m < kw) {
-    TransposeBytes32Portable(bits + m, bs, rows, kw - m, out + m * 8 * 32);
   }
 }
 
-// Per byte column of 32 rows (two 4-weight groups): the nibbles index the
-// groups' tables with VPSHUFB, once for the low and once for the high byte
-// of the int16 entries, and VPUNPCK{L,H}BW puts the bytes back together:
-// 15 ops per 256 weight-MACs against 31 for the sign kernel at batch 1.
-// 16-bit lanes gain <= 2 * 512 per column, so they are widened to 32 bits
-// every 16 columns.
-void LutI8(const uint8_t* t32, int64_t kw, const uint8_t* tables,
+// Per transposed vector (16 rows x byte columns c and c + 16): the two
+// nibbles index their groups' tables with VPSHUFB, once for e & 31 and once
+// for e >> 5, summed in bytes over 4 vectors (8 look-ups <= 248 per byte);
+// VPUNPCK{L,H}BW pairs each row's two byte sums and VPMADDUBSW by (1, 32)
+// rebuilds sum e in 16 bits (<= 8160), which holds 8 such steps before the
+// 32-bit flush (unsigned, <= 65280). About 13 ops per 256 weight-MACs, of
+// which 4 shuffles, against 32 for the sign kernel at batch 1.
+void LutI8(const uint8_t* t16, int64_t kw, const uint8_t* tables,
            int32_t* neg) {
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  // Rows in the unpacked order: acc0 = rows 0-7 | 16-23, acc1 = 8-15 | 24-31.
-  __m256i tot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                    _mm256_setzero_si256(), _mm256_setzero_si256()};
-  const int64_t cols = 8 * kw;
-  for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-    const int64_t c1 = std::min(cols, c0 + 16);
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-    for (int64_t c = c0; c < c1; ++c) {
-      const __m256i v =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t32 + c * 32));
-      const __m256i idx[2] = {_mm256_and_si256(v, low4),
-                              _mm256_and_si256(_mm256_srli_epi16(v, 4), low4)};
-      for (int j = 0; j < 2; ++j) {
-        const uint8_t* t = tables + (2 * c + j) * 32;
-        const __m256i tl = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
-        const __m256i th = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)));
-        const __m256i lo = _mm256_shuffle_epi8(tl, idx[j]);
-        const __m256i hi = _mm256_shuffle_epi8(th, idx[j]);
-        acc0 = _mm256_add_epi16(acc0, _mm256_unpacklo_epi8(lo, hi));
-        acc1 = _mm256_add_epi16(acc1, _mm256_unpackhi_epi8(lo, hi));
+  const __m256i one_32 = _mm256_set1_epi16(0x2001);  // bytes (1, 32)
+  const __m256i zero = _mm256_setzero_si256();
+  // Rows 0-3 | 0-3, 4-7 | 4-7, 8-11 | 8-11, 12-15 | 12-15 (lane 1 holds the
+  // byte columns c + 16 of the same rows).
+  __m256i tot[4] = {zero, zero, zero, zero};
+  const int64_t vectors = LutI8Chunks(kw) * 16;  // a multiple of 4
+  for (int64_t f0 = 0; f0 < vectors; f0 += 32) {
+    const int64_t f1 = std::min(vectors, f0 + 32);
+    __m256i lo_rows = zero, hi_rows = zero;  // rows 0-7 and 8-15 per lane
+    for (int64_t v0 = f0; v0 < f1; v0 += 4) {
+      __m256i low = zero, high = zero;  // byte sums of e & 31, e >> 5
+      // Not unrolled: unrolled, GCC hoists the table loads and spills.
+#pragma GCC unroll 1
+      for (int64_t v = v0; v < v0 + 4; ++v) {
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t16 + v * 32));
+        const __m256i i0 = _mm256_and_si256(x, low4);
+        const __m256i i1 = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
+        const __m256i* t = reinterpret_cast<const __m256i*>(tables + v * 128);
+        low = _mm256_add_epi8(
+            low, _mm256_add_epi8(
+                     _mm256_shuffle_epi8(_mm256_loadu_si256(t), i0),
+                     _mm256_shuffle_epi8(_mm256_loadu_si256(t + 2), i1)));
+        high = _mm256_add_epi8(
+            high, _mm256_add_epi8(
+                      _mm256_shuffle_epi8(_mm256_loadu_si256(t + 1), i0),
+                      _mm256_shuffle_epi8(_mm256_loadu_si256(t + 3), i1)));
       }
+      lo_rows = _mm256_add_epi16(
+          lo_rows,
+          _mm256_maddubs_epi16(_mm256_unpacklo_epi8(low, high), one_32));
+      hi_rows = _mm256_add_epi16(
+          hi_rows,
+          _mm256_maddubs_epi16(_mm256_unpackhi_epi8(low, high), one_32));
     }
-    tot[0] = _mm256_add_epi32(
-        tot[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc0)));
-    tot[1] = _mm256_add_epi32(
-        tot[1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc1)));
-    tot[2] = _mm256_add_epi32(
-        tot[2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc0, 1)));
-    tot[3] = _mm256_add_epi32(
-        tot[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc1, 1)));
+    tot[0] = _mm256_add_epi32(tot[0], _mm256_unpacklo_epi16(lo_rows, zero));
+    tot[1] = _mm256_add_epi32(tot[1], _mm256_unpackhi_epi16(lo_rows, zero));
+    tot[2] = _mm256_add_epi32(tot[2], _mm256_unpacklo_epi16(hi_rows, zero));
+    tot[3] = _mm256_add_epi32(tot[3], _mm256_unpackhi_epi16(hi_rows, zero));
   }
+  // Every row looked up 4 groups per vector, each with 512 added.
+  const __m256i bias =
+      _mm256_set1_epi32(static_cast<int32_t>(512 * 4 * vectors));
   for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(neg + 8 * i), tot[i]);
+    const __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(tot[i]),
+                                      _mm256_extracti128_si256(tot[i], 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(neg + 4 * i),
+                     _mm_sub_epi32(sum, _mm256_castsi256_si128(bias)));
   }
 }
 
@@ -493,7 +536,8 @@ const KernelTable& Avx2KernelTable() {
                                     SignDotI8Avx2,
                                     BitSliceI8Portable,
                                     Transpose16Portable,
-                                    avx2_kernels::TransposeBytes32,
+                                    avx2_kernels::LutI8Tables,
+                                    avx2_kernels::TransposeBytes16,
                                     avx2_kernels::LutI8,
                                     "avx2_maddubs"};
   return table;

@@ -209,6 +209,7 @@ const KernelTable& Avx512KernelTable() {
       avx512_kernels::Transpose16,
       nullptr,
       nullptr,
+      nullptr,
       HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs"};
   return table;
 }

@@ -106,26 +106,70 @@ void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
   }
 }
 
-void TransposeBytes32Portable(const uint64_t* bits, int64_t bit_stride,
-                              int64_t rows, int64_t k_words, uint8_t* out) {
-  for (int64_t c = 0; c < 8 * k_words; ++c) {
-    for (int64_t r = 0; r < 32; ++r) {
-      out[c * 32 + r] = r < rows
-                            ? static_cast<uint8_t>(
-                                  bits[r * bit_stride + c / 8] >> (8 * (c % 8)))
-                            : 0;
+namespace {
+
+// The sum e_g[p] of LutI8Tables, with inputs past the row read as zero.
+int LutI8Entry(const int8_t* xq, int64_t k_words, int64_t g, int p) {
+  int e = 512;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t k = 4 * g + i;
+    if (((p >> i) & 1) && k < 64 * k_words) e += xq[k];
+  }
+  return e;
+}
+
+}  // namespace
+
+void LutI8TablesPortable(const int8_t* xq, int64_t k_words, uint8_t* tables) {
+  for (int64_t cc = 0; cc < LutI8Chunks(k_words); ++cc) {
+    for (int c = 0; c < 16; ++c) {
+      for (int n = 0; n < 2; ++n) {
+        uint8_t* t = tables + ((cc * 16 + c) * 2 + n) * 64;
+        for (int h = 0; h < 2; ++h) {
+          const int64_t g = 2 * (32 * cc + 16 * h + c) + n;
+          for (int p = 0; p < 16; ++p) {
+            const int e = LutI8Entry(xq, k_words, g, p);
+            t[16 * h + p] = static_cast<uint8_t>(e & 31);
+            t[32 + 16 * h + p] = static_cast<uint8_t>(e >> 5);
+          }
+        }
+      }
     }
   }
 }
 
-void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
+void TransposeBytes16Portable(const uint64_t* bits, int64_t bit_stride,
+                              int64_t rows, int64_t k_words, uint8_t* out) {
+  for (int64_t cc = 0; cc < LutI8Chunks(k_words); ++cc) {
+    for (int c = 0; c < 16; ++c) {
+      for (int h = 0; h < 2; ++h) {
+        const int64_t byte = 32 * cc + 16 * h + c;
+        for (int64_t r = 0; r < 16; ++r) {
+          out[(cc * 16 + c) * 32 + 16 * h + r] =
+              r < rows && byte < 8 * k_words
+                  ? static_cast<uint8_t>(bits[r * bit_stride + byte / 8] >>
+                                         (8 * (byte % 8)))
+                  : 0;
+        }
+      }
+    }
+  }
+}
+
+void LutI8Portable(const uint8_t* t16, int64_t k_words, const uint8_t* tables,
                    int32_t* neg) {
-  for (int r = 0; r < 32; ++r) {
+  const int64_t chunks = LutI8Chunks(k_words);
+  for (int r = 0; r < 16; ++r) {
     int32_t sum = 0;
-    for (int64_t g = 0; g < 16 * k_words; ++g) {
-      const int nib = (t32[(g / 2) * 32 + r] >> (4 * (g % 2))) & 15;
-      const uint8_t* t = tables + g * 32;
-      sum += static_cast<int16_t>(t[nib] | (t[16 + nib] << 8));
+    for (int64_t v = 0; v < chunks * 16; ++v) {  // (cc, c) pairs
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t byte = t16[v * 32 + 16 * h + r];
+        for (int n = 0; n < 2; ++n) {
+          const int p = (byte >> (4 * n)) & 15;
+          const uint8_t* t = tables + (v * 2 + n) * 64 + 16 * h;
+          sum += t[p] + 32 * t[32 + p] - 512;
+        }
+      }
     }
     neg[r] = sum;
   }
@@ -176,6 +220,7 @@ const KernelTable& ScalarKernelTable() {
                                     SignDotI8Portable,
                                     nullptr,
                                     Transpose16Portable,
+                                    nullptr,
                                     nullptr,
                                     nullptr,
                                     "portable"};

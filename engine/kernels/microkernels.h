@@ -63,19 +63,37 @@ using LutRowsFn = void (*)(const uint64_t* bits16, int64_t k_words,
 using Transpose16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
                                int64_t rows, int64_t k_words, uint64_t* out);
 
-// Int8 LUT path (T-MAC style; AVX2 small batches), two steps:
-// TransposeBytes32: a block of 32 rows of `bits` (row r at bits + r *
-//   bit_stride, k_words words) to out[c * 32 + r] = byte c of row r for
-//   c < 8 * k_words; rows >= `rows` are zero.
-using TransposeBytes32Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
+// Int8 LUT path (T-MAC style; AVX2 small batches). Weights are read in
+// 32-byte column chunks, LutI8Chunks(k_words) per row (the last one zero
+// padded); three steps:
+// LutI8Tables: for one quantised activation row xq (64 * k_words int8,
+//   zero padded), per 4-input group g and pattern p < 16 the sum
+//   e_g[p] = 512 + sum of xq[4g + i] over the set bits i of p, which lies in
+//   [0, 1020]; stored split as e & 31 and e >> 5 so that a byte lane sums 8
+//   look-ups without carrying. Per chunk cc, byte column c < 16 and nibble
+//   n < 2: 32 bytes of e & 31, then 32 bytes of e >> 5, with lane 0 (bytes
+//   0-15, indexed by p) for group 2 (32 cc + c) + n and lane 1 for group
+//   2 (32 cc + 16 + c) + n. LutI8TableBytes(k_words) bytes in all.
+// TransposeBytes16: a block of 16 rows of `bits` (row r at bits + r *
+//   bit_stride, k_words words) to
+//   out[(cc * 16 + c) * 32 + 16 * h + r] = byte 32 cc + 16 h + c of row r,
+//   zero for r >= rows and for bytes past the row (LutI8TransposedBytes).
+// LutI8: neg[r], r < 16, = sum of the activations at the set bits of row r:
+//   the sum of the looked-up e_g[nibble g of row r] minus 512 per group,
+//   the same integers as SignDotI8 returns.
+inline int64_t LutI8Chunks(int64_t k_words) { return (k_words + 3) / 4; }
+inline int64_t LutI8TableBytes(int64_t k_words) {
+  return LutI8Chunks(k_words) * 16 * 2 * 64;
+}
+inline int64_t LutI8TransposedBytes(int64_t k_words) {
+  return LutI8Chunks(k_words) * 16 * 32;
+}
+using LutI8TablesFn = void (*)(const int8_t* xq, int64_t k_words,
+                               uint8_t* tables);
+using TransposeBytes16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
                                     int64_t rows, int64_t k_words,
                                     uint8_t* out);
-// LutI8: neg[r] = sum over groups g < 16 * k_words of e_g[nib(r, g)], r < 32,
-//   with nib(r, g) = nibble g of row r (low nibble of byte g / 2 first), and
-//   tables[g * 32 + p] / tables[g * 32 + 16 + p] the low / high byte of the
-//   int16 e_g[p] = sum of the int8 activations 4g + i over the set bits i of
-//   p (so the result equals SignDotI8's for that row, bit for bit).
-using LutI8Fn = void (*)(const uint8_t* t32, int64_t k_words,
+using LutI8Fn = void (*)(const uint8_t* t16, int64_t k_words,
                          const uint8_t* tables, int32_t* neg);
 
 // Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
@@ -131,7 +149,8 @@ struct KernelTable {
   Transpose16Fn transpose16;
   // Null where the ISA has no int8 LUT kernel (the int8 path then uses
   // sign_dot_i8 for every batch).
-  TransposeBytes32Fn transpose_bytes32;
+  LutI8TablesFn lut_i8_tables;
+  TransposeBytes16Fn transpose_bytes16;
   LutI8Fn lut_i8;
   const char* sign_dot_i8_name;  // which implementation (logs, benchmark)
 };
@@ -300,9 +319,10 @@ void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                        int64_t k_words, int32_t* neg, int64_t neg_stride);
 void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                          int64_t k_words, uint64_t* out);
-void TransposeBytes32Portable(const uint64_t* bits, int64_t bit_stride,
+void LutI8TablesPortable(const int8_t* xq, int64_t k_words, uint8_t* tables);
+void TransposeBytes16Portable(const uint64_t* bits, int64_t bit_stride,
                               int64_t rows, int64_t k_words, uint8_t* out);
-void LutI8Portable(const uint8_t* t32, int64_t k_words, const uint8_t* tables,
+void LutI8Portable(const uint8_t* t16, int64_t k_words, const uint8_t* tables,
                    int32_t* neg);
 void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                    const int8_t* xq, int64_t x_stride, int64_t batch,

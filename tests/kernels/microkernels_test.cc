@@ -311,53 +311,62 @@ TEST_P(MicrokernelTest, Transpose16MatchesScalar) {
 
 TEST_P(MicrokernelTest, Int8LutMatchesSignKernelBitForBit) {
   // The portable pieces always; the ISA's own where its table has them.
-  const TransposeBytes32Fn transpose = kt().transpose_bytes32
-                                           ? kt().transpose_bytes32
-                                           : TransposeBytes32Portable;
+  const LutI8TablesFn build =
+      kt().lut_i8_tables ? kt().lut_i8_tables : LutI8TablesPortable;
+  const TransposeBytes16Fn transpose = kt().transpose_bytes16
+                                           ? kt().transpose_bytes16
+                                           : TransposeBytes16Portable;
   const LutI8Fn lut = kt().lut_i8 ? kt().lut_i8 : LutI8Portable;
   std::mt19937_64 rng(21);
-  for (int64_t kw : {1, 3, 4, 5, 9, 40}) {  // 40 words: > 16-column flush
-    for (int64_t rows : {1, 7, 16, 17, 31, 32}) {
+  // 1-5 words: a partial chunk; 40: more than one 32-vector flush; 260:
+  // past the 65,535 a 16-bit sum holds over a whole row.
+  for (int64_t kw : {1, 3, 4, 5, 9, 40, 260}) {
+    for (int64_t rows : {1, 7, 15, 16}) {
       const int64_t bs = kw + 2;
       const auto bits = RandomWords(rows * bs, rng());
-      std::vector<uint8_t> t32(kw * 8 * 32, 0xab), t32p(kw * 8 * 32, 0xcd);
-      transpose(bits.data(), bs, rows, kw, t32.data());
-      TransposeBytes32Portable(bits.data(), bs, rows, kw, t32p.data());
-      for (int64_t c = 0; c < kw * 8; ++c) {
-        for (int64_t r = 0; r < 32; ++r) {
-          const uint8_t want =
-              r < rows
-                  ? static_cast<uint8_t>(bits[r * bs + c / 8] >> (8 * (c % 8)))
-                  : 0;
-          ASSERT_EQ(t32p[c * 32 + r], want);
-          ASSERT_EQ(t32[c * 32 + r], want)
-              << "kw " << kw << " rows " << rows << " c " << c << " r " << r;
-        }
-      }
-      // Tables as the driver builds them, from extreme and random int8.
-      for (int mode = 0; mode < 3; ++mode) {
-        std::vector<int8_t> x(kw * 64);
-        for (auto& v : x) {
-          v = mode == 0   ? int8_t{-128}
-              : mode == 1 ? int8_t{127}
-                          : static_cast<int8_t>(rng());
-        }
-        std::vector<uint8_t> tables(kw * 16 * 32);
-        for (int64_t g = 0; g < kw * 16; ++g) {
-          for (int p = 0; p < 16; ++p) {
-            int e = 0;
-            for (int i = 0; i < 4; ++i) e += ((p >> i) & 1) ? x[4 * g + i] : 0;
-            tables[g * 32 + p] = static_cast<uint8_t>(e & 0xff);
-            tables[g * 32 + 16 + p] = static_cast<uint8_t>((e >> 8) & 0xff);
+      const int64_t tbytes = LutI8TransposedBytes(kw);
+      std::vector<uint8_t> t16(tbytes, 0xab), t16p(tbytes, 0xcd);
+      transpose(bits.data(), bs, rows, kw, t16.data());
+      TransposeBytes16Portable(bits.data(), bs, rows, kw, t16p.data());
+      for (int64_t cc = 0; cc < LutI8Chunks(kw); ++cc) {
+        for (int64_t c = 0; c < 16; ++c) {
+          for (int64_t h = 0; h < 2; ++h) {
+            const int64_t byte = 32 * cc + 16 * h + c;
+            for (int64_t r = 0; r < 16; ++r) {
+              const uint8_t want =
+                  r < rows && byte < 8 * kw
+                      ? static_cast<uint8_t>(bits[r * bs + byte / 8] >>
+                                             (8 * (byte % 8)))
+                      : 0;
+              const int64_t at = (cc * 16 + c) * 32 + 16 * h + r;
+              ASSERT_EQ(t16p[at], want);
+              ASSERT_EQ(t16[at], want) << "kw " << kw << " rows " << rows
+                                       << " byte " << byte << " r " << r;
+            }
           }
         }
-        int32_t got[32], portable[32];
-        lut(t32.data(), kw, tables.data(), got);
-        LutI8Portable(t32p.data(), kw, tables.data(), portable);
+      }
+      // Tables from extreme and random int8 (the padding past 64 kw inputs
+      // must not be read: poison it).
+      for (int mode = 0; mode < 3; ++mode) {
+        std::vector<int8_t> x(kw * 64 + 256, 99);
+        for (int64_t i = 0; i < kw * 64; ++i) {
+          x[i] = mode == 0   ? int8_t{-128}
+                 : mode == 1 ? int8_t{127}
+                             : static_cast<int8_t>(rng());
+        }
+        std::vector<uint8_t> tables(LutI8TableBytes(kw), 0xee),
+            tables_p(LutI8TableBytes(kw), 0x11);
+        build(x.data(), kw, tables.data());
+        LutI8TablesPortable(x.data(), kw, tables_p.data());
+        ASSERT_EQ(tables, tables_p) << "kw " << kw << " mode " << mode;
+        int32_t got[16], portable[16];
+        lut(t16.data(), kw, tables.data(), got);
+        LutI8Portable(t16p.data(), kw, tables_p.data(), portable);
         std::vector<int32_t> sign(rows);
         SignDotI8Portable(bits.data(), bs, rows, x.data(), kw * 64, 1, kw,
                           sign.data(), 1);
-        for (int64_t r = 0; r < 32; ++r) {
+        for (int64_t r = 0; r < 16; ++r) {
           const int32_t want = r < rows ? sign[r] : 0;
           ASSERT_EQ(portable[r], want) << "kw " << kw << " r " << r;
           ASSERT_EQ(got[r], want) << "kw " << kw << " rows " << rows << " mode "
