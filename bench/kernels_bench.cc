@@ -136,7 +136,7 @@ void BM_Flexor(benchmark::State& state, Shape s, int64_t batch, int q, int n_in,
           : method;
   std::string label = MethodName(m);
   if (m == BinaryMethod::kInt8Sign) {
-    label += std::string("(") + Int8KernelName(SelectedIsa(), batch, s.K) + ")";
+    label += std::string("(") + Int8KernelName(SelectedIsa(), batch) + ")";
   }
   state.SetLabel(label);
 }

@@ -230,7 +230,7 @@ void LutRowsPath(const KernelTable& kt, const PlaneSource& src,
 
 // Whether the int8 path uses the LUT kernel (where the ISA has one, AVX2;
 // see kInt8LutMaxBatch).
-bool UseInt8Lut(const KernelTable& kt, int64_t batch, int64_t in_features) {
+bool UseInt8Lut(const KernelTable& kt, int64_t batch) {
   static const int64_t max_batch = [] {
     const char* env = std::getenv("FLEXOR_INT8_LUT_MAX_BATCH");
     return env ? std::atoll(env) : int64_t{kInt8LutMaxBatch};
@@ -282,13 +282,13 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
                   const int32_t* qsum) {
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
-  const bool lut = UseInt8Lut(kt, batch, K);
+  const bool lut = UseInt8Lut(kt, batch);
   const int64_t table_stride = LutI8TableBytes(kw);
   PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
-    for (int64_t b = 0; b < batch; ++b) {
+    tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
       kt.lut_i8_tables(xq + b * Kp, kw, tables.data() + b * table_stride);
-    }
+    });
   }
   // The sign kernel's own activation layout, once per call (AVX2).
   const bool sliced = !lut && kt.bit_slice_i8 != nullptr;
@@ -500,9 +500,9 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
                                    : BinaryMethod::kSignFma;
 }
 
-const char* Int8KernelName(KernelIsa isa, int64_t batch, int64_t in_features) {
+const char* Int8KernelName(KernelIsa isa, int64_t batch) {
   const KernelTable& kt = GetKernelTable(isa);
-  if (UseInt8Lut(kt, batch, in_features)) return "avx2_lut";
+  if (UseInt8Lut(kt, batch)) return "avx2_lut";
   return kt.sign_dot_i8_name;
 }
 

@@ -70,7 +70,7 @@ BinaryMethod ChooseMethod(KernelIsa isa, int64_t batch, int64_t out_features,
 const char* MethodName(BinaryMethod method);
 // Which int8 kernel kInt8Sign runs for this ISA and batch ("avx2_lut",
 // "avx512_vnni", "avx2_maddubs" or "portable"), for logs and benchmarks.
-const char* Int8KernelName(KernelIsa isa, int64_t batch, int64_t in_features);
+const char* Int8KernelName(KernelIsa isa, int64_t batch);
 
 // Per-row int8 quantisation used by kInt8Sign: for each of the `batch` rows
 // of x [batch, k], scale[b] = max_k |x| / 127 (0 for an all-zero row),
