@@ -271,7 +271,7 @@ void Int8AccumulatePlane(const int32_t* __restrict neg,
 
 // Int8 activations: the decrypted row-major bits go to the int8 sign kernel
 // (sum of the activations at set bits, exact integers) or, for small
-// batches on AVX2, are byte-transposed in blocks of 32 rows for the LUT
+// batches on AVX2, are byte-transposed in blocks of 16 rows for the LUT
 // kernel, which returns the same integers. Per output
 // y = scale_b * sum_p alpha_p * (sum_q - 2 * neg_p) + bias is evaluated
 // here in the same order for every ISA and kernel, so all builds give

@@ -236,8 +236,8 @@ void LutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
   for (int64_t cc = 0; cc < LutI8Chunks(kw); ++cc) {
     for (int c = 0; c < 16; ++c) {
       for (int n = 0; n < 2; ++n) {
-        const __m256i g0 = group(2 * (32 * cc + c) + n);
-        const __m256i g1 = group(2 * (32 * cc + 16 + c) + n);
+        const __m256i g0 = group(LutI8Group(cc, c, 0, n));
+        const __m256i g1 = group(LutI8Group(cc, c, 1, n));
         __m256i* t =
             reinterpret_cast<__m256i*>(tables + ((cc * 16 + c) * 2 + n) * 64);
         _mm256_storeu_si256(t, _mm256_permute2x128_si256(g0, g1, 0x20));

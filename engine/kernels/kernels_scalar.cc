@@ -126,7 +126,7 @@ void LutI8TablesPortable(const int8_t* xq, int64_t k_words, uint8_t* tables) {
       for (int n = 0; n < 2; ++n) {
         uint8_t* t = tables + ((cc * 16 + c) * 2 + n) * 64;
         for (int h = 0; h < 2; ++h) {
-          const int64_t g = 2 * (32 * cc + 16 * h + c) + n;
+          const int64_t g = LutI8Group(cc, c, h, n);
           for (int p = 0; p < 16; ++p) {
             const int e = LutI8Entry(xq, k_words, g, p);
             t[16 * h + p] = static_cast<uint8_t>(e & 31);
@@ -143,7 +143,7 @@ void TransposeBytes16Portable(const uint64_t* bits, int64_t bit_stride,
   for (int64_t cc = 0; cc < LutI8Chunks(k_words); ++cc) {
     for (int c = 0; c < 16; ++c) {
       for (int h = 0; h < 2; ++h) {
-        const int64_t byte = 32 * cc + 16 * h + c;
+        const int64_t byte = LutI8Byte(cc, c, h);
         for (int64_t r = 0; r < 16; ++r) {
           out[(cc * 16 + c) * 32 + 16 * h + r] =
               r < rows && byte < 8 * k_words

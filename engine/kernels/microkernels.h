@@ -82,6 +82,14 @@ using Transpose16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
 //   the sum of the looked-up e_g[nibble g of row r] minus 512 per group,
 //   the same integers as SignDotI8 returns.
 inline int64_t LutI8Chunks(int64_t k_words) { return (k_words + 3) / 4; }
+// The row byte that lane h of transposed vector (cc, c) holds, and the
+// 4-input group nibble n of it indexes (the tables' layout follows it).
+inline int64_t LutI8Byte(int64_t cc, int64_t c, int64_t h) {
+  return 32 * cc + 16 * h + c;
+}
+inline int64_t LutI8Group(int64_t cc, int64_t c, int64_t h, int64_t n) {
+  return 2 * LutI8Byte(cc, c, h) + n;
+}
 inline int64_t LutI8TableBytes(int64_t k_words) {
   return LutI8Chunks(k_words) * 16 * 2 * 64;
 }
