@@ -422,20 +422,15 @@ void LutPath(const KernelTable& kt, const PlaneSource& src,
 
 bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
                              int64_t q_stride, int8_t* q, float* scale,
-                             int32_t* sum) {
+                             int32_t* sum, KernelIsa isa) {
+  const PixelKernelTable& pk = GetPixelKernelTable(isa);
   bool finite = true;
   for (int64_t b = 0; b < batch; ++b) {
     const float* xb = x + b * k;
     int8_t* qb = q + b * q_stride;
-    // max |x| on the bit patterns: for non-negative floats the integer
-    // order is the float order, and Inf/NaN land at >= 0x7f800000, so one
-    // (vectorisable) integer max finds both the scale and bad values.
-    uint32_t amax_bits = 0;
-    for (int64_t i = 0; i < k; ++i) {
-      uint32_t u;
-      std::memcpy(&u, xb + i, 4);
-      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
-    }
+    uint32_t amax_bits;
+    bool negative;
+    pk.int8_range(xb, k, &amax_bits, &negative);
     if (amax_bits >= 0x7f800000u) {
       finite = false;
       continue;
@@ -447,16 +442,7 @@ bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
       std::fill(qb, qb + k, int8_t{0});
       scale[b] = 0.0f;
     } else if (amax >= 1e-30f) {
-      const float inv = 127.0f / amax;
-      for (int64_t i = 0; i < k; ++i) {
-        // |t| <= 127 (1 + 2^-22): adding and subtracting 1.5 * 2^23 rounds
-        // to the nearest integer, ties to even, in any SIMD width.
-        const float t = xb[i] * inv;
-        const float r = (t + 12582912.0f) - 12582912.0f;
-        const int v = static_cast<int>(r);
-        qb[i] = static_cast<int8_t>(v);
-        total += v;
-      }
+      total = pk.int8_quantize_row(xb, k, 127.0f / amax, qb);
       scale[b] = amax / 127.0f;
     } else {
       // Tiny rows: 127 / amax would overflow float (and 0 * Inf is NaN).
@@ -541,12 +527,13 @@ void BinaryCodedGemm(const LayerWeights& w, int64_t row_begin, int64_t row_end,
     bool finite = true;
     if (batch == 1) {
       finite = QuantizeActivationsInt8(x, 1, K, Kp, xq.data(), scale.data(),
-                                       qsum.data());
+                                       qsum.data(), options.isa);
     } else {
       PooledArray<char> ok(batch);
       tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
         ok[b] = QuantizeActivationsInt8(x + b * K, 1, K, Kp, xq.data() + b * Kp,
-                                        scale.data() + b, qsum.data() + b);
+                                        scale.data() + b, qsum.data() + b,
+                                        options.isa);
       });
       finite = std::all_of(ok.begin(), ok.end(), [](char c) { return c; });
     }

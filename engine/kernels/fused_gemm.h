@@ -78,10 +78,11 @@ const char* Int8KernelName(KernelIsa isa, int64_t batch);
 // i < k and 0 for k <= i < q_stride, sum[b] = sum_i q[b * q_stride + i].
 // So |x - scale * q| <= scale / 2 per element (up to float rounding of the
 // scale, < 1e-4 relative). Returns false (outputs unspecified) if any value
-// is Inf or NaN.
+// is Inf or NaN. The same values for every `isa` (its vectorised range scan
+// and row quantiser).
 bool QuantizeActivationsInt8(const float* x, int64_t batch, int64_t k,
                              int64_t q_stride, int8_t* q, float* scale,
-                             int32_t* sum);
+                             int32_t* sum, KernelIsa isa = SelectedIsa());
 
 // Rows [row_begin, row_end) of y = x W^T + bias for binary-coded (kBinary)
 // or ternary (kTernary, run as two binary planes) weights: x is [batch, K]

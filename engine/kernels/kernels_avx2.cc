@@ -557,6 +557,7 @@ const PixelKernelTable& Avx2PixelKernelTable() {
       Int8KnAvx2,
       "avx2_maddubs",
       avx2_kernels::Int8Range,
+      avx2_kernels::Int8QuantizeRow,
       avx2_kernels::Int8QuantizeC4,
       avx2_kernels::Int8Im2col,
       avx2_kernels::Int8PackWeightsInterleave,

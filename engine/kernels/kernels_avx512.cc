@@ -228,6 +228,7 @@ const PixelKernelTable& Avx512PixelKernelTable() {
       HasAvx512Vnni() ? Int8KnAvx512Vnni : Int8KnAvx2,
       HasAvx512Vnni() ? "avx512_vnni" : "avx2_maddubs",
       avx512_kernels::Int8Range,
+      avx512_kernels::Int8QuantizeRow,
       avx512_kernels::Int8QuantizeC4,
       avx512_kernels::Int8Im2col,
       HasAvx512Vbmi() ? Int8PackWeightsAvx512Vbmi : Int8PackWeightsAvx512,

@@ -240,6 +240,7 @@ const PixelKernelTable& ScalarPixelKernelTable() {
                                          Int8KnPortable,
                                          "portable",
                                          scalar_kernels::Int8Range,
+                                         scalar_kernels::Int8QuantizeRow,
                                          scalar_kernels::Int8QuantizeC4,
                                          scalar_kernels::Int8Im2col,
                                          scalar_kernels::Int8PackWeights,

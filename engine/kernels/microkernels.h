@@ -254,6 +254,11 @@ using Int8KnFn = void (*)(const int8_t* w, int64_t w_stride, int64_t rows,
 // (-0 excluded). Inf/NaN show as *amax_bits >= 0x7f800000.
 using Int8RangeFn = void (*)(const float* x, int64_t n, uint32_t* amax_bits,
                              bool* negative);
+// q[i] = round_to_nearest_even(x[i] * inv) for i < k, given
+// |x[i] * inv| <= 127 (1 + 2^-22); returns sum_i q[i]. The per-row int8
+// quantiser of the matmul int8 path (QuantizeActivationsInt8).
+using Int8QuantizeRowFn = int32_t (*)(const float* x, int64_t k, float inv,
+                                      int8_t* q);
 // padded[c4][y + pad_h][x + pad_w] = the 4 bytes u(x[4 c4 + i][y][x]),
 // u(v) = clamp(round_to_nearest_even(v * inv) + zero, 0, 255), channels
 // >= C as `zero`; every other word (border) is left as it is. Planes are
@@ -299,6 +304,7 @@ struct PixelKernelTable {
   Int8KnFn int8_kn;
   const char* int8_kn_name;  // which implementation (logs, benchmark)
   Int8RangeFn int8_range;
+  Int8QuantizeRowFn int8_quantize_row;
   Int8QuantizeC4Fn int8_quantize_c4;
   Int8Im2colFn int8_im2col;
   Int8PackWeightsFn int8_pack_weights;

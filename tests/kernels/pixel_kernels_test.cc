@@ -471,6 +471,51 @@ TEST_P(PixelKernelTest, MaxPool2x2MatchesDirectIndexing) {
   }
 }
 
+// The matmul int8 row quantiser against round-half-even of the float
+// product: lengths around the 8/16/32-value vector steps, values at exact
+// .5 ties of both parities, the extremes +-127, and nothing written past k.
+TEST_P(PixelKernelTest, Int8QuantizeRowRoundsHalfToEvenAndSums) {
+  std::mt19937 rng(5);
+  for (int64_t k : {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 100, 257, 1000}) {
+    std::vector<float> x = RandomVector(k, 100 + k);
+    const float inv = 127.0f / 3.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      switch (rng() % 4) {
+        case 0:  // t = x * inv lands on or next to a .5 tie
+          x[i] =
+              (static_cast<float>(static_cast<int>(rng() % 254) - 127) + 0.5f) /
+              inv;
+          break;
+        case 1:  // +-127, the ends of the range
+          x[i] = rng() % 2 ? 3.0f : -3.0f;
+          break;
+        default:  // N(0, 1) within the row's range
+          x[i] = std::clamp(x[i], -3.0f, 3.0f);
+      }
+    }
+    std::vector<int8_t> q(k + 40, 99);
+    const int32_t sum = pt().int8_quantize_row(x.data(), k, inv, q.data());
+    int32_t want_sum = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const int want = static_cast<int>(std::nearbyint(x[i] * inv));
+      ASSERT_EQ(q[i], want) << "k " << k << " i " << i << " x " << x[i];
+      want_sum += want;
+    }
+    EXPECT_EQ(sum, want_sum) << "k " << k;
+    for (int64_t i = k; i < k + 40; ++i) {
+      ASSERT_EQ(q[i], 99) << "wrote past k = " << k;
+    }
+  }
+  // Exact ties with a power-of-two scale: 0.5, 1.5, 2.5, -0.5, -2.5 go to
+  // 0, 2, 2, 0, -2.
+  const float ties[] = {0.5f, 1.5f, 2.5f, -0.5f, -2.5f, 126.5f, -126.5f};
+  int8_t tq[7];
+  EXPECT_EQ(pt().int8_quantize_row(ties, 7, 1.0f, tq),
+            0 + 2 + 2 + 0 - 2 + 126 - 126);
+  const int8_t want_ties[] = {0, 2, 2, 0, -2, 126, -126};
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(tq[i], want_ties[i]) << ties[i];
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, PixelKernelTest,
                          ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& info) {
