@@ -185,6 +185,44 @@ void BM_Memcpy(benchmark::State& state, int64_t bytes) {
   state.SetBytesProcessed(state.iterations() * bytes);
 }
 
+// One 16-row block of the int8 LUT kernel, one thread, data in L1/L2: the
+// work per block today (decrypt 2 taps with a funnel shift, byte-transpose,
+// look up) against the LUT reading the XOR of the 2 taps kept transposed,
+// which a layout whose segments start on row boundaries would allow (the
+// layout proposal in docs/performance.md). Same integers either way.
+void BM_Int8LutBlock(benchmark::State& state, int64_t k, bool pretransposed) {
+  const KernelTable& kt = GetKernelTable(SelectedIsa());
+  const int64_t kw = WordsForBits(k), wpv = 16 * kw + 1;
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> tap_a(wpv), tap_b(wpv), bits(16 * kw);
+  for (auto& w : tap_a) w = rng();
+  for (auto& w : tap_b) w = rng();
+  const uint64_t* taps[2] = {tap_a.data(), tap_b.data()};
+  std::vector<int8_t> xq(kw * 64);
+  for (auto& v : xq) v = static_cast<int8_t>(rng());
+  std::vector<uint8_t> tables(LutI8TableBytes(kw));
+  kt.lut_i8_tables(xq.data(), kw, tables.data());
+  const int64_t tbytes = LutI8TransposedBytes(kw);
+  std::vector<uint8_t> t16(tbytes), ta(tbytes), tb(tbytes);
+  kt.transpose_bytes16(tap_a.data(), kw, 16, kw, ta.data());
+  kt.transpose_bytes16(tap_b.data(), kw, 16, kw, tb.data());
+  const uint8_t* xored[2] = {ta.data(), tb.data()};
+  const uint8_t* one[1] = {t16.data()};
+  int32_t neg[16];
+  for (auto _ : state) {
+    if (pretransposed) {
+      kt.lut_i8(xored, 2, kw, tables.data(), neg);
+    } else {
+      kt.decrypt_words(taps, 2, wpv, 0, 13, 16 * kw, bits.data());
+      kt.transpose_bytes16(bits.data(), kw, 16, kw, t16.data());
+      kt.lut_i8(one, 1, kw, tables.data(), neg);
+    }
+    benchmark::DoNotOptimize(neg);
+  }
+  state.counters["weights/s"] = benchmark::Counter(
+      16.0 * k, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // ---------------------------------------------------------- ratio table
 
 // One row of the ratio table: the FleXOR run and its baseline, measured
@@ -364,6 +402,18 @@ void RegisterAll(bool full, bool methods,
             ->UseRealTime()
             ->MinTime(kMinTime)
             ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+  if (GetKernelTable(SelectedIsa()).lut_i8 != nullptr) {
+    for (Shape s : shapes) {
+      for (bool pre : {false, true}) {
+        const std::string name =
+            "int8_lut_block/k" + std::to_string(s.K) +
+            (pre ? "/xor2_of_transposed_taps" : "/decrypt_transpose_lut");
+        benchmark::RegisterBenchmark(name.c_str(), BM_Int8LutBlock, s.K, pre)
+            ->MinTime(kMinTime)
+            ->Unit(benchmark::kNanosecond);
       }
     }
   }

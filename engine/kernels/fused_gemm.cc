@@ -312,6 +312,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
     int32_t* neg = Grow(s.idots, n * kBatchChunk);
     float* acc = Grow(s.acc, n * kBatchChunk);
     uint8_t* t16 = lut ? Grow(s.bytes, LutI8TransposedBytes(kw)) : nullptr;
+    const uint8_t* t16_in = t16;
     for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
       const int64_t nb = std::min(kBatchChunk, batch - b0);
       for (int p = 0; p < q; ++p) {
@@ -322,7 +323,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
             const int64_t valid = std::min<int64_t>(16, n - r);
             kt.transpose_bytes16(pb + r * kw, kw, valid, kw, t16);
             for (int64_t b = 0; b < nb; ++b) {
-              kt.lut_i8(t16, kw, tables.data() + (b0 + b) * table_stride,
+              kt.lut_i8(&t16_in, 1, kw, tables.data() + (b0 + b) * table_stride,
                         dot16);
               for (int64_t i = 0; i < valid; ++i) {
                 neg[(r + i) * nb + b] = dot16[i];

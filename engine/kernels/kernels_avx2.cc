@@ -297,8 +297,10 @@ void TransposeBytes16(const uint64_t* bits, int64_t bs, int64_t rows,
 // rebuilds sum e in 16 bits (<= 8160), which holds 8 such steps before the
 // 32-bit flush (unsigned, <= 65280). About 13 ops per 256 weight-MACs, of
 // which 4 shuffles, against 32 for the sign kernel at batch 1.
-void LutI8(const uint8_t* t16, int64_t kw, const uint8_t* tables,
-           int32_t* neg) {
+template <int kInputs>  // 0: run-time count
+void LutI8T(const uint8_t* const* t16, int num_inputs, int64_t kw,
+            const uint8_t* tables, int32_t* neg) {
+  const int n = kInputs > 0 ? kInputs : num_inputs;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i one_32 = _mm256_set1_epi16(0x2001);  // bytes (1, 32)
   const __m256i zero = _mm256_setzero_si256();
@@ -314,8 +316,13 @@ void LutI8(const uint8_t* t16, int64_t kw, const uint8_t* tables,
       // Unrolled by 2, not 4: at 4 GCC hoists the table loads and spills.
 #pragma GCC unroll 2
       for (int64_t v = v0; v < v0 + 4; ++v) {
-        const __m256i x =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t16 + v * 32));
+        __m256i x = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(t16[0] + v * 32));
+        for (int i = 1; i < n; ++i) {
+          x = _mm256_xor_si256(
+              x, _mm256_loadu_si256(
+                     reinterpret_cast<const __m256i*>(t16[i] + v * 32)));
+        }
         const __m256i i0 = _mm256_and_si256(x, low4);
         const __m256i i1 = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
         const __m256i* t = reinterpret_cast<const __m256i*>(tables + v * 128);
@@ -348,6 +355,18 @@ void LutI8(const uint8_t* t16, int64_t kw, const uint8_t* tables,
                                       _mm256_extracti128_si256(tot[i], 1));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(neg + 4 * i),
                      _mm_sub_epi32(sum, _mm256_castsi256_si128(bias)));
+  }
+}
+
+void LutI8(const uint8_t* const* t16, int num_inputs, int64_t kw,
+           const uint8_t* tables, int32_t* neg) {
+  switch (num_inputs) {
+    case 1:
+      return LutI8T<1>(t16, 1, kw, tables, neg);
+    case 2:
+      return LutI8T<2>(t16, 2, kw, tables, neg);
+    default:
+      return LutI8T<0>(t16, num_inputs, kw, tables, neg);
   }
 }
 

@@ -156,14 +156,16 @@ void TransposeBytes16Portable(const uint64_t* bits, int64_t bit_stride,
   }
 }
 
-void LutI8Portable(const uint8_t* t16, int64_t k_words, const uint8_t* tables,
-                   int32_t* neg) {
+void LutI8Portable(const uint8_t* const* t16, int num_inputs, int64_t k_words,
+                   const uint8_t* tables, int32_t* neg) {
   const int64_t chunks = LutI8Chunks(k_words);
   for (int r = 0; r < 16; ++r) {
     int32_t sum = 0;
     for (int64_t v = 0; v < chunks * 16; ++v) {  // (cc, c) pairs
       for (int h = 0; h < 2; ++h) {
-        const uint8_t byte = t16[v * 32 + 16 * h + r];
+        uint8_t byte = 0;
+        for (int i = 0; i < num_inputs; ++i)
+          byte ^= t16[i][v * 32 + 16 * h + r];
         for (int n = 0; n < 2; ++n) {
           const int p = (byte >> (4 * n)) & 15;
           const uint8_t* t = tables + (v * 2 + n) * 64 + 16 * h;

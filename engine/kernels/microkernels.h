@@ -80,7 +80,11 @@ using Transpose16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
 //   zero for r >= rows and for bytes past the row (LutI8TransposedBytes).
 // LutI8: neg[r], r < 16, = sum of the activations at the set bits of row r:
 //   the sum of the looked-up e_g[nibble g of row r] minus 512 per group,
-//   the same integers as SignDotI8 returns.
+//   the same integers as SignDotI8 returns. The rows are the XOR of
+//   num_inputs >= 1 transposed blocks t16[i] (the same layout): one block is
+//   a transposed decrypted tile; several are FleXOR taps kept transposed,
+//   which decrypts inside the kernel (XOR commutes with the transpose) when
+//   a plane's segments start on row boundaries.
 inline int64_t LutI8Chunks(int64_t k_words) { return (k_words + 3) / 4; }
 // The row byte that lane h of transposed vector (cc, c) holds, and the
 // 4-input group nibble n of it indexes (the tables' layout follows it).
@@ -101,8 +105,8 @@ using LutI8TablesFn = void (*)(const int8_t* xq, int64_t k_words,
 using TransposeBytes16Fn = void (*)(const uint64_t* bits, int64_t bit_stride,
                                     int64_t rows, int64_t k_words,
                                     uint8_t* out);
-using LutI8Fn = void (*)(const uint8_t* t16, int64_t k_words,
-                         const uint8_t* tables, int32_t* neg);
+using LutI8Fn = void (*)(const uint8_t* const* t16, int num_inputs,
+                         int64_t k_words, const uint8_t* tables, int32_t* neg);
 
 // Dense FP32: dot[r * dot_stride + b] = sum_{k<K} w[r * w_stride + k] *
 // x[b * x_stride + k].
@@ -336,8 +340,8 @@ void Transpose16Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
 void LutI8TablesPortable(const int8_t* xq, int64_t k_words, uint8_t* tables);
 void TransposeBytes16Portable(const uint64_t* bits, int64_t bit_stride,
                               int64_t rows, int64_t k_words, uint8_t* out);
-void LutI8Portable(const uint8_t* t16, int64_t k_words, const uint8_t* tables,
-                   int32_t* neg);
+void LutI8Portable(const uint8_t* const* t16, int num_inputs, int64_t k_words,
+                   const uint8_t* tables, int32_t* neg);
 void SignDotI8Avx2(const uint64_t* bits, int64_t bit_stride, int64_t rows,
                    const int8_t* xq, int64_t x_stride, int64_t batch,
                    int64_t k_words, int32_t* neg, int64_t neg_stride);

@@ -361,8 +361,10 @@ TEST_P(MicrokernelTest, Int8LutMatchesSignKernelBitForBit) {
         LutI8TablesPortable(x.data(), kw, tables_p.data());
         ASSERT_EQ(tables, tables_p) << "kw " << kw << " mode " << mode;
         int32_t got[16], portable[16];
-        lut(t16.data(), kw, tables.data(), got);
-        LutI8Portable(t16p.data(), kw, tables_p.data(), portable);
+        const uint8_t* in = t16.data();
+        const uint8_t* in_p = t16p.data();
+        lut(&in, 1, kw, tables.data(), got);
+        LutI8Portable(&in_p, 1, kw, tables_p.data(), portable);
         std::vector<int32_t> sign(rows);
         SignDotI8Portable(bits.data(), bs, rows, x.data(), kw * 64, 1, kw,
                           sign.data(), 1);
@@ -371,6 +373,46 @@ TEST_P(MicrokernelTest, Int8LutMatchesSignKernelBitForBit) {
           ASSERT_EQ(portable[r], want) << "kw " << kw << " r " << r;
           ASSERT_EQ(got[r], want) << "kw " << kw << " rows " << rows << " mode "
                                   << mode << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+// LutI8 over several transposed blocks reads their XOR: the sign kernel's
+// integers for the XOR of the bit matrices (2 inputs: the templated loop; 3
+// and 5: the run-time count).
+TEST_P(MicrokernelTest, Int8LutXorsItsInputs) {
+  const LutI8Fn lut = kt().lut_i8 ? kt().lut_i8 : LutI8Portable;
+  std::mt19937_64 rng(33);
+  for (int n : {2, 3, 5}) {
+    for (int64_t kw : {1, 5, 40}) {
+      for (int64_t rows : {9, 16}) {
+        const int64_t tbytes = LutI8TransposedBytes(kw);
+        std::vector<uint64_t> xored(rows * kw, 0);
+        std::vector<std::vector<uint8_t>> blocks(n);
+        std::vector<const uint8_t*> in(n);
+        for (int i = 0; i < n; ++i) {
+          const auto bits = RandomWords(rows * kw, rng());
+          for (int64_t w = 0; w < rows * kw; ++w) xored[w] ^= bits[w];
+          blocks[i].assign(tbytes, 0);
+          TransposeBytes16Portable(bits.data(), kw, rows, kw, blocks[i].data());
+          in[i] = blocks[i].data();
+        }
+        std::vector<int8_t> x(kw * 64);
+        for (auto& v : x) v = static_cast<int8_t>(rng());
+        std::vector<uint8_t> tables(LutI8TableBytes(kw));
+        LutI8TablesPortable(x.data(), kw, tables.data());
+        int32_t got[16], portable[16];
+        lut(in.data(), n, kw, tables.data(), got);
+        LutI8Portable(in.data(), n, kw, tables.data(), portable);
+        std::vector<int32_t> sign(rows);
+        SignDotI8Portable(xored.data(), kw, rows, x.data(), kw * 64, 1, kw,
+                          sign.data(), 1);
+        for (int64_t r = 0; r < 16; ++r) {
+          const int32_t want = r < rows ? sign[r] : 0;
+          ASSERT_EQ(portable[r], want) << n << " inputs, kw " << kw;
+          ASSERT_EQ(got[r], want) << n << " inputs, kw " << kw << " r " << r;
         }
       }
     }
