@@ -10,6 +10,9 @@
 //   --methods   also run every kernel forced (sign_fma, lut, lut_rows,
 //               int8_sign), not only auto
 //   --batches=1,2,4   batch sizes instead of the default 1,8,32,128
+//   --shapes=4000x4096,4096x4096   O x K shapes instead of the default
+//               (O a multiple of 20 = N_out puts the segments on row
+//               boundaries: the int8 LUT then reads taps kept transposed)
 // Any Google Benchmark flag works too (--benchmark_filter=..., ...);
 // FLEXOR_KERNEL_ISA=avx2|scalar measures a lower ISA.
 #include <cblas.h>
@@ -28,6 +31,9 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "benchmark/benchmark.h"
 #include "engine/codec/bit_layout.h"
 #include "engine/codec/xor_network.h"
@@ -36,6 +42,7 @@
 #include "engine/kernels/fused_gemm.h"
 #include "engine/kernels/layer_weights.h"
 #include "engine/kernels/microkernels.h"
+#include "engine/kernels/transposed_taps.h"
 #include "tbb/task_arena.h"
 
 namespace flexor {
@@ -45,7 +52,7 @@ constexpr int kNOut = 20;  // bits per weight = q * n_in / 20
 constexpr int kNTap = 2;
 
 struct Shape {
-  int64_t O, K;
+  int64_t O = 0, K = 0;
 };
 
 // ------------------------------------------------------------ test data
@@ -84,6 +91,10 @@ std::unique_ptr<OwnedLayer> MakeLayer(Shape s, int q, int n_in, uint64_t seed) {
     v.scales = l->scales[p].data();
     l->w.planes.push_back(v);
   }
+  // As the model compiler does for Dense layers: where the segments start on
+  // row boundaries (O a multiple of N_out) and the kernels are AVX2's, the
+  // int8 path reads taps kept transposed.
+  AttachTransposedTaps(l->w, SelectedIsa());
   return l;
 }
 
@@ -323,7 +334,8 @@ std::string CpuModel() {
 }
 
 void RegisterAll(bool full, bool methods,
-                 const std::vector<int64_t>& batch_list) {
+                 const std::vector<int64_t>& batch_list,
+                 const std::vector<Shape>& shape_list) {
   const int all_threads =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<int> thread_counts = {1};
@@ -338,6 +350,7 @@ void RegisterAll(bool full, bool methods,
     qs = {1, 2};
   }
   if (!batch_list.empty()) batches = batch_list;
+  if (!shape_list.empty()) shapes = shape_list;
   // (method, activations) per case: kAuto with FP32 and with int8
   // activations allowed (the label says which kernel that picked);
   // --methods adds every kernel forced.
@@ -447,6 +460,7 @@ void RegisterAll(bool full, bool methods,
 int main(int argc, char** argv) {
   bool full = false, methods = false;
   std::vector<int64_t> batches;
+  std::vector<flexor::Shape> shapes;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--full") == 0) {
@@ -460,6 +474,19 @@ int main(int argc, char** argv) {
         p = *end == ',' ? end + 1 : end;
         if (end == p && *p != 0) break;
       }
+    } else if (std::strncmp(argv[i], "--shapes=", 9) == 0) {
+      // O x K pairs, e.g. --shapes=4000x4096,4096x4096.
+      for (absl::string_view spec : absl::StrSplit(argv[i] + 9, ',')) {
+        std::vector<absl::string_view> ok = absl::StrSplit(spec, 'x');
+        flexor::Shape s;
+        if (ok.size() != 2 || !absl::SimpleAtoi(ok[0], &s.O) ||
+            !absl::SimpleAtoi(ok[1], &s.K) || s.O <= 0 || s.K <= 0) {
+          std::fprintf(stderr, "--shapes: expected OxK[,OxK...], got %s\n",
+                       argv[i] + 9);
+          return 2;
+        }
+        shapes.push_back(s);
+      }
     } else {
       args.push_back(argv[i]);
     }
@@ -471,7 +498,7 @@ int main(int argc, char** argv) {
                               flexor::IsaName(flexor::SelectedIsa()));
   benchmark::AddCustomContext("load_average_at_start", flexor::LoadAverage());
   std::printf("load average at start: %s\n", flexor::LoadAverage().c_str());
-  flexor::RegisterAll(full, methods, batches);
+  flexor::RegisterAll(full, methods, batches, shapes);
   flexor::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/kernels/decrypt.h"
+#include "engine/kernels/transposed_taps.h"
 
 namespace flexor {
 namespace {
@@ -45,6 +46,9 @@ int64_t BinaryBytes(const LayerWeights& w) {
   int64_t bytes = 0;
   for (const BinaryPlaneView& p : w.planes) {
     bytes += p.net.n_in * p.words_per_vector * 8 + ScaleBytes(w);
+    if (p.transposed != nullptr) {
+      bytes += static_cast<int64_t>(p.transposed->bytes.size());
+    }
   }
   return bytes;
 }

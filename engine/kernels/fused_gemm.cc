@@ -9,6 +9,7 @@
 #include "engine/kernels/decrypt.h"
 #include "engine/kernels/microkernels.h"
 #include "engine/kernels/scoped_nanos.h"
+#include "engine/kernels/transposed_taps.h"
 #include "engine/runtime/buffer_pool.h"
 #include "tbb/blocked_range.h"
 #include "tbb/parallel_for.h"
@@ -269,6 +270,80 @@ void Int8AccumulatePlane(const int32_t* __restrict neg,
   }
 }
 
+// The int8 LUT over taps kept transposed (transposed_taps.h): 16-row blocks
+// of each segment, LutI8 reading the XOR of the segment's tap blocks, so
+// nothing is transposed here and, at batch 1, nothing decrypted either
+// (larger batches XOR the taps once per block). Same integers, and the same
+// float operations in the same order as Int8SignPath, so the same outputs
+// bit for bit.
+void Int8TransposedTapsPath(const KernelTable& kt, const PlaneSource& src,
+                            const LayerWeights& w, int64_t r0, int64_t r1,
+                            int64_t batch, float* y, int64_t ldy,
+                            const uint8_t* tables, int64_t table_stride,
+                            const float* scale, const int32_t* qsum) {
+  const int64_t kw = CeilDiv(w.in_features, 64);
+  const TransposedTaps& first = *w.planes[0].transposed;
+  const int64_t R = first.rows_per_segment, bps = first.blocks_per_segment;
+  const int q = src.planes();
+  constexpr int64_t kBatchChunk = 16;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(r0 / R * bps, CeilDiv(r1, R) * bps, 1),
+      [&](const tbb::blocked_range<int64_t>& range) {
+        int32_t dot16[16], neg[16 * kBatchChunk];
+        float alpha[16], acc[16 * kBatchChunk];
+        const uint8_t* in[64];
+        for (int64_t i = range.begin(); i < range.end(); ++i) {
+          const int64_t j = i / bps, block = i % bps;
+          const int64_t o0 = j * R + 16 * block;
+          const int64_t lo = std::max(o0, r0);
+          const int64_t hi = std::min({o0 + 16, (j + 1) * R, r1});
+          if (lo >= hi) continue;
+          const int64_t n = hi - lo;
+          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
+            const int64_t nb = std::min(kBatchChunk, batch - b0);
+            for (int p = 0; p < q; ++p) {
+              const BinaryPlaneView& plane = w.planes[p];
+              const TransposedTaps& taps = *plane.transposed;
+              int num = 0;
+              for (int t = 0; t < plane.net.n_in; ++t) {
+                if ((plane.net.rows[j] >> t) & 1u)
+                  in[num++] = taps.Block(t, block);
+              }
+              if (num == 0) in[num++] = taps.ZeroBlock();
+              if (nb > 1 && num > 1) {
+                // Several look-ups read the block: XOR the taps once (the
+                // decryption kernel with no shift) rather than in each.
+                const int64_t words = taps.block_bytes / 8;
+                const uint64_t* words_in[64];
+                for (int t = 0; t < num; ++t) {
+                  words_in[t] = reinterpret_cast<const uint64_t*>(in[t]);
+                }
+                uint64_t* xored = Grow(LocalScratch().bits, words);
+                kt.decrypt_words(words_in, num, words, 0, 0, words, xored);
+                in[0] = reinterpret_cast<const uint8_t*>(xored);
+                num = 1;
+              }
+              for (int64_t b = 0; b < nb; ++b) {
+                kt.lut_i8(in, num, kw, tables + (b0 + b) * table_stride, dot16);
+                for (int64_t r = 0; r < n; ++r) {
+                  neg[r * nb + b] = dot16[lo - o0 + r];
+                }
+              }
+              src.Alphas(p, lo, n, alpha);
+              Int8AccumulatePlane(neg, alpha, qsum + b0, n, nb, p == 0, acc);
+            }
+            for (int64_t r = 0; r < n; ++r) {
+              const float bias = w.bias ? w.bias[lo + r] : 0.0f;
+              for (int64_t b = 0; b < nb; ++b) {
+                y[(b0 + b) * ldy + lo + r] =
+                    acc[r * nb + b] * scale[b0 + b] + bias;
+              }
+            }
+          }
+        }
+      });
+}
+
 // Int8 activations: the decrypted row-major bits go to the int8 sign kernel
 // (sum of the activations at set bits, exact integers) or, for small
 // batches on AVX2, are byte-transposed in blocks of 16 rows for the LUT
@@ -289,6 +364,12 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
     tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
       kt.lut_i8_tables(xq + b * Kp, kw, tables.data() + b * table_stride);
     });
+  }
+  // (Ternary layers run as two planes without views: w.planes is empty.)
+  if (lut && !w.planes.empty() && w.planes[0].transposed != nullptr) {
+    Int8TransposedTapsPath(kt, src, w, r0, r1, batch, y, ldy, tables.data(),
+                           table_stride, scale, qsum);
+    return;
   }
   // The sign kernel's own activation layout, once per call (AVX2).
   const bool sliced = !lut && kt.bit_slice_i8 != nullptr;

@@ -4,6 +4,7 @@
 set(FLEXOR_KERNEL_SOURCES
   kernels/activation_precision.cc
   kernels/layer_weights.cc
+  kernels/transposed_taps.cc
   kernels/codec_traits.cc
   kernels/reference_kernels.cc
   kernels/matmul.cc

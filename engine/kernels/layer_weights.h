@@ -4,6 +4,7 @@
 #define FLEXOR_ENGINE_KERNELS_LAYER_WEIGHTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/codec/xor_network.h"
@@ -11,6 +12,8 @@
 namespace flexor {
 
 enum class WeightCodecKind { kFloat32, kBinary, kTernary };
+
+struct TransposedTaps;  // transposed_taps.h
 
 // One binary-coded plane: W_p[o,k] = scales[o] * (1 - 2 * bit(o*K + k)),
 // bits decrypted from `stored` through `net` in the canonical layout.
@@ -20,6 +23,10 @@ struct BinaryPlaneView {
   int64_t words_per_vector = 0;
   int64_t slices = 0;  // S = ceil(O*K / net.n_out)
   XorNetwork net;
+  // The taps in the int8 LUT kernel's transposed layout, when its segments
+  // start on row boundaries and the ISA has that kernel
+  // (AttachTransposedTaps); null otherwise. Owned, shared by copies.
+  std::shared_ptr<const TransposedTaps> transposed;
 };
 
 struct TernaryView {

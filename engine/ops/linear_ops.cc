@@ -2,14 +2,17 @@
 // Matmul (convolution through im2col).
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <vector>
 
+#include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/kernels/conv_gemm.h"
 #include "engine/kernels/int8_conv.h"
 #include "engine/kernels/microkernels.h"
 #include "engine/kernels/ternary_gxnor.h"
+#include "engine/kernels/transposed_taps.h"
 #include "engine/ops/operator.h"
 #include "engine/ops/weight_loader.h"
 #include "tbb/blocked_range.h"
@@ -121,7 +124,8 @@ class DenseOp : public Operator {
       return;
     }
     if (!gxnor_) {
-      Matmul(w_, inputs[0], batch, output, ctx.path, ctx.matmul);
+      Matmul(WeightsFor(ctx.matmul), inputs[0], batch, output, ctx.path,
+             ctx.matmul);
     } else {
       // Ternary activations x ternary weights: pack the activations into
       // (nonzero, sign) bit rows and count with the gated-XNOR formula.
@@ -223,11 +227,29 @@ class DenseOp : public Operator {
                       });
   }
 
+  // With int8 activations on a CPU with the int8 LUT kernel (AVX2), a copy
+  // of the weights with the taps kept transposed where the segments start
+  // on row boundaries (transposed_taps.h): the kernel then decrypts inside
+  // its look-up. Built on the first int8 run (a warm-up), so FP32-only
+  // deployments keep one copy of the bits; it costs as many bytes again.
+  const LayerWeights& WeightsFor(const MatmulOptions& options) const {
+    if (options.activations == ActivationPrecision::kFloat32) return w_;
+    absl::call_once(lut_once_, [this] {
+      LayerWeights copy = w_;
+      if (AttachTransposedTaps(copy, isa_)) {
+        lut_weights_ = std::make_unique<LayerWeights>(std::move(copy));
+      }
+    });
+    return lut_weights_ ? *lut_weights_ : w_;
+  }
+
   LayerWeights w_;
   bool gxnor_;
   LayerEpilogue epilogue_;
   KernelIsa isa_;
   int64_t lanes_;
+  mutable absl::once_flag lut_once_;
+  mutable std::unique_ptr<const LayerWeights> lut_weights_;
 };
 
 class Conv2dOp : public Operator {

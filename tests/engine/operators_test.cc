@@ -127,7 +127,12 @@ TEST_P(DenseCodecTest, MatchesDenseFloatReference) {
                              {13, 37, 16},
                              {70, 129, 33},
                              {200, 64, 40},
-                             {1, 300, 17}}) {
+                             {1, 300, 17},
+                             // O a multiple of N_out = 20: FleXOR segments
+                             // start on rows (taps kept transposed for the
+                             // int8 LUT, with FLEXOR_KERNEL_ISA=avx2).
+                             {40, 100, 1},
+                             {40, 100, 3}}) {
     SCOPED_TRACE(testing::Message() << O << "x" << K << " batch " << batch);
     ModelWriter w("dense");
     w.AddInput("x", {K}, false);
@@ -152,6 +157,25 @@ TEST_P(DenseCodecTest, MatchesDenseFloatReference) {
       }
     }
     RunAndCompare(*model, x, batch, want);
+    if (GetParam() == "fp32") continue;
+    // Int8 activations, quantised per sample with step max|x| / 127: each
+    // output within step / 2 * sum_k |W[o, k]| of the exact one.
+    RunOptions int8;
+    int8.matmul.activations = ActivationPrecision::kInt8;
+    std::vector<float> y(batch * O);
+    ASSERT_TRUE(model->Run(x.data(), batch, y.data(), int8).ok());
+    for (int b = 0; b < batch; ++b) {
+      float amax = 0.0f;
+      for (int k = 0; k < K; ++k) amax = std::max(amax, std::abs(x[b * K + k]));
+      for (int o = 0; o < O; ++o) {
+        double l1 = 0.0;
+        for (int k = 0; k < K; ++k) l1 += std::abs(dense[o * K + k]);
+        const double bound = amax / 127.0 / 2 * l1 * (1 + 1e-5) +
+                             1e-4 * (1.0 + std::abs(want[b * O + o]));
+        ASSERT_NEAR(y[b * O + o], want[b * O + o], bound)
+            << "int8, sample " << b << " output " << o;
+      }
+    }
   }
 }
 

@@ -15,6 +15,7 @@
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/reference_kernels.h"
 #include "engine/kernels/ternary_gxnor.h"
+#include "engine/kernels/transposed_taps.h"
 #include "gtest/gtest.h"
 #include "tbb/task_arena.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -333,6 +334,62 @@ TEST_P(Int8PathTest, NonFiniteInputsFallBackToFloat) {
     EXPECT_TRUE(std::isnan(got[40 + o]));
     EXPECT_FALSE(std::isfinite(got[80 + o]));
   }
+}
+
+// Taps kept transposed (segments on row boundaries: O a multiple of N_out
+// gives S = (O / N_out) K): the int8 LUT over them gives the decrypted-tile
+// path's outputs bit for bit, for partial 16-row blocks at segment ends,
+// K not a multiple of 64, two planes, plain and identity codes, batches
+// past one chunk and row ranges that cut blocks.
+TEST(Int8TransposedTapsTest, SameOutputsAsTheDecryptedTilePath) {
+  if (!IsaSupported(KernelIsa::kAvx2)) GTEST_SKIP() << "no AVX2";
+  struct Case {
+    int64_t O, K;
+    NetSpec spec;
+    int q;
+  };
+  const Case cases[] = {{40, 100, {16, 20, 2}, 1},  {340, 256, {16, 20, 2}, 1},
+                        {400, 130, {8, 10, 2}, 1},  {200, 64, {12, 20, 3}, 2},
+                        {320, 512, {16, 20, 2}, 1}, {37, 77, {1, 1, 1}, 1},
+                        {44, 65, {4, 4, 1}, 2},     {60, 1000, {16, 20, 4}, 1}};
+  uint64_t seed = 900;
+  for (const Case& c : cases) {
+    const auto layer = RandomBinaryLayer(c.O, c.K, c.q, c.spec, ++seed);
+    LayerWeights fast = layer->w;
+    const std::string what = testing::PrintToString(
+        std::make_tuple(c.O, c.K, c.spec.n_in, c.spec.n_out, c.q));
+    ASSERT_TRUE(AttachTransposedTaps(fast, KernelIsa::kAvx2)) << what;
+    ASSERT_GT(fast.CompressedBytes(), layer->w.CompressedBytes()) << what;
+    for (int64_t batch : {1, 3, 15, 16, 17}) {
+      const auto x = RandomVector(batch * c.K, ++seed);
+      for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, c.O},
+                                   std::pair<int64_t, int64_t>{3, c.O - 2}}) {
+        std::vector<float> want(batch * c.O, NAN), got(batch * c.O, NAN);
+        GemmOptions o = Int8Options(KernelIsa::kAvx2);
+        BinaryCodedGemm(layer->w, r0, r1, x.data(), batch, want.data(), c.O, o);
+        BinaryCodedGemm(fast, r0, r1, x.data(), batch, got.data(), c.O, o);
+        ASSERT_EQ(
+            0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << what << " batch " << batch << " rows " << r0 << "-" << r1;
+      }
+    }
+  }
+}
+
+TEST(Int8TransposedTapsTest, OnlyWhereSegmentsStartOnRowsAndTheIsaHasTheLut) {
+  const auto unaligned = RandomBinaryLayer(64, 100, 1, {16, 20, 2}, 1);
+  LayerWeights w = unaligned->w;
+  EXPECT_FALSE(AttachTransposedTaps(w, KernelIsa::kAvx2));
+  EXPECT_EQ(w.planes[0].transposed, nullptr);
+  const auto aligned = RandomBinaryLayer(40, 100, 1, {16, 20, 2}, 2);
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    LayerWeights v = aligned->w;
+    EXPECT_FALSE(AttachTransposedTaps(v, isa)) << IsaName(isa);
+  }
+  const auto dense = RandomDenseLayer(40, 100, 3);
+  LayerWeights d = dense->w;
+  EXPECT_FALSE(AttachTransposedTaps(d, KernelIsa::kAvx2));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Int8PathTest,
