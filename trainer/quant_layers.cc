@@ -252,7 +252,9 @@ QuantizedWeightImpl::QuantizedWeightImpl(const torch::Tensor& init_weight,
     return;
   }
   const int64_t n = num_weights();
-  slices_ = SliceCount(n, net_.n_out);
+  slices_ = config_.row_aligned_slices
+                ? RowAlignedSliceCount(n, net_.n_out, in_features_)
+                : SliceCount(n, net_.n_out);
   std::vector<int64_t> rows(net_.rows.begin(), net_.rows.end());
   xor_rows_ = register_buffer("xor_rows", torch::tensor(rows, torch::kInt64));
   taps_ = register_buffer(

@@ -45,6 +45,11 @@ struct QuantConfig {
   int n_tap = 2;
   int planes = 1;
   uint64_t xor_seed = 1;
+  // Row-aligned slices (BitPlane.slices): S rounded up to a multiple of the
+  // layer's K so that every segment starts on a row boundary, which lets
+  // the engine's AVX2 int8 LUT decrypt inside its look-up (at most N_out
+  // (K - 1) padding bits per stored vector).
+  bool row_aligned_slices = false;
   // Backward of the sign: the paper's form (other factors are signs) or the
   // exact gradient of a product of tanh (other factors are tanh).
   bool exact_tanh_grad = false;

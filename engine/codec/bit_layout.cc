@@ -2,10 +2,11 @@
 
 namespace flexor {
 
-EncryptedBits MakeEncryptedBits(int64_t num_weights, const XorNetwork& net) {
+EncryptedBits MakeEncryptedBits(int64_t num_weights, const XorNetwork& net,
+                                int64_t slices) {
   EncryptedBits bits;
   bits.num_weights = num_weights;
-  bits.slices = SliceCount(num_weights, net.n_out);
+  bits.slices = slices > 0 ? slices : SliceCount(num_weights, net.n_out);
   bits.words_per_vector = WordsForBits(bits.slices);
   bits.words.assign(static_cast<size_t>(net.n_in * bits.words_per_vector), 0);
   return bits;
@@ -14,8 +15,8 @@ EncryptedBits MakeEncryptedBits(int64_t num_weights, const XorNetwork& net) {
 std::vector<uint64_t> DecryptReference(const XorNetwork& net,
                                        const uint64_t* stored,
                                        int64_t words_per_vector,
-                                       int64_t num_weights) {
-  const int64_t slices = SliceCount(num_weights, net.n_out);
+                                       int64_t num_weights, int64_t slices) {
+  if (slices <= 0) slices = SliceCount(num_weights, net.n_out);
   std::vector<uint64_t> out(static_cast<size_t>(WordsForBits(num_weights)), 0);
   for (int64_t i = 0; i < num_weights; ++i) {
     const int64_t j = i / slices;

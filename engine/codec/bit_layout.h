@@ -17,6 +17,15 @@ namespace flexor {
 inline int64_t SliceCount(int64_t num_weights, int n_out) {
   return (num_weights + n_out - 1) / n_out;
 }
+// Row-aligned slices (a model-format option, BitPlane.slices): S rounded up
+// to a multiple of the row length K, so that every segment D_j starts on a
+// row boundary and holds whole rows. The weights past num_weights are
+// padding the engine never reads (at most N_out (K - 1) of them).
+inline int64_t RowAlignedSliceCount(int64_t num_weights, int n_out,
+                                    int64_t row_length) {
+  const int64_t s = SliceCount(num_weights, n_out);
+  return (s + row_length - 1) / row_length * row_length;
+}
 inline int64_t WordsForBits(int64_t bits) { return (bits + 63) / 64; }
 
 inline bool GetBit(const uint64_t* words, int64_t i) {
@@ -35,15 +44,18 @@ struct EncryptedBits {
   std::vector<uint64_t> words;  // [n_in][words_per_vector]
 };
 
-// Allocates zeroed stored bits for `num_weights` weights under `net`.
-EncryptedBits MakeEncryptedBits(int64_t num_weights, const XorNetwork& net);
+// Allocates zeroed stored bits for `num_weights` weights under `net`, with
+// `slices` slices (0: the canonical SliceCount).
+EncryptedBits MakeEncryptedBits(int64_t num_weights, const XorNetwork& net,
+                                int64_t slices = 0);
 
 // Reference decryption: returns the num_weights weight bits (0 = +1, 1 = -1)
-// packed row-major (bit i = weight i), computed bit by bit from M.
+// packed row-major (bit i = weight i), computed bit by bit from M, for
+// `slices` slices (0: the canonical SliceCount).
 std::vector<uint64_t> DecryptReference(const XorNetwork& net,
                                        const uint64_t* stored,
                                        int64_t words_per_vector,
-                                       int64_t num_weights);
+                                       int64_t num_weights, int64_t slices = 0);
 
 // Packs row-major weight bits for plain coding (N_in = N_out = 1): the
 // stored vector is the row-major bit vector itself.

@@ -90,6 +90,10 @@ void ModelWriter::SetBinaryWeights(mv1::WeightCodec* codec,
     bp->set_bits(AddWords(name + ".bits",
                           {plane.net.n_in, plane.bits.words_per_vector},
                           plane.bits.words));
+    if (plane.bits.slices !=
+        SliceCount(plane.bits.num_weights, plane.net.n_out)) {
+      bp->set_slices(static_cast<uint64_t>(plane.bits.slices));
+    }
     mv1::XorNetwork* x = bp->mutable_xor_();
     x->set_n_in(plane.net.n_in);
     x->set_n_out(plane.net.n_out);

@@ -22,8 +22,8 @@ std::vector<float> DequantizeReference(const LayerWeights& w) {
       break;
     case WeightCodecKind::kBinary:
       for (const BinaryPlaneView& p : w.planes) {
-        const std::vector<uint64_t> bits =
-            DecryptReference(p.net, p.stored, p.words_per_vector, O * K);
+        const std::vector<uint64_t> bits = DecryptReference(
+            p.net, p.stored, p.words_per_vector, O * K, p.slices);
         for (int64_t o = 0; o < O; ++o) {
           for (int64_t k = 0; k < K; ++k) {
             const bool neg = GetBit(bits.data(), o * K + k);

@@ -21,7 +21,7 @@ struct BinaryPlaneView {
   const float* scales = nullptr;     // [O]
   const uint64_t* stored = nullptr;  // [net.n_in][words_per_vector]
   int64_t words_per_vector = 0;
-  int64_t slices = 0;  // S = ceil(O*K / net.n_out)
+  int64_t slices = 0;  // S: ceil(O*K / net.n_out), or row-aligned
   XorNetwork net;
   // The taps in the int8 LUT kernel's transposed layout, when its segments
   // start on row boundaries and the ISA has that kernel

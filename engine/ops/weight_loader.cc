@@ -55,7 +55,19 @@ absl::StatusOr<LayerWeights> LoadLayerWeights(const mv1::WeightCodec& codec,
           return absl::InvalidArgumentError(
               absl::StrCat(field, ".", s.message()));
         }
-        view.slices = SliceCount(O * K, view.net.n_out);
+        const int64_t canonical = SliceCount(O * K, view.net.n_out);
+        const int64_t aligned = RowAlignedSliceCount(O * K, view.net.n_out, K);
+        view.slices = canonical;
+        if (plane.slices() != 0 &&
+            plane.slices() != static_cast<uint64_t>(canonical)) {
+          if (plane.slices() != static_cast<uint64_t>(aligned)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                field, ".slices = ", plane.slices(), ": expected 0, ",
+                canonical, " (canonical, ceil(O*K / N_out)) or ", aligned,
+                " (row-aligned: rounded up to a multiple of K = ", K, ")"));
+          }
+          view.slices = aligned;
+        }
         view.words_per_vector = WordsForBits(view.slices);
         absl::StatusOr<TensorView> bits =
             GetTensor(file, plane.bits(), mv1::UINT64,

@@ -44,7 +44,8 @@ std::vector<float> AddWeights(ModelWriter& w, mv1::WeightCodec* codec,
     for (int64_t i = 0; i < O * K; ++i) dense[i] = scales[i / K] * t[i];
     w.SetTernaryWeights(codec, prefix, O, K, t, scales);
   } else {
-    // "plainQ" or "flexorQ_nin_nout_ntap".
+    // "plainQ" or "flexorQ_nin_nout_ntap", "..._aligned" for row-aligned
+    // slices (BitPlane.slices).
     int q = 1, n_in = 1, n_out = 1, n_tap = 1;
     if (method.rfind("plain", 0) == 0) {
       q = method[5] - '0';
@@ -57,7 +58,10 @@ std::vector<float> AddWeights(ModelWriter& w, mv1::WeightCodec* codec,
       plane.net = method.rfind("plain", 0) == 0
                       ? XorNetwork::Plain()
                       : *GenerateXorNetwork(n_in, n_out, n_tap, rng());
-      plane.bits = MakeEncryptedBits(O * K, plane.net);
+      const bool aligned = method.find("_aligned") != std::string::npos;
+      plane.bits = MakeEncryptedBits(
+          O * K, plane.net,
+          aligned ? RowAlignedSliceCount(O * K, plane.net.n_out, K) : 0);
       for (int t = 0; t < plane.net.n_in; ++t) {
         for (int64_t s = 0; s < plane.bits.slices; ++s) {
           SetBit(plane.bits.words.data() + t * plane.bits.words_per_vector, s,
@@ -65,9 +69,9 @@ std::vector<float> AddWeights(ModelWriter& w, mv1::WeightCodec* codec,
         }
       }
       plane.scales = RandomVector(O, rng, 0.1f, 1.0f);
-      const std::vector<uint64_t> bits =
-          DecryptReference(plane.net, plane.bits.words.data(),
-                           plane.bits.words_per_vector, O * K);
+      const std::vector<uint64_t> bits = DecryptReference(
+          plane.net, plane.bits.words.data(), plane.bits.words_per_vector,
+          O * K, plane.bits.slices);
       for (int64_t i = 0; i < O * K; ++i) {
         dense[i] +=
             GetBit(bits.data(), i) ? -plane.scales[i / K] : plane.scales[i / K];
@@ -182,7 +186,47 @@ TEST_P(DenseCodecTest, MatchesDenseFloatReference) {
 INSTANTIATE_TEST_SUITE_P(Codecs, DenseCodecTest,
                          testing::Values("fp32", "ternary", "plain1", "plain2",
                                          "flexor1_16_20_2", "flexor2_12_20_3",
-                                         "flexor1_8_20_2", "flexor1_20_20_1"));
+                                         "flexor1_8_20_2", "flexor1_20_20_1",
+                                         "flexor1_16_20_2_aligned",
+                                         "flexor2_12_20_3_aligned"));
+
+// BitPlane.slices: the canonical S (written as 0) or its round-up to a
+// multiple of K; anything else is refused with the field and both values.
+TEST(BitPlaneSlicesTest, OnlyCanonicalOrRowAlignedAreAccepted) {
+  const int64_t O = 13, K = 37;  // canonical ceil(481 / 20) = 25, aligned 37
+  std::mt19937_64 rng(8);
+  const XorNetwork net = *GenerateXorNetwork(16, 20, 2, 3);
+  for (int64_t slices : {int64_t{0}, int64_t{25}, int64_t{37}, int64_t{26},
+                         int64_t{74}, int64_t{24}}) {
+    SCOPED_TRACE(testing::Message() << "slices " << slices);
+    ModelWriter w("slices");
+    w.AddInput("x", {K}, false);
+    mv1::DenseOp* d = w.AddNode("fc", {"x"}, "y")->mutable_dense();
+    d->set_in_features(K);
+    d->set_out_features(O);
+    ModelWriter::Plane plane;
+    plane.net = net;
+    plane.bits = MakeEncryptedBits(O * K, net, slices);
+    plane.scales = RandomVector(O, rng, 0.1f, 1.0f);
+    w.SetBinaryWeights(d->mutable_weights(), "fc", {plane});
+    w.AddOutput("y", {O});
+    absl::StatusOr<std::string> bytes = w.Serialize();
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+        ModelFile::FromBytes(*bytes, "slices");
+    ASSERT_TRUE(file.ok()) << file.status();
+    absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+    if (slices == 0 || slices == 25 || slices == 37) {
+      EXPECT_TRUE(model.ok()) << model.status();
+    } else {
+      ASSERT_FALSE(model.ok());
+      EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(model.status().message()),
+                  testing::HasSubstr("slices = " + std::to_string(slices) +
+                                     ": expected 0, 25"));
+    }
+  }
+}
 
 struct ConvCase {
   int C, H, W, O, k, stride, pad, groups;

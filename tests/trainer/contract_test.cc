@@ -121,6 +121,14 @@ TEST_F(ContractTest, FlexorMlpTrainsAndEngineAgrees) {
                       /*min_trainer_accuracy=*/70.0, /*fold_batchnorm=*/true);
 }
 
+// Row-aligned slices: the file carries BitPlane.slices and the engine (with
+// FLEXOR_KERNEL_ISA=avx2, the int8 LUT over taps kept transposed) agrees.
+TEST_F(ContractTest, FlexorRowAlignedSlicesEngineAgrees) {
+  ArchConfig config = TinyMlp(QuantMethod::kFlexor, 16);
+  config.quant.row_aligned_slices = true;
+  TrainExportAndCheck(config, 100, 6000, 1000, 60.0, /*fold=*/true);
+}
+
 TEST_F(ContractTest, FlexorTwoPlanesWithBatchNormNodes) {
   ArchConfig config = TinyMlp(QuantMethod::kFlexor, 12);
   config.quant.planes = 2;

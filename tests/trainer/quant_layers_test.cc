@@ -110,10 +110,15 @@ TEST(XorSignTest, PaperVariantUsesSignsOfOtherTaps) {
 
 // The exported bits, decrypted by the engine's reference decoder, give the
 // weights the trainer computes with (canonical strided layout).
+// Row-aligned slices: S = 53 (19 rounded up to K = 53).
 TEST(QuantizedWeightTest, FlexorExportDecryptsToTrainerWeights) {
   torch::manual_seed(4);
-  for (int planes : {1, 2}) {
-    const QuantConfig config = FlexorConfig(12, 20, 2, planes);
+  for (auto [planes, aligned] : {std::pair{1, false}, std::pair{2, false},
+                                 std::pair{1, true}, std::pair{2, true}}) {
+    QuantConfig config = FlexorConfig(12, 20, 2, planes);
+    config.row_aligned_slices = aligned;
+    const int64_t slices =
+        aligned ? RowAlignedSliceCount(7 * 53, 20, 53) : SliceCount(7 * 53, 20);
     absl::StatusOr<XorNetwork> net = MakeXorNetwork(config);
     ASSERT_TRUE(net.ok()) << net.status();
     // 7 * 53 = 371 weights: not a multiple of N_out, S = 19 slices.
@@ -123,10 +128,10 @@ TEST(QuantizedWeightTest, FlexorExportDecryptsToTrainerWeights) {
     ASSERT_EQ(exported.planes.size(), static_cast<size_t>(planes));
     std::vector<float> decoded(7 * 53, 0.0f);
     for (const ModelWriter::Plane& plane : exported.planes) {
-      EXPECT_EQ(plane.bits.slices, SliceCount(7 * 53, 20));
+      EXPECT_EQ(plane.bits.slices, slices);
       const std::vector<uint64_t> bits =
           DecryptReference(plane.net, plane.bits.words.data(),
-                           plane.bits.words_per_vector, 7 * 53);
+                           plane.bits.words_per_vector, 7 * 53, slices);
       for (int64_t i = 0; i < 7 * 53; ++i) {
         decoded[i] += plane.scales[i / 53] * (GetBit(bits.data(), i) ? -1 : 1);
       }
