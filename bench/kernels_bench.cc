@@ -10,6 +10,8 @@
 //   --methods   also run every kernel forced (sign_fma, lut, lut_rows,
 //               int8_sign), not only auto
 //   --batches=1,2,4   batch sizes instead of the default 1,8,32,128
+//   --row_aligned  layers with row-aligned slices (flexor_train
+//               --row_aligned_slices): every shape's segments start on rows
 //   --shapes=4000x4096,4096x4096   O x K shapes instead of the default
 //               (O a multiple of 20 = N_out puts the segments on row
 //               boundaries: the int8 LUT then reads taps kept transposed)
@@ -63,6 +65,10 @@ struct OwnedLayer {
   LayerWeights w;
 };
 
+// --row_aligned: layers with row-aligned slices (BitPlane.slices), as
+// flexor_train --row_aligned_slices writes them.
+bool g_row_aligned_slices = false;
+
 std::unique_ptr<OwnedLayer> MakeLayer(Shape s, int q, int n_in, uint64_t seed) {
   auto l = std::make_unique<OwnedLayer>();
   std::mt19937_64 rng(seed);
@@ -74,7 +80,9 @@ std::unique_ptr<OwnedLayer> MakeLayer(Shape s, int q, int n_in, uint64_t seed) {
   for (int p = 0; p < q; ++p) {
     BinaryPlaneView v;
     v.net = *GenerateXorNetwork(n_in, kNOut, kNTap, seed + p);
-    EncryptedBits bits = MakeEncryptedBits(s.O * s.K, v.net);
+    EncryptedBits bits = MakeEncryptedBits(
+        s.O * s.K, v.net,
+        g_row_aligned_slices ? RowAlignedSliceCount(s.O * s.K, kNOut, s.K) : 0);
     for (int t = 0; t < n_in; ++t) {
       uint64_t* vec = bits.words.data() + t * bits.words_per_vector;
       for (int64_t i = 0; i < bits.words_per_vector; ++i) vec[i] = rng();
@@ -91,9 +99,9 @@ std::unique_ptr<OwnedLayer> MakeLayer(Shape s, int q, int n_in, uint64_t seed) {
     v.scales = l->scales[p].data();
     l->w.planes.push_back(v);
   }
-  // As the model compiler does for Dense layers: where the segments start on
-  // row boundaries (O a multiple of N_out) and the kernels are AVX2's, the
-  // int8 path reads taps kept transposed.
+  // As a Dense layer does on its first int8 run: where the segments start
+  // on row boundaries (O a multiple of N_out, or --row_aligned) and the
+  // kernels are AVX2's, the int8 path reads taps kept transposed.
   AttachTransposedTaps(l->w, SelectedIsa());
   return l;
 }
@@ -467,6 +475,8 @@ int main(int argc, char** argv) {
       full = true;
     } else if (std::strcmp(argv[i], "--methods") == 0) {
       methods = true;
+    } else if (std::strcmp(argv[i], "--row_aligned") == 0) {
+      flexor::g_row_aligned_slices = true;
     } else if (std::strncmp(argv[i], "--batches=", 10) == 0) {
       for (const char* p = argv[i] + 10; *p != 0;) {
         char* end;
@@ -497,6 +507,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("kernel_isa",
                               flexor::IsaName(flexor::SelectedIsa()));
   benchmark::AddCustomContext("load_average_at_start", flexor::LoadAverage());
+  benchmark::AddCustomContext(
+      "slices", flexor::g_row_aligned_slices ? "row-aligned" : "canonical");
   std::printf("load average at start: %s\n", flexor::LoadAverage().c_str());
   flexor::RegisterAll(full, methods, batches, shapes);
   flexor::RatioReporter reporter;
