@@ -43,10 +43,12 @@ ABSL_FLAG(int, n_tap, 2, "FleXOR: XOR inputs per weight bit, N_tap.");
 ABSL_FLAG(int, planes, 1, "FleXOR: bit planes q (1 or 2).");
 ABSL_FLAG(uint64_t, xor_seed, 1, "FleXOR: seed of the XOR network M.");
 ABSL_FLAG(bool, row_aligned_slices, false,
-          "FleXOR: round the slice count up to a multiple of each layer's "
-          "input size, so that every segment starts on a row (the engine's "
-          "AVX2 int8 path then decrypts inside its look-up; <1% more bits "
-          "on large layers). Engines before this option refuse such files.");
+          "FleXOR Dense layers: round the slice count up to a multiple of "
+          "the layer's input size, so that every segment starts on a row "
+          "(the engine's AVX2 int8 path then decrypts inside its look-up; "
+          "at most N_out (K - 1) padding bits per stored vector). Engines "
+          "before this option refuse such files, and checkpoints of the "
+          "other layout do not load.");
 ABSL_FLAG(bool, exact_tanh_grad, false,
           "FleXOR: backward with prod of tanh of the other taps instead of "
           "their signs.");

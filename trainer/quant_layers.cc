@@ -504,7 +504,12 @@ FleXORConv2dImpl::FleXORConv2dImpl(const Conv2dShape& shape, bool with_bias,
   const int64_t fan_in = shape.in_channels * shape.kernel * shape.kernel;
   torch::Tensor init = torch::empty({shape.out_channels, fan_in});
   torch::nn::init::kaiming_uniform_(init, std::sqrt(5.0));
-  weight_ = register_module("weight", QuantizedWeight(init, config, net));
+  // Row-aligned slices serve the engine's Dense int8 look-up only;
+  // convolutions run its pixel kernels, and on few rows the padding is large
+  // (25% on a 64 x 800 layer).
+  QuantConfig conv_config = config;
+  conv_config.row_aligned_slices = false;
+  weight_ = register_module("weight", QuantizedWeight(init, conv_config, net));
   if (with_bias) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
     bias_ = register_parameter(

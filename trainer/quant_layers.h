@@ -48,7 +48,8 @@ struct QuantConfig {
   // Row-aligned slices (BitPlane.slices): S rounded up to a multiple of the
   // layer's K so that every segment starts on a row boundary, which lets
   // the engine's AVX2 int8 LUT decrypt inside its look-up (at most N_out
-  // (K - 1) padding bits per stored vector).
+  // (K - 1) padding bits per stored vector). Dense layers only
+  // (FleXORConv2d ignores it).
   bool row_aligned_slices = false;
   // Backward of the sign: the paper's form (other factors are signs) or the
   // exact gradient of a product of tanh (other factors are tanh).

@@ -142,6 +142,26 @@ TEST(QuantizedWeightTest, FlexorExportDecryptsToTrainerWeights) {
   }
 }
 
+// Row-aligned slices are for Dense layers: a convolution keeps the
+// canonical S (its int8 kernels do not use them).
+TEST(QuantizedWeightTest, RowAlignedSlicesOnlyForDenseLayers) {
+  QuantConfig config = FlexorConfig(16, 20, 2, 1);
+  config.row_aligned_slices = true;
+  absl::StatusOr<XorNetwork> net = MakeXorNetwork(config);
+  ASSERT_TRUE(net.ok()) << net.status();
+  FleXORLinear linear(/*in_features=*/100, /*out_features=*/30, true, config,
+                      *net);
+  EXPECT_EQ(linear->weight()->Export().planes[0].bits.slices,
+            RowAlignedSliceCount(30 * 100, 20, 100));
+  Conv2dShape shape;
+  shape.in_channels = 8;
+  shape.out_channels = 16;
+  shape.kernel = 5;
+  FleXORConv2d conv(shape, true, config, *net);
+  EXPECT_EQ(conv->weight()->Export().planes[0].bits.slices,
+            SliceCount(16 * 200, 20));
+}
+
 TEST(QuantizedWeightTest, BaselineExportsMatchForward) {
   torch::manual_seed(5);
   for (QuantMethod method : {QuantMethod::kBinary1, QuantMethod::kBinary2Ls,
