@@ -50,8 +50,7 @@ std::shared_ptr<const TransposedTaps> TransposeTaps(
         ExtractBits(v, plane.words_per_vector, (16 * b + r) * k, k,
                     rows.data() + r * kw);
       }
-      TransposeBytes16Portable(rows.data(), kw, n, kw,
-                               const_cast<uint8_t*>(taps->Block(t, b)));
+      TransposeBytes16Portable(rows.data(), kw, n, kw, taps->Block(t, b));
     }
   }
   return taps;

@@ -35,6 +35,9 @@ struct TransposedTaps {
   const uint8_t* Block(int t, int64_t block) const {
     return bytes.data() + (t * blocks_per_segment + block) * block_bytes;
   }
+  uint8_t* Block(int t, int64_t block) {
+    return bytes.data() + (t * blocks_per_segment + block) * block_bytes;
+  }
   const uint8_t* ZeroBlock() const {
     return bytes.data() + num_taps * blocks_per_segment * block_bytes;
   }
