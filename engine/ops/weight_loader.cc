@@ -120,9 +120,13 @@ std::string DescribeWeights(const LayerWeights& w) {
         return absl::StrFormat("binary q=%d (%.2f bit/w)", w.planes.size(),
                                w.BitsPerWeight());
       }
+      const bool row_aligned =
+          w.planes[0].slices !=
+          SliceCount(w.out_features * w.in_features, net.n_out);
       return absl::StrFormat(
-          "flexor q=%d N_in/N_out=%d/%d rank %d (%.2f bit/w)", w.planes.size(),
-          net.n_in, net.n_out, Gf2Rank(net), w.BitsPerWeight());
+          "flexor q=%d N_in/N_out=%d/%d rank %d (%.2f bit/w)%s",
+          w.planes.size(), net.n_in, net.n_out, Gf2Rank(net), w.BitsPerWeight(),
+          row_aligned ? ", row-aligned slices" : "");
     }
   }
   return "?";

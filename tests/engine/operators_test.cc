@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "engine/codec/bit_layout.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
@@ -217,7 +218,10 @@ TEST(BitPlaneSlicesTest, OnlyCanonicalOrRowAlignedAreAccepted) {
     ASSERT_TRUE(file.ok()) << file.status();
     absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
     if (slices == 0 || slices == 25 || slices == 37) {
-      EXPECT_TRUE(model.ok()) << model.status();
+      ASSERT_TRUE(model.ok()) << model.status();
+      // inspect / --profile say which layout a layer has.
+      EXPECT_EQ(absl::StrContains((*model)->Describe(), "row-aligned slices"),
+                slices == 37);
     } else {
       ASSERT_FALSE(model.ok());
       EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
