@@ -270,6 +270,30 @@ void Int8AccumulatePlane(const int32_t* __restrict neg,
   }
 }
 
+// The int8 paths' output: y[b, o0 + r] = acc[r * nb + b] * scale[b] + bias
+// for rows r < n and batch rows b0 .. b0 + nb, the same operations for every
+// nb (the nb == 1 loop is contiguous, so it vectorises).
+void StoreInt8Rows(const float* acc, int64_t o0, int64_t n, int64_t b0,
+                   int64_t nb, const float* scale, const float* bias, float* y,
+                   int64_t ldy) {
+  if (nb == 1) {
+    float* yr = y + b0 * ldy + o0;
+    const float sb = scale[b0];
+    if (bias) {
+      for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + bias[o0 + r];
+    } else {
+      for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + 0.0f;
+    }
+    return;
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const float c = bias ? bias[o0 + r] : 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+      y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] * scale[b0 + b] + c;
+    }
+  }
+}
+
 // The int8 LUT over taps kept transposed (transposed_taps.h): 16-row blocks
 // of each segment, LutI8 reading the XOR of the segment's tap blocks, so
 // nothing is transposed here and, at batch 1, nothing decrypted either
@@ -332,13 +356,7 @@ void Int8TransposedTapsPath(const KernelTable& kt, const PlaneSource& src,
               src.Alphas(p, lo, n, alpha);
               Int8AccumulatePlane(neg, alpha, qsum + b0, n, nb, p == 0, acc);
             }
-            for (int64_t r = 0; r < n; ++r) {
-              const float bias = w.bias ? w.bias[lo + r] : 0.0f;
-              for (int64_t b = 0; b < nb; ++b) {
-                y[(b0 + b) * ldy + lo + r] =
-                    acc[r * nb + b] * scale[b0 + b] + bias;
-              }
-            }
+            StoreInt8Rows(acc, lo, n, b0, nb, scale, w.bias, y, ldy);
           }
         }
       });
@@ -416,22 +434,7 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
         }
         Int8AccumulatePlane(neg, alpha + p * n, qsum + b0, n, nb, p == 0, acc);
       }
-      if (nb == 1) {  // contiguous: vectorised
-        float* yr = y + b0 * ldy + o0;
-        const float sb = scale[b0];
-        if (w.bias) {
-          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + w.bias[o0 + r];
-        } else {
-          for (int64_t r = 0; r < n; ++r) yr[r] = acc[r] * sb + 0.0f;
-        }
-        continue;
-      }
-      for (int64_t r = 0; r < n; ++r) {
-        const float bias = w.bias ? w.bias[o0 + r] : 0.0f;
-        for (int64_t b = 0; b < nb; ++b) {
-          y[(b0 + b) * ldy + o0 + r] = acc[r * nb + b] * scale[b0 + b] + bias;
-        }
-      }
+      StoreInt8Rows(acc, o0, n, b0, nb, scale, w.bias, y, ldy);
     }
   });
 }
