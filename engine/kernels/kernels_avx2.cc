@@ -62,6 +62,10 @@ struct VU {
   static void Store(uint64_t* p, T a) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a);
   }
+  static void StoreStreaming(uint64_t* p, T a) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), a);
+  }
+  static void StreamingFence() { _mm_sfence(); }
   static T Xor(T a, T b) { return _mm256_xor_si256(a, b); }
   static T ShiftInNext(T a, T b) {
     // [a2 a3 b0 b1], then per 128-bit lane: [a1 a2], [a3 b0].
@@ -546,6 +550,7 @@ const KernelTable& Avx2KernelTable() {
   static const KernelTable table = {KernelIsa::kAvx2,
                                     avx2_kernels::VF::kLanes,
                                     avx2_kernels::DecryptWords,
+                                    avx2_kernels::DecryptWordsStreaming,
                                     avx2_kernels::SignDot,
                                     avx2_kernels::LutBuild,
                                     avx2_kernels::LutGemm,

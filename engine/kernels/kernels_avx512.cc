@@ -40,6 +40,10 @@ struct VU {
   static constexpr int kWords = 8;
   static T Load(const uint64_t* p) { return _mm512_loadu_si512(p); }
   static void Store(uint64_t* p, T a) { _mm512_storeu_si512(p, a); }
+  static void StoreStreaming(uint64_t* p, T a) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), a);
+  }
+  static void StreamingFence() { _mm_sfence(); }
   static T Xor(T a, T b) { return _mm512_xor_si512(a, b); }
   static T ShiftInNext(T a, T b) { return _mm512_alignr_epi64(b, a, 1); }
   static T Funnel(T lo, T hi, int s) {
@@ -197,6 +201,7 @@ const KernelTable& Avx512KernelTable() {
       KernelIsa::kAvx512,
       avx512_kernels::VF::kLanes,
       avx512_kernels::DecryptWords,
+      avx512_kernels::DecryptWordsStreaming,
       avx512_kernels::SignDot,
       avx512_kernels::LutBuild,
       avx512_kernels::LutGemm,

@@ -57,6 +57,8 @@ struct VU {
   static constexpr int kWords = 1;
   static T Load(const uint64_t* p) { return *p; }
   static void Store(uint64_t* p, T a) { *p = a; }
+  static void StoreStreaming(uint64_t* p, T a) { *p = a; }
+  static void StreamingFence() {}
   static T Xor(T a, T b) { return a ^ b; }
   static T ShiftInNext(T, T b) { return b; }
   static T Funnel(T lo, T hi, int s) {
@@ -212,6 +214,7 @@ void SignDotI8Portable(const uint64_t* bits, int64_t bit_stride, int64_t rows,
 const KernelTable& ScalarKernelTable() {
   static const KernelTable table = {KernelIsa::kScalar,
                                     scalar_kernels::VF::kLanes,
+                                    scalar_kernels::DecryptWords,
                                     scalar_kernels::DecryptWords,
                                     scalar_kernels::SignDot,
                                     scalar_kernels::LutBuild,

@@ -148,6 +148,9 @@ struct KernelTable {
   KernelIsa isa;
   int lanes;  // floats per vector register
   DecryptWordsFn decrypt_words;
+  // The same words, stored past the caches (non-temporal): for outputs
+  // larger than the caches that are not read back at once (DecryptPlane).
+  DecryptWordsFn decrypt_words_streaming;
   SignDotFn sign_dot;
   LutBuildFn lut_build;
   LutGemmFn lut_gemm;

@@ -71,6 +71,27 @@ TEST_P(FastDecryptTest, RangesRowsAndPlaneMatchReference) {
   }
 }
 
+// A plane past DecryptPlane's streaming threshold (1 MiB of output), with
+// segments starting mid-word.
+TEST_P(FastDecryptTest, LargePlaneMatchesReference) {
+  const KernelIsa isa = GetParam();
+  for (const NetSpec& spec : {NetSpec{8, 10, 2}, NetSpec{12, 20, 3}}) {
+    const int64_t O = 1031, K = 8209, n = O * K;
+    ASSERT_GT(n / 8, int64_t{1} << 20);
+    const auto layer = RandomBinaryLayer(O, K, 1, spec, spec.n_out);
+    const BinaryPlaneView& plane = layer->w.planes[0];
+    const std::vector<uint64_t> ref =
+        DecryptReference(plane.net, plane.stored, plane.words_per_vector, n);
+    std::vector<uint64_t> all(WordsForBits(n) + 1, ~uint64_t{0});
+    DecryptPlane(plane, n, all.data(), isa);
+    for (int64_t i = 0; i < WordsForBits(n); ++i) {
+      ASSERT_EQ(all[i], ref[i])
+          << "net " << spec.n_in << "/" << spec.n_out << " word " << i;
+    }
+    EXPECT_EQ(all[WordsForBits(n)], ~uint64_t{0}) << "wrote past the end";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, FastDecryptTest,
                          ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& info) {

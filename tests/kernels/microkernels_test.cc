@@ -2,6 +2,7 @@
 // code on random data of awkward sizes.
 #include "engine/kernels/microkernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -32,9 +33,12 @@ class MicrokernelTest : public ::testing::TestWithParam<KernelIsa> {
   const KernelTable& kt() const { return GetKernelTable(GetParam()); }
 };
 
+// Both decryption entries (cached and streaming stores), with `out` at
+// every word offset from a cache line, so the streaming one's alignment
+// prologue and unaligned tails run.
 TEST_P(MicrokernelTest, DecryptWordsMatchesScalarXorAndShift) {
   for (int num_taps : {1, 2, 3, 5}) {
-    for (int64_t wpv : {1, 2, 9, 17, 40}) {
+    for (int64_t wpv : {1, 2, 9, 17, 40, 131}) {
       std::vector<std::vector<uint64_t>> vecs;
       std::vector<const uint64_t*> taps;
       for (int t = 0; t < num_taps; ++t) {
@@ -47,19 +51,28 @@ TEST_P(MicrokernelTest, DecryptWordsMatchesScalarXorAndShift) {
           for (auto& v : vecs) r ^= v[w];
         return r;
       };
-      for (int64_t w0 : {int64_t{0}, int64_t{1}, wpv - 1}) {
-        for (int shift : {0, 1, 13, 63}) {
-          const int64_t n = wpv - w0 + 1;  // runs one word past the end
-          std::vector<uint64_t> out(n, 0xdeadbeef);
-          kt().decrypt_words(taps.data(), num_taps, wpv, w0, shift, n,
-                             out.data());
-          for (int64_t m = 0; m < n; ++m) {
-            const uint64_t lo = d(w0 + m), hi = d(w0 + m + 1);
-            const uint64_t want =
-                shift == 0 ? lo : (lo >> shift) | (hi << (64 - shift));
-            ASSERT_EQ(out[m], want)
-                << "taps " << num_taps << " wpv " << wpv << " w0 " << w0
-                << " shift " << shift << " m " << m;
+      for (const bool streaming : {false, true}) {
+        const DecryptWordsFn fn =
+            streaming ? kt().decrypt_words_streaming : kt().decrypt_words;
+        for (int64_t w0 : {int64_t{0}, int64_t{1}, wpv - 1}) {
+          for (int shift : {0, 1, 13, 63}) {
+            for (int64_t offset : {0, 1, 3, 7}) {
+              const int64_t n = wpv - w0 + 1;  // runs one word past the end
+              alignas(64) static uint64_t buffer[160];
+              uint64_t* out = buffer + offset;
+              std::fill(buffer, buffer + 160, 0xdeadbeef);
+              fn(taps.data(), num_taps, wpv, w0, shift, n, out);
+              for (int64_t m = 0; m < n; ++m) {
+                const uint64_t lo = d(w0 + m), hi = d(w0 + m + 1);
+                const uint64_t want =
+                    shift == 0 ? lo : (lo >> shift) | (hi << (64 - shift));
+                ASSERT_EQ(out[m], want)
+                    << "streaming " << streaming << " taps " << num_taps
+                    << " wpv " << wpv << " w0 " << w0 << " shift " << shift
+                    << " offset " << offset << " m " << m;
+              }
+              ASSERT_EQ(out[n], 0xdeadbeef) << "wrote past the end";
+            }
           }
         }
       }
