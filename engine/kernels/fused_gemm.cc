@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels/codec_traits.h"
@@ -27,7 +29,7 @@ struct Scratch {
   std::vector<uint64_t> bits;
   std::vector<float> alpha, dots, acc, table;
   std::vector<int32_t> idots;
-  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> bytes, tables;
 };
 Scratch& LocalScratch() {
   thread_local Scratch scratch;
@@ -294,73 +296,300 @@ void StoreInt8Rows(const float* acc, int64_t o0, int64_t n, int64_t b0,
   }
 }
 
-// The int8 LUT over taps kept transposed (transposed_taps.h): 16-row blocks
-// of each segment, LutI8 reading the XOR of the segment's tap blocks, so
-// nothing is transposed here and, at batch 1, nothing decrypted either
-// (larger batches XOR the taps once per block). Same integers, and the same
-// float operations in the same order as Int8SignPath, so the same outputs
-// bit for bit.
-void Int8TransposedTapsPath(const KernelTable& kt, const PlaneSource& src,
-                            const LayerWeights& w, int64_t r0, int64_t r1,
-                            int64_t batch, float* y, int64_t ldy,
-                            const uint8_t* tables, int64_t table_stride,
-                            const float* scale, const int32_t* qsum) {
-  const int64_t kw = CeilDiv(w.in_features, 64);
-  const TransposedTaps& first = *w.planes[0].transposed;
-  const int64_t R = first.rows_per_segment, bps = first.blocks_per_segment;
-  const int q = src.planes();
-  constexpr int64_t kBatchChunk = 16;
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(r0 / R * bps, CeilDiv(r1, R) * bps, 1),
-      [&](const tbb::blocked_range<int64_t>& range) {
-        int32_t dot16[16], neg[16 * kBatchChunk];
-        float alpha[16], acc[16 * kBatchChunk];
-        const uint8_t* in[64];
-        for (int64_t i = range.begin(); i < range.end(); ++i) {
-          const int64_t j = i / bps, block = i % bps;
-          const int64_t o0 = j * R + 16 * block;
-          const int64_t lo = std::max(o0, r0);
-          const int64_t hi = std::min({o0 + 16, (j + 1) * R, r1});
-          if (lo >= hi) continue;
-          const int64_t n = hi - lo;
-          for (int64_t b0 = 0; b0 < batch; b0 += kBatchChunk) {
-            const int64_t nb = std::min(kBatchChunk, batch - b0);
-            for (int p = 0; p < q; ++p) {
-              const BinaryPlaneView& plane = w.planes[p];
-              const TransposedTaps& taps = *plane.transposed;
-              int num = 0;
-              for (int t = 0; t < plane.net.n_in; ++t) {
-                if ((plane.net.rows[j] >> t) & 1u)
-                  in[num++] = taps.Block(t, block);
-              }
-              if (num == 0) in[num++] = taps.ZeroBlock();
-              if (nb > 1 && num > 1) {
-                // Several look-ups read the block: XOR the taps once (the
-                // decryption kernel with no shift) rather than in each.
-                const int64_t words = taps.block_bytes / 8;
-                const uint64_t* words_in[64];
-                for (int t = 0; t < num; ++t) {
-                  words_in[t] = reinterpret_cast<const uint64_t*>(in[t]);
-                }
-                uint64_t* xored = Grow(LocalScratch().bits, words);
-                kt.decrypt_words(words_in, num, words, 0, 0, words, xored);
-                in[0] = reinterpret_cast<const uint8_t*>(xored);
-                num = 1;
-              }
-              for (int64_t b = 0; b < nb; ++b) {
-                kt.lut_i8(in, num, kw, tables + (b0 + b) * table_stride, dot16);
-                for (int64_t r = 0; r < n; ++r) {
-                  neg[r * nb + b] = dot16[lo - o0 + r];
-                }
-              }
-              src.Alphas(p, lo, n, alpha);
-              Int8AccumulatePlane(neg, alpha, qsum + b0, n, nb, p == 0, acc);
-            }
-            StoreInt8Rows(acc, lo, n, b0, nb, scale, w.bias, y, ldy);
+// The int8 LUT over taps kept transposed (transposed_taps.h). Segment j's
+// tap rows are looked up against the activations rotated by its start
+// column b_j, in two sums split at column K - b_j of the tap row: the part
+// before belongs to row a_j + g, the part after to row a_j + g + 1. Each
+// split sum is up to two LutI8 calls on whole 256-column chunks plus, for
+// the chunk the split falls in, one on tables whose activations past (or
+// before) the split are zero. One parallel loop over runs of 16-row blocks
+// of a segment finishes every row whose sums it computed itself; the few
+// rows that also take sums from another run (the first row of a run and
+// the rows a segment shares with the one before) are finished after it.
+// The integers are those of the decrypted-tile path, and the float
+// operations the same in the same order, so the outputs are the same bit
+// for bit.
+class Int8TransposedTapsPath {
+ public:
+  // Larger batches (FLEXOR_INT8_LUT_MAX_BATCH) take the decrypted tiles.
+  static constexpr int64_t kMaxBatch = 16;
+
+  Int8TransposedTapsPath(const KernelTable& kt, const PlaneSource& src,
+                         const LayerWeights& w, int64_t batch, int64_t r0,
+                         int64_t r1)
+      : kt_(kt),
+        src_(src),
+        w_(w),
+        batch_(batch),
+        r0_(r0),
+        r1_(r1),
+        K_(w.in_features),
+        kw_(CeilDiv(K_, 64)),
+        chunks_(LutI8Chunks(kw_)),
+        S_(w.planes[0].slices),
+        R_(w.planes[0].transposed->rows_per_segment),
+        bps_(w.planes[0].transposed->blocks_per_segment),
+        segments_(std::min<int64_t>(w.planes[0].net.n_out,
+                                    CeilDiv(w.out_features * K_, S_))),
+        set_bytes_(LutI8TableBytes(kw_) + 2 * kChunkTableBytes),
+        sums_(src.planes() * segments_ * R_ * batch * 2) {
+    int64_t prev_end = -1;
+    bool one_start = true;
+    for (int64_t j = 0; j < segments_; ++j) {
+      const SegmentStart start = StartOfSegment(j, S_, K_);
+      row_[j] = start.row;
+      column_[j] = start.column;
+      one_start = one_start && start.column == column_[0];
+      // The last row segments before j add to (a row past their own).
+      prev_end_[j] = prev_end;
+      prev_end = std::max(prev_end, start.row + R_ - (start.column == 0));
+    }
+    row_[segments_] = std::numeric_limits<int64_t>::max();
+    shared_tables_ = one_start;
+    // Runs of blocks: one block each when all share one table set; else
+    // about 4 per thread, as every run builds its segment's tables (a
+    // table set costs about as much as 20 blocks' look-ups; 2 and 4 runs
+    // per segment measured 20% and 40% slower than 1 on 4096x4096 at 2
+    // threads).
+    runs_per_segment_ =
+        shared_tables_
+            ? bps_
+            : std::clamp<int64_t>(CeilDiv(4 * Threads(), segments_), 1, bps_);
+  }
+
+  void Run(const int8_t* xq, float* y, int64_t ldy, const float* scale,
+           const int32_t* qsum) {
+    xq_ = xq;
+    y_ = y;
+    ldy_ = ldy;
+    scale_ = scale;
+    qsum_ = qsum;
+    // Every segment starts in the same column (row-aligned planes): one
+    // table set for all.
+    PooledArray<uint8_t> shared(shared_tables_ ? batch_ * set_bytes_ : 0);
+    if (shared_tables_) {
+      tbb::parallel_for(int64_t{0}, batch_, [&](int64_t b) {
+        BuildTables(xq_ + b * kw_ * 64, column_[0],
+                    shared.data() + b * set_bytes_);
+      });
+    }
+    const int64_t runs = segments_ * runs_per_segment_;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, runs, 1),
+                      [&](const tbb::blocked_range<int64_t>& range) {
+                        for (int64_t i = range.begin(); i < range.end(); ++i) {
+                          RunBlocks(i / runs_per_segment_,
+                                    i % runs_per_segment_, shared.data());
+                        }
+                      });
+    // Rows with sums from two runs.
+    for (int64_t i = 0; i < runs; ++i) {
+      const int64_t j = i / runs_per_segment_;
+      const auto [g_lo, g_hi] = RunTapRows(i % runs_per_segment_);
+      if (g_lo >= g_hi) continue;
+      const int64_t first = row_[j] + g_lo;
+      const int64_t last = g_lo == 0 ? std::max(first, prev_end_[j]) : first;
+      for (int64_t r = first; r <= last; ++r) {
+        if (r >= r0_ && r < r1_ && r < row_[j + 1] && !Complete(j, g_lo, r)) {
+          FinishRows(r, 1, true);
+        }
+      }
+    }
+  }
+
+ private:
+  static constexpr int64_t kChunkTableBytes = 16 * 2 * 64;  // one chunk
+  static constexpr int64_t kChunkColumns = 256;
+  static constexpr int64_t kChunkT16Bytes = 16 * 32;
+  static constexpr int kMaxSegments = 64;
+
+  // Tap rows [g_lo, g_hi) of run `run` of a segment (whole 16-row blocks).
+  std::pair<int64_t, int64_t> RunTapRows(int64_t run) const {
+    const int64_t b0 = bps_ * run / runs_per_segment_;
+    const int64_t b1 = bps_ * (run + 1) / runs_per_segment_;
+    return {16 * b0, std::min(16 * b1, R_)};
+  }
+
+  // Whether row r of segment j (its owner: a_j <= r < a_{j+1}) takes all
+  // its sums from the run that starts at tap row g_lo.
+  bool Complete(int64_t j, int64_t g_lo, int64_t r) const {
+    const int64_t g = r - row_[j];
+    if (r <= prev_end_[j]) return false;  // an earlier segment adds to it
+    return column_[j] == 0 || g == 0 || g - 1 >= g_lo;
+  }
+
+  // The tables of xq rotated left by `column`, then those of the chunk the
+  // split at K - column falls in, with the columns after the split zeroed
+  // and with those before it zeroed.
+  void BuildTables(const int8_t* xq, int64_t column, uint8_t* out) const {
+    int8_t* x = reinterpret_cast<int8_t*>(
+        Grow(LocalScratch().bytes, chunks_ * kChunkColumns + kChunkColumns));
+    std::memcpy(x, xq + column, K_ - column);
+    std::memcpy(x + K_ - column, xq, column);
+    std::memset(x + K_, 0, chunks_ * kChunkColumns - K_);
+    kt_.lut_i8_tables(x, kw_, out);
+    const int64_t split = K_ - column;
+    if (column == 0 || split % kChunkColumns == 0) return;
+    const int64_t cb = split / kChunkColumns, at = split % kChunkColumns;
+    int8_t* part = x + chunks_ * kChunkColumns;
+    std::memcpy(part, x + cb * kChunkColumns, at);
+    std::memset(part + at, 0, kChunkColumns - at);
+    kt_.lut_i8_tables(part, 4, out + LutI8TableBytes(kw_));
+    std::memset(part, 0, at);
+    std::memcpy(part + at, x + cb * kChunkColumns + at, kChunkColumns - at);
+    kt_.lut_i8_tables(part, 4, out + LutI8TableBytes(kw_) + kChunkTableBytes);
+  }
+
+  // sum[r] (+)= the look-up of chunks [c0, c1) of the 16 tap rows, with
+  // `tables` those of chunk c0 onwards.
+  void LookUp(const uint8_t* const* in, int num, int64_t c0, int64_t c1,
+              const uint8_t* tables, bool add, int32_t* sum) const {
+    if (c0 >= c1) {
+      if (!add) std::fill(sum, sum + 16, 0);
+      return;
+    }
+    const uint8_t* at[64];
+    for (int t = 0; t < num; ++t) at[t] = in[t] + c0 * kChunkT16Bytes;
+    int32_t part[16];
+    kt_.lut_i8(at, num, 4 * (c1 - c0), tables, add ? part : sum);
+    if (add) {
+      for (int r = 0; r < 16; ++r) sum[r] += part[r];
+    }
+  }
+
+  // One run: the split sums of its blocks, and the rows it completes.
+  void RunBlocks(int64_t j, int64_t run, const uint8_t* shared) const {
+    const auto [g_lo, g_hi] = RunTapRows(run);
+    const int64_t a = row_[j];
+    if (g_lo >= g_hi || a + g_lo > r1_ || a + g_hi < r0_) return;
+    const uint8_t* tables = shared;
+    if (!shared_tables_) {
+      uint8_t* own = Grow(LocalScratch().tables, batch_ * set_bytes_);
+      for (int64_t b = 0; b < batch_; ++b) {
+        BuildTables(xq_ + b * kw_ * 64, column_[j], own + b * set_bytes_);
+      }
+      tables = own;
+    }
+    for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
+      LookUpBlock(j, g0, tables);
+      // Rows a + g for this block's g (and g = R after the last block).
+      int64_t first = a + g0, last = a + std::min(g0 + 16, R_);
+      if (last == a + R_ && column_[j] != 0) ++last;
+      if (g0 == g_lo && !Complete(j, g_lo, first)) ++first;
+      first = std::max({first, prev_end_[j] + 1, r0_});
+      last = std::min({last, row_[j + 1], r1_});
+      if (first < last) FinishRows(first, last - first, false);
+    }
+  }
+
+  // The split sums of tap rows [g0, g0 + 16) of segment j, every plane and
+  // batch row.
+  void LookUpBlock(int64_t j, int64_t g0, const uint8_t* tables) const {
+    const int64_t split = K_ - column_[j], cb = split / kChunkColumns;
+    const bool whole = column_[j] == 0, aligned = split % kChunkColumns == 0;
+    const uint8_t* in[64];
+    for (int p = 0; p < src_.planes(); ++p) {
+      const BinaryPlaneView& plane = w_.planes[p];
+      const TransposedTaps& taps = *plane.transposed;
+      int num = 0;
+      for (int t = 0; t < plane.net.n_in; ++t) {
+        if ((plane.net.rows[j] >> t) & 1u) in[num++] = taps.Block(t, g0 / 16);
+      }
+      if (num == 0) in[num++] = taps.ZeroBlock();
+      if (batch_ > 1 && num > 1) {
+        // Several look-ups read the block: XOR the taps once (the
+        // decryption kernel with no shift) rather than in each.
+        const int64_t words = taps.block_bytes / 8;
+        const uint64_t* words_in[64];
+        for (int t = 0; t < num; ++t) {
+          words_in[t] = reinterpret_cast<const uint64_t*>(in[t]);
+        }
+        uint64_t* xored = Grow(LocalScratch().bits, words);
+        kt_.decrypt_words(words_in, num, words, 0, 0, words, xored);
+        in[0] = reinterpret_cast<const uint8_t*>(xored);
+        num = 1;
+      }
+      const int64_t rows = std::min<int64_t>(16, R_ - g0);
+      for (int64_t b = 0; b < batch_; ++b) {
+        const uint8_t* t = tables + b * set_bytes_;
+        const uint8_t* edge = t + LutI8TableBytes(kw_);
+        int32_t before[16], after[16];
+        if (whole) {
+          LookUp(in, num, 0, chunks_, t, false, before);
+          std::fill(after, after + 16, 0);
+        } else if (aligned) {
+          LookUp(in, num, 0, cb, t, false, before);
+          LookUp(in, num, cb, chunks_, t + cb * kChunkTableBytes, false, after);
+        } else {
+          LookUp(in, num, 0, cb, t, false, before);
+          LookUp(in, num, cb, cb + 1, edge, true, before);
+          LookUp(in, num, cb, cb + 1, edge + kChunkTableBytes, false, after);
+          LookUp(in, num, cb + 1, chunks_, t + (cb + 1) * kChunkTableBytes,
+                 true, after);
+        }
+        int32_t* out = Sums(p, j, g0, b);
+        for (int64_t r = 0; r < rows; ++r) {
+          out[2 * r * batch_] = before[r];
+          out[2 * r * batch_ + 1] = after[r];
+        }
+      }
+    }
+  }
+
+  // Split sums of tap row g of segment j, plane p, batch row b: [before,
+  // after]; tap rows are 2 * batch_ ints apart.
+  int32_t* Sums(int p, int64_t j, int64_t g, int64_t b) const {
+    return sums_.data() + (((p * segments_ + j) * R_ + g) * batch_ + b) * 2;
+  }
+
+  // Rows [lo, lo + n) (n <= 17) to y: per plane neg[r * batch + b] = the
+  // "before" sum of tap row r - a_j and the "after" sum of tap row
+  // r - a_j - 1 of every segment j that reaches row r (only the owner
+  // segment unless `all_segments`), then the int8 epilogue.
+  void FinishRows(int64_t lo, int64_t n, bool all_segments) const {
+    int32_t neg[17 * kMaxBatch];
+    float alpha[17], acc[17 * kMaxBatch];
+    const int64_t nb = batch_;
+    for (int p = 0; p < src_.planes(); ++p) {
+      std::fill(neg, neg + n * nb, 0);
+      const int64_t owner =
+          std::upper_bound(row_, row_ + segments_, lo) - row_ - 1;
+      const int64_t j0 = all_segments ? 0 : owner;
+      for (int64_t j = j0; j <= owner; ++j) {
+        const int64_t a = row_[j];
+        const int64_t first = std::max(lo, a);
+        const int64_t last = std::min(lo + n, a + R_ + 1);
+        for (int64_t r = first; r < last; ++r) {
+          const int64_t g = r - a;
+          for (int64_t b = 0; b < nb; ++b) {
+            int32_t v = 0;
+            if (g < R_) v += Sums(p, j, g, b)[0];
+            if (g > 0) v += Sums(p, j, g - 1, b)[1];
+            neg[(r - lo) * nb + b] += v;
           }
         }
-      });
-}
+      }
+      src_.Alphas(p, lo, n, alpha);
+      Int8AccumulatePlane(neg, alpha, qsum_, n, nb, p == 0, acc);
+    }
+    StoreInt8Rows(acc, lo, n, 0, nb, scale_, w_.bias, y_, ldy_);
+  }
+
+  const KernelTable& kt_;
+  const PlaneSource& src_;
+  const LayerWeights& w_;
+  const int64_t batch_, r0_, r1_, K_, kw_, chunks_, S_, R_, bps_, segments_;
+  const int64_t set_bytes_;
+  int64_t runs_per_segment_ = 1;
+  bool shared_tables_ = false;
+  int64_t row_[kMaxSegments + 1], column_[kMaxSegments],
+      prev_end_[kMaxSegments];
+  PooledArray<int32_t> sums_;
+  const int8_t* xq_ = nullptr;
+  float* y_ = nullptr;
+  int64_t ldy_ = 0;
+  const float* scale_ = nullptr;
+  const int32_t* qsum_ = nullptr;
+};
 
 // Int8 activations: the decrypted row-major bits go to the int8 sign kernel
 // (sum of the activations at set bits, exact integers) or, for small
@@ -376,18 +605,19 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
   const int64_t K = w.in_features, kw = CeilDiv(K, 64), Kp = kw * 64;
   const int q = src.planes();
   const bool lut = UseInt8Lut(kt, batch);
+  // (Ternary layers run as two planes without views: w.planes is empty.)
+  if (lut && !w.planes.empty() && w.planes[0].transposed != nullptr &&
+      batch <= Int8TransposedTapsPath::kMaxBatch) {
+    Int8TransposedTapsPath(kt, src, w, batch, r0, r1)
+        .Run(xq, y, ldy, scale, qsum);
+    return;
+  }
   const int64_t table_stride = LutI8TableBytes(kw);
   PooledArray<uint8_t> tables(lut ? batch * table_stride : 0);
   if (lut) {
     tbb::parallel_for(int64_t{0}, batch, [&](int64_t b) {
       kt.lut_i8_tables(xq + b * Kp, kw, tables.data() + b * table_stride);
     });
-  }
-  // (Ternary layers run as two planes without views: w.planes is empty.)
-  if (lut && !w.planes.empty() && w.planes[0].transposed != nullptr) {
-    Int8TransposedTapsPath(kt, src, w, r0, r1, batch, y, ldy, tables.data(),
-                           table_stride, scale, qsum);
-    return;
   }
   // The sign kernel's own activation layout, once per call (AVX2).
   const bool sliced = !lut && kt.bit_slice_i8 != nullptr;

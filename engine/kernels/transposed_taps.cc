@@ -27,15 +27,11 @@ void ExtractBits(const uint64_t* v, int64_t n, int64_t first, int64_t count,
 
 }  // namespace
 
-bool SegmentsOnRowBoundaries(const BinaryPlaneView& plane, int64_t k) {
-  return k > 0 && plane.slices > 0 && plane.slices % k == 0;
-}
-
 std::shared_ptr<const TransposedTaps> TransposeTaps(
     const BinaryPlaneView& plane, int64_t k) {
   auto taps = std::make_shared<TransposedTaps>();
   const int64_t kw = WordsForBits(k);
-  taps->rows_per_segment = plane.slices / k;
+  taps->rows_per_segment = (plane.slices + k - 1) / k;
   taps->blocks_per_segment = (taps->rows_per_segment + 15) / 16;
   taps->block_bytes = LutI8TransposedBytes(kw);
   taps->num_taps = plane.net.n_in;
@@ -46,9 +42,11 @@ std::shared_ptr<const TransposedTaps> TransposeTaps(
     const uint64_t* v = plane.stored + t * plane.words_per_vector;
     for (int64_t b = 0; b < taps->blocks_per_segment; ++b) {
       const int64_t n = std::min<int64_t>(16, taps->rows_per_segment - 16 * b);
+      std::fill(rows.begin(), rows.end(), 0);
       for (int64_t r = 0; r < n; ++r) {
-        ExtractBits(v, plane.words_per_vector, (16 * b + r) * k, k,
-                    rows.data() + r * kw);
+        const int64_t first = (16 * b + r) * k;
+        ExtractBits(v, plane.words_per_vector, first,
+                    std::min(k, plane.slices - first), rows.data() + r * kw);
       }
       TransposeBytes16Portable(rows.data(), kw, n, kw, taps->Block(t, b));
     }
@@ -62,7 +60,7 @@ bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa) {
     return false;
   }
   for (const BinaryPlaneView& p : w.planes) {
-    if (!SegmentsOnRowBoundaries(p, w.in_features) ||
+    if (w.in_features <= 0 || p.slices < w.in_features ||
         p.slices != w.planes[0].slices) {
       return false;
     }

@@ -1,15 +1,24 @@
 // FleXOR taps kept in the int8 LUT kernel's transposed layout, so that the
 // kernel decrypts inside its look-up loop.
 //
-// When a plane's slice count S is a multiple of K, every segment D_j of the
-// canonical layout starts on a row boundary and holds R = S / K whole rows:
-// row j R + g is bits [g K, (g + 1) K) of the XOR of segment j's taps. XOR
-// commutes with the byte transpose of TransposeBytes16, so the taps are
-// transposed once at load and LutI8 reads the XOR of a segment's tap blocks:
-// no funnel shift, no decrypted tile and no transpose per request (about
-// 1.7x less work per 16-row block than decrypt + transpose + look-up,
-// kernels_bench int8_lut_block). Costs as much memory again as the stored
-// bits, so it is only built where the int8 LUT kernel runs (AVX2).
+// Segment D_j of a plane (S bits, the XOR of its taps) holds weight bits
+// [j S, (j + 1) S) of the row-major [O, K] matrix. Cut into "tap rows" of K
+// bits, tap row g of every segment is bits [g K, (g + 1) K) of the same tap
+// vectors, so the taps are byte-transposed once at load in blocks of 16 tap
+// rows, and LutI8 reads the XOR of a segment's tap blocks (XOR commutes with
+// the transpose): no funnel shift, no decrypted tile and no transpose per
+// request (about 1.7x less work per 16-row block than decrypt + transpose +
+// look-up, kernels_bench int8_lut_block).
+//
+// Segment j starts at row a_j, column b_j (StartOfSegment): tap row g's
+// columns q < K - b_j are row a_j + g, columns b_j + q, and the rest are
+// row a_j + g + 1, columns q - (K - b_j). So the kernel looks up tap row g
+// against the activations rotated by b_j and splits the sum at K - b_j:
+// row a_j + g takes the first part of tap row g and the second of tap row
+// g - 1. Row-aligned planes (S a multiple of K) have b_j = 0: no split.
+//
+// Costs as much memory again as the stored bits, so it is only built where
+// the int8 LUT kernel runs (AVX2).
 #ifndef FLEXOR_ENGINE_KERNELS_TRANSPOSED_TAPS_H_
 #define FLEXOR_ENGINE_KERNELS_TRANSPOSED_TAPS_H_
 
@@ -23,15 +32,16 @@
 namespace flexor {
 
 struct TransposedTaps {
-  int64_t rows_per_segment = 0;    // R = S / K
+  int64_t rows_per_segment = 0;    // R = ceil(S / K) tap rows
   int64_t blocks_per_segment = 0;  // ceil(R / 16)
   int64_t block_bytes = 0;         // LutI8TransposedBytes(ceil(K / 64))
   int num_taps = 0;                // the network's N_in
   // [num_taps][blocks_per_segment][block_bytes], then one block of zeros
-  // (the input of an output bit with no taps). Rows past R are zero.
+  // (the input of an output bit with no taps). Rows past R and bits past S
+  // are zero.
   std::vector<uint8_t> bytes;
 
-  // Rows [16 block, 16 block + 16) of every segment, as stored in tap t.
+  // Tap rows [16 block, 16 block + 16) of every segment, as stored in tap t.
   const uint8_t* Block(int t, int64_t block) const {
     return bytes.data() + (t * blocks_per_segment + block) * block_bytes;
   }
@@ -43,16 +53,24 @@ struct TransposedTaps {
   }
 };
 
-// Whether every segment of the plane starts on a row boundary (S % K == 0).
-bool SegmentsOnRowBoundaries(const BinaryPlaneView& plane, int64_t k);
+// Where segment j of a plane with `slices` bits per segment starts in a
+// row-major matrix of `k` columns.
+struct SegmentStart {
+  int64_t row;     // a_j
+  int64_t column;  // b_j
+};
+inline SegmentStart StartOfSegment(int64_t j, int64_t slices, int64_t k) {
+  return {j * slices / k, j * slices % k};
+}
 
-// The plane's taps in transposed blocks; requires SegmentsOnRowBoundaries.
+// The plane's taps in transposed blocks of tap rows; requires slices >= k.
 std::shared_ptr<const TransposedTaps> TransposeTaps(
     const BinaryPlaneView& plane, int64_t k);
 
 // Attaches transposed taps to every plane of a binary-coded layer when the
-// ISA has the int8 LUT kernel and every plane has the same S, a multiple of
-// K. Returns whether it did (the int8 path then uses them).
+// ISA has the int8 LUT kernel and every plane has the same S, at least K
+// (so a row takes bits from at most two segments). Returns whether it did
+// (the int8 path then uses them).
 bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa);
 
 }  // namespace flexor

@@ -336,11 +336,13 @@ TEST_P(Int8PathTest, NonFiniteInputsFallBackToFloat) {
   }
 }
 
-// Taps kept transposed (segments on row boundaries: O a multiple of N_out
-// gives S = (O / N_out) K): the int8 LUT over them gives the decrypted-tile
-// path's outputs bit for bit, for partial 16-row blocks at segment ends,
-// K not a multiple of 64, two planes, plain and identity codes, batches
-// past one chunk and row ranges that cut blocks.
+// Taps kept transposed: the int8 LUT over them gives the decrypted-tile
+// path's outputs bit for bit. Row-aligned segments (O a multiple of N_out
+// gives S = (O / N_out) K) and segments starting mid-row: the split inside
+// a 256-column chunk, on a chunk boundary (105 x 512: b_1 = 256) and in the
+// last chunk; partial 16-row blocks at segment ends, K not a multiple of
+// 64, two planes, plain and identity codes, batches past one chunk and row
+// ranges that cut blocks.
 TEST(Int8TransposedTapsTest, SameOutputsAsTheDecryptedTilePath) {
   if (!IsaSupported(KernelIsa::kAvx2)) GTEST_SKIP() << "no AVX2";
   struct Case {
@@ -351,7 +353,11 @@ TEST(Int8TransposedTapsTest, SameOutputsAsTheDecryptedTilePath) {
   const Case cases[] = {{40, 100, {16, 20, 2}, 1},  {340, 256, {16, 20, 2}, 1},
                         {400, 130, {8, 10, 2}, 1},  {200, 64, {12, 20, 3}, 2},
                         {320, 512, {16, 20, 2}, 1}, {37, 77, {1, 1, 1}, 1},
-                        {44, 65, {4, 4, 1}, 2},     {60, 1000, {16, 20, 4}, 1}};
+                        {44, 65, {4, 4, 1}, 2},     {60, 1000, {16, 20, 4}, 1},
+                        {64, 100, {16, 20, 2}, 1},  {105, 512, {8, 10, 2}, 1},
+                        {333, 700, {12, 20, 3}, 2}, {97, 1031, {8, 10, 2}, 1},
+                        {250, 4096, {8, 10, 2}, 1}, {41, 300, {5, 9, 2}, 1},
+                        {1000, 300, {8, 10, 2}, 1}};
   uint64_t seed = 900;
   for (const Case& c : cases) {
     const auto layer = RandomBinaryLayer(c.O, c.K, c.q, c.spec, ++seed);
@@ -360,25 +366,36 @@ TEST(Int8TransposedTapsTest, SameOutputsAsTheDecryptedTilePath) {
         std::make_tuple(c.O, c.K, c.spec.n_in, c.spec.n_out, c.q));
     ASSERT_TRUE(AttachTransposedTaps(fast, KernelIsa::kAvx2)) << what;
     ASSERT_GT(fast.CompressedBytes(), layer->w.CompressedBytes()) << what;
-    for (int64_t batch : {1, 3, 15, 16, 17}) {
-      const auto x = RandomVector(batch * c.K, ++seed);
-      for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, c.O},
-                                   std::pair<int64_t, int64_t>{3, c.O - 2}}) {
-        std::vector<float> want(batch * c.O, NAN), got(batch * c.O, NAN);
-        GemmOptions o = Int8Options(KernelIsa::kAvx2);
-        BinaryCodedGemm(layer->w, r0, r1, x.data(), batch, want.data(), c.O, o);
-        BinaryCodedGemm(fast, r0, r1, x.data(), batch, got.data(), c.O, o);
-        ASSERT_EQ(
-            0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-            << what << " batch " << batch << " rows " << r0 << "-" << r1;
+    // 16 threads split segments into several runs of blocks.
+    for (int threads : {2, 16}) {
+      tbb::task_arena arena(threads);
+      for (int64_t batch : {1, 3, 15, 16, 17}) {
+        const auto x = RandomVector(batch * c.K, ++seed);
+        for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, c.O},
+                                     std::pair<int64_t, int64_t>{3, c.O - 2}}) {
+          std::vector<float> want(batch * c.O, NAN), got(batch * c.O, NAN);
+          GemmOptions o = Int8Options(KernelIsa::kAvx2);
+          BinaryCodedGemm(layer->w, r0, r1, x.data(), batch, want.data(), c.O,
+                          o);
+          arena.execute([&] {
+            BinaryCodedGemm(fast, r0, r1, x.data(), batch, got.data(), c.O, o);
+          });
+          ASSERT_EQ(0, std::memcmp(got.data(), want.data(),
+                                   got.size() * sizeof(float)))
+              << what << " threads " << threads << " batch " << batch
+              << " rows " << r0 << "-" << r1;
+        }
       }
     }
   }
 }
 
-TEST(Int8TransposedTapsTest, OnlyWhereSegmentsStartOnRowsAndTheIsaHasTheLut) {
-  const auto unaligned = RandomBinaryLayer(64, 100, 1, {16, 20, 2}, 1);
-  LayerWeights w = unaligned->w;
+// Only where segments hold a row at least (S >= K, so a row meets at most
+// two segments) and the ISA has the LUT kernel.
+TEST(Int8TransposedTapsTest, OnlyForSegmentsOfARowOrMoreAndTheIsaHasTheLut) {
+  const auto short_segments = RandomBinaryLayer(5, 100, 1, {16, 20, 2}, 1);
+  ASSERT_LT(short_segments->w.planes[0].slices, 100);
+  LayerWeights w = short_segments->w;
   EXPECT_FALSE(AttachTransposedTaps(w, KernelIsa::kAvx2));
   EXPECT_EQ(w.planes[0].transposed, nullptr);
   const auto aligned = RandomBinaryLayer(40, 100, 1, {16, 20, 2}, 2);
