@@ -311,8 +311,10 @@ void StoreInt8Rows(const float* acc, int64_t o0, int64_t n, int64_t b0,
 // for bit.
 class Int8TransposedTapsPath {
  public:
-  // Larger batches (FLEXOR_INT8_LUT_MAX_BATCH) take the decrypted tiles.
+  // Larger batches (FLEXOR_INT8_LUT_MAX_BATCH) and more planes take the
+  // decrypted tiles.
   static constexpr int64_t kMaxBatch = 16;
+  static constexpr int kMaxPlanes = 4;
 
   Int8TransposedTapsPath(const KernelTable& kt, const PlaneSource& src,
                          const LayerWeights& w, int64_t batch, int64_t r0,
@@ -381,16 +383,20 @@ class Int8TransposedTapsPath {
                                     i % runs_per_segment_, shared.data());
                         }
                       });
-    // Rows with sums from two runs.
+    // Rows with sums from two runs (none in row-aligned planes).
     for (int64_t i = 0; i < runs; ++i) {
       const int64_t j = i / runs_per_segment_;
+      if (column_[j] == 0 && prev_end_[j] < row_[j]) {
+        i += runs_per_segment_ - 1;  // the segment's next runs start rows
+        continue;
+      }
       const auto [g_lo, g_hi] = RunTapRows(i % runs_per_segment_);
       if (g_lo >= g_hi) continue;
       const int64_t first = row_[j] + g_lo;
       const int64_t last = g_lo == 0 ? std::max(first, prev_end_[j]) : first;
       for (int64_t r = first; r <= last; ++r) {
         if (r >= r0_ && r < r1_ && r < row_[j + 1] && !Complete(j, g_lo, r)) {
-          FinishRows(r, 1, true);
+          GatherRow(r);
         }
       }
     }
@@ -459,33 +465,60 @@ class Int8TransposedTapsPath {
   // One run: the split sums of its blocks, and the rows it completes.
   void RunBlocks(int64_t j, int64_t run, const uint8_t* shared) const {
     const auto [g_lo, g_hi] = RunTapRows(run);
-    const int64_t a = row_[j];
+    const int64_t a = row_[j], nb = batch_;
     if (g_lo >= g_hi || a + g_lo > r1_ || a + g_hi < r0_) return;
     const uint8_t* tables = shared;
     if (!shared_tables_) {
-      uint8_t* own = Grow(LocalScratch().tables, batch_ * set_bytes_);
-      for (int64_t b = 0; b < batch_; ++b) {
+      uint8_t* own = Grow(LocalScratch().tables, nb * set_bytes_);
+      for (int64_t b = 0; b < nb; ++b) {
         BuildTables(xq_ + b * kw_ * 64, column_[j], own + b * set_bytes_);
       }
       tables = own;
     }
+    // Sums the pass after the loop may read: none when the segment starts
+    // a row and shares none with its neighbours (row-aligned planes).
+    const bool store =
+        column_[j] != 0 || prev_end_[j] >= a || a + R_ > row_[j + 1];
+    const int planes = src_.planes();
+    // Per plane and batch row: 16 "before" then 16 "after" sums.
+    int32_t split[kMaxPlanes * kMaxBatch * 32];
+    // "After" sums of tap row g0 - 1 (none before tap row 0).
+    int32_t carry[kMaxPlanes * kMaxBatch] = {};
+    int32_t neg[kMaxPlanes * 17 * kMaxBatch];
     for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
-      LookUpBlock(j, g0, tables);
+      LookUpBlock(j, g0, tables, store, split);
       // Rows a + g for this block's g (and g = R after the last block).
       int64_t first = a + g0, last = a + std::min(g0 + 16, R_);
       if (last == a + R_ && column_[j] != 0) ++last;
       if (g0 == g_lo && !Complete(j, g_lo, first)) ++first;
       first = std::max({first, prev_end_[j] + 1, r0_});
       last = std::min({last, row_[j + 1], r1_});
-      if (first < last) FinishRows(first, last - first, false);
+      const int64_t n = last - first;
+      for (int p = 0; p < planes; ++p) {
+        for (int64_t b = 0; b < nb; ++b) {
+          const int32_t* before = split + (p * nb + b) * 32;
+          const int32_t* after = before + 16;
+          const int32_t c = carry[p * nb + b];
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t g = first - a + i - g0;  // in [0, 16]
+            int32_t v = g < 16 && g0 + g < R_ ? before[g] : 0;
+            if (column_[j] != 0) v += g > 0 ? after[g - 1] : c;
+            neg[(p * 17 + i) * nb + b] = v;
+          }
+          carry[p * nb + b] = after[15];
+        }
+      }
+      if (n > 0) FinishRows(first, n, neg, 17 * nb);
     }
   }
 
   // The split sums of tap rows [g0, g0 + 16) of segment j, every plane and
-  // batch row.
-  void LookUpBlock(int64_t j, int64_t g0, const uint8_t* tables) const {
-    const int64_t split = K_ - column_[j], cb = split / kChunkColumns;
-    const bool whole = column_[j] == 0, aligned = split % kChunkColumns == 0;
+  // batch row, to split[(p * batch + b) * 32 + (0 | 16) + r] and, if
+  // `store`, to Sums.
+  void LookUpBlock(int64_t j, int64_t g0, const uint8_t* tables, bool store,
+                   int32_t* split) const {
+    const int64_t split_at = K_ - column_[j], cb = split_at / kChunkColumns;
+    const bool whole = column_[j] == 0, aligned = split_at % kChunkColumns == 0;
     const uint8_t* in[64];
     for (int p = 0; p < src_.planes(); ++p) {
       const BinaryPlaneView& plane = w_.planes[p];
@@ -512,7 +545,8 @@ class Int8TransposedTapsPath {
       for (int64_t b = 0; b < batch_; ++b) {
         const uint8_t* t = tables + b * set_bytes_;
         const uint8_t* edge = t + LutI8TableBytes(kw_);
-        int32_t before[16], after[16];
+        int32_t* before = split + (p * batch_ + b) * 32;
+        int32_t* after = before + 16;
         if (whole) {
           LookUp(in, num, 0, chunks_, t, false, before);
           std::fill(after, after + 16, 0);
@@ -526,10 +560,12 @@ class Int8TransposedTapsPath {
           LookUp(in, num, cb + 1, chunks_, t + (cb + 1) * kChunkTableBytes,
                  true, after);
         }
-        int32_t* out = Sums(p, j, g0, b);
-        for (int64_t r = 0; r < rows; ++r) {
-          out[2 * r * batch_] = before[r];
-          out[2 * r * batch_ + 1] = after[r];
+        if (store) {
+          int32_t* out = Sums(p, j, g0, b);
+          for (int64_t r = 0; r < rows; ++r) {
+            out[2 * r * batch_] = before[r];
+            out[2 * r * batch_ + 1] = after[r];
+          }
         }
       }
     }
@@ -541,37 +577,36 @@ class Int8TransposedTapsPath {
     return sums_.data() + (((p * segments_ + j) * R_ + g) * batch_ + b) * 2;
   }
 
-  // Rows [lo, lo + n) (n <= 17) to y: per plane neg[r * batch + b] = the
-  // "before" sum of tap row r - a_j and the "after" sum of tap row
-  // r - a_j - 1 of every segment j that reaches row r (only the owner
-  // segment unless `all_segments`), then the int8 epilogue.
-  void FinishRows(int64_t lo, int64_t n, bool all_segments) const {
-    int32_t neg[17 * kMaxBatch];
-    float alpha[17], acc[17 * kMaxBatch];
+  // Row r from Sums: per plane the "before" sum of tap row r - a_j and the
+  // "after" sum of tap row r - a_j - 1 of every segment j that reaches it.
+  void GatherRow(int64_t r) const {
+    int32_t neg[kMaxPlanes * kMaxBatch] = {};
     const int64_t nb = batch_;
+    const int64_t owner =
+        std::upper_bound(row_, row_ + segments_, r) - row_ - 1;
     for (int p = 0; p < src_.planes(); ++p) {
-      std::fill(neg, neg + n * nb, 0);
-      const int64_t owner =
-          std::upper_bound(row_, row_ + segments_, lo) - row_ - 1;
-      const int64_t j0 = all_segments ? 0 : owner;
-      for (int64_t j = j0; j <= owner; ++j) {
-        const int64_t a = row_[j];
-        const int64_t first = std::max(lo, a);
-        const int64_t last = std::min(lo + n, a + R_ + 1);
-        for (int64_t r = first; r < last; ++r) {
-          const int64_t g = r - a;
-          for (int64_t b = 0; b < nb; ++b) {
-            int32_t v = 0;
-            if (g < R_) v += Sums(p, j, g, b)[0];
-            if (g > 0) v += Sums(p, j, g - 1, b)[1];
-            neg[(r - lo) * nb + b] += v;
-          }
+      for (int64_t j = 0; j <= owner; ++j) {
+        const int64_t g = r - row_[j];
+        if (g > R_) continue;
+        for (int64_t b = 0; b < nb; ++b) {
+          if (g < R_) neg[p * nb + b] += Sums(p, j, g, b)[0];
+          if (g > 0) neg[p * nb + b] += Sums(p, j, g - 1, b)[1];
         }
       }
-      src_.Alphas(p, lo, n, alpha);
-      Int8AccumulatePlane(neg, alpha, qsum_, n, nb, p == 0, acc);
     }
-    StoreInt8Rows(acc, lo, n, 0, nb, scale_, w_.bias, y_, ldy_);
+    FinishRows(r, 1, neg, nb);
+  }
+
+  // Rows [lo, lo + n) to y from neg[p * plane_stride + i * batch + b].
+  void FinishRows(int64_t lo, int64_t n, const int32_t* neg,
+                  int64_t plane_stride) const {
+    float alpha[17], acc[17 * kMaxBatch];
+    for (int p = 0; p < src_.planes(); ++p) {
+      src_.Alphas(p, lo, n, alpha);
+      Int8AccumulatePlane(neg + p * plane_stride, alpha, qsum_, n, batch_,
+                          p == 0, acc);
+    }
+    StoreInt8Rows(acc, lo, n, 0, batch_, scale_, w_.bias, y_, ldy_);
   }
 
   const KernelTable& kt_;
@@ -607,7 +642,8 @@ void Int8SignPath(const KernelTable& kt, const PlaneSource& src,
   const bool lut = UseInt8Lut(kt, batch);
   // (Ternary layers run as two planes without views: w.planes is empty.)
   if (lut && !w.planes.empty() && w.planes[0].transposed != nullptr &&
-      batch <= Int8TransposedTapsPath::kMaxBatch) {
+      batch <= Int8TransposedTapsPath::kMaxBatch &&
+      q <= Int8TransposedTapsPath::kMaxPlanes) {
     Int8TransposedTapsPath(kt, src, w, batch, r0, r1)
         .Run(xq, y, ldy, scale, qsum);
     return;

@@ -210,42 +210,60 @@ void SignDotI8Rows(const uint64_t* bits, int64_t bs, const int8_t* x,
 
 // ------------------------------------------------------------ int8 LUT path
 
-// LutI8Tables: per group the 16 sums as int16 lanes, two VPMADDUBSW of 0/1
-// patterns (bits 0-1 and 2-3 of the lane index) against the broadcast input
-// pairs, then split into e & 31 and e >> 5 and packed to bytes.
+// LutI8Tables: the two groups of a table vector (lanes 0 and 1) at once,
+// their sums for p = 0-7 in one int16 vector and for p = 8-15 in another:
+// VPMADDUBSW of 0/1 patterns (bits 0-1 of p, shared by both, and bits 2-3)
+// against the lane's input pairs. VPACKUSWB of the two then is the table
+// vector itself (lane L: its group's 16 values in p order), so nothing is
+// permuted: about 10 instructions per group instead of 14, and 2.5 shuffles
+// instead of 7.
 void LutI8Tables(const int8_t* xq, int64_t kw, uint8_t* tables) {
   const __m256i pat01 =
       _mm256_setr_epi8(0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1,
                        0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1);
-  const __m256i pat23 =
-      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0,
+  const __m256i pat23_lo =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0,
+                       0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+  const __m256i pat23_hi =
+      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0,
                        1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i pairs01 =
+      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0,
+                       1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+  const __m256i pairs23 =
+      _mm256_setr_epi8(2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
+                       3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
   const __m256i bias = _mm256_set1_epi16(512);
   const __m256i low5 = _mm256_set1_epi16(31);
   const int64_t groups = 16 * kw;
-  // Lanes: p = 0-7 in lane 0 and 8-15 in lane 1; after VPACKUSWB and
-  // VPERMQ: e & 31 for p = 0-15, then e >> 5.
-  auto group = [&](int64_t g) {
+  auto inputs = [&](int64_t g) {
     int32_t x4 = 0;
     if (g < groups) std::memcpy(&x4, xq + 4 * g, 4);
-    const __m256i x01 = _mm256_set1_epi16(static_cast<int16_t>(x4 & 0xffff));
-    const __m256i x23 = _mm256_set1_epi16(static_cast<int16_t>(x4 >> 16));
-    const __m256i e = _mm256_add_epi16(
-        bias, _mm256_add_epi16(_mm256_maddubs_epi16(pat01, x01),
-                               _mm256_maddubs_epi16(pat23, x23)));
-    return _mm256_permute4x64_epi64(
-        _mm256_packus_epi16(_mm256_and_si256(e, low5), _mm256_srli_epi16(e, 5)),
-        0xd8);
+    return x4;
   };
   for (int64_t cc = 0; cc < LutI8Chunks(kw); ++cc) {
     for (int c = 0; c < 16; ++c) {
       for (int n = 0; n < 2; ++n) {
-        const __m256i g0 = group(LutI8Group(cc, c, 0, n));
-        const __m256i g1 = group(LutI8Group(cc, c, 1, n));
+        const __m256i x = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(
+                _mm_cvtsi32_si128(inputs(LutI8Group(cc, c, 0, n)))),
+            _mm_cvtsi32_si128(inputs(LutI8Group(cc, c, 1, n))), 1);
+        const __m256i x01 = _mm256_shuffle_epi8(x, pairs01);
+        const __m256i x23 = _mm256_shuffle_epi8(x, pairs23);
+        const __m256i s01 =
+            _mm256_add_epi16(bias, _mm256_maddubs_epi16(pat01, x01));
+        const __m256i e_lo =
+            _mm256_add_epi16(s01, _mm256_maddubs_epi16(pat23_lo, x23));
+        const __m256i e_hi =
+            _mm256_add_epi16(s01, _mm256_maddubs_epi16(pat23_hi, x23));
         __m256i* t =
             reinterpret_cast<__m256i*>(tables + ((cc * 16 + c) * 2 + n) * 64);
-        _mm256_storeu_si256(t, _mm256_permute2x128_si256(g0, g1, 0x20));
-        _mm256_storeu_si256(t + 1, _mm256_permute2x128_si256(g0, g1, 0x31));
+        _mm256_storeu_si256(t,
+                            _mm256_packus_epi16(_mm256_and_si256(e_lo, low5),
+                                                _mm256_and_si256(e_hi, low5)));
+        _mm256_storeu_si256(t + 1,
+                            _mm256_packus_epi16(_mm256_srli_epi16(e_lo, 5),
+                                                _mm256_srli_epi16(e_hi, 5)));
       }
     }
   }
