@@ -349,14 +349,13 @@ class Int8TransposedTapsPath {
     row_[segments_] = std::numeric_limits<int64_t>::max();
     shared_tables_ = one_start;
     // Runs of blocks: one block each when all share one table set; else
-    // about 4 per thread, as every run builds its segment's tables (a
-    // table set costs about as much as 20 blocks' look-ups; 2 and 4 runs
-    // per segment measured 20% and 40% slower than 1 on 4096x4096 at 2
-    // threads).
+    // about 4 per thread but 8 blocks at least, as every run builds its
+    // segment's tables (kMinSplitTapRows; 2 and 4 runs per segment
+    // measured 20% and 40% slower than 1 on 4096x4096 at 2 threads).
     runs_per_segment_ =
-        shared_tables_
-            ? bps_
-            : std::clamp<int64_t>(CeilDiv(4 * Threads(), segments_), 1, bps_);
+        shared_tables_ ? bps_
+                       : std::clamp<int64_t>(CeilDiv(4 * Threads(), segments_),
+                                             1, std::max<int64_t>(1, bps_ / 8));
   }
 
   void Run(const int8_t* xq, float* y, int64_t ldy, const float* scale,

@@ -54,14 +54,18 @@ std::shared_ptr<const TransposedTaps> TransposeTaps(
   return taps;
 }
 
-bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa) {
+bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa,
+                          int64_t min_split_rows) {
   if (w.kind != WeightCodecKind::kBinary || w.planes.empty() ||
       GetKernelTable(isa).lut_i8 == nullptr) {
     return false;
   }
   for (const BinaryPlaneView& p : w.planes) {
-    if (w.in_features <= 0 || p.slices < w.in_features ||
-        p.slices != w.planes[0].slices) {
+    const int64_t k = w.in_features;
+    if (k <= 0 || p.slices < k || p.slices != w.planes[0].slices) {
+      return false;
+    }
+    if (p.slices % k != 0 && (p.slices + k - 1) / k < min_split_rows) {
       return false;
     }
   }

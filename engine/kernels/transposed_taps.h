@@ -67,11 +67,21 @@ inline SegmentStart StartOfSegment(int64_t j, int64_t slices, int64_t k) {
 std::shared_ptr<const TransposedTaps> TransposeTaps(
     const BinaryPlaneView& plane, int64_t k);
 
+// Segments that start mid-row cost a table set per segment and request
+// (the activations rotated by b_j, ~4 blocks' look-ups at K = 4096), which
+// pays off only over many tap rows: measured on 4096x4096 (410 tap rows
+// per segment) 90 us against 118 us for decrypted tiles (AVX2, batch 1, 2
+// threads), but the MLP's 784 x 1024 layer (~100 tap rows) took 1.8x as
+// long.
+inline constexpr int64_t kMinSplitTapRows = 128;
+
 // Attaches transposed taps to every plane of a binary-coded layer when the
 // ISA has the int8 LUT kernel and every plane has the same S, at least K
-// (so a row takes bits from at most two segments). Returns whether it did
-// (the int8 path then uses them).
-bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa);
+// (so a row takes bits from at most two segments): a multiple of K, or of
+// at least `min_split_rows` tap rows. Returns whether it did (the int8 path
+// then uses them).
+bool AttachTransposedTaps(LayerWeights& w, KernelIsa isa,
+                          int64_t min_split_rows = kMinSplitTapRows);
 
 }  // namespace flexor
 

@@ -357,16 +357,19 @@ TEST(Int8TransposedTapsTest, SameOutputsAsTheDecryptedTilePath) {
                         {64, 100, {16, 20, 2}, 1},  {105, 512, {8, 10, 2}, 1},
                         {333, 700, {12, 20, 3}, 2}, {97, 1031, {8, 10, 2}, 1},
                         {250, 4096, {8, 10, 2}, 1}, {41, 300, {5, 9, 2}, 1},
-                        {1000, 300, {8, 10, 2}, 1}};
+                        {1003, 300, {8, 10, 2}, 1}, {2603, 64, {8, 10, 2}, 1}};
   uint64_t seed = 900;
   for (const Case& c : cases) {
     const auto layer = RandomBinaryLayer(c.O, c.K, c.q, c.spec, ++seed);
     LayerWeights fast = layer->w;
     const std::string what = testing::PrintToString(
         std::make_tuple(c.O, c.K, c.spec.n_in, c.spec.n_out, c.q));
-    ASSERT_TRUE(AttachTransposedTaps(fast, KernelIsa::kAvx2)) << what;
+    // Any number of tap rows (by default only segments of 128 or more
+    // that start mid-row take the path).
+    ASSERT_TRUE(AttachTransposedTaps(fast, KernelIsa::kAvx2, 1)) << what;
     ASSERT_GT(fast.CompressedBytes(), layer->w.CompressedBytes()) << what;
-    // 16 threads split segments into several runs of blocks.
+    // 16 threads split segments into several runs of blocks (2603 x 64: 261
+    // tap rows per segment, two runs).
     for (int threads : {2, 16}) {
       tbb::task_arena arena(threads);
       for (int64_t batch : {1, 3, 15, 16, 17}) {
@@ -404,6 +407,15 @@ TEST(Int8TransposedTapsTest, OnlyForSegmentsOfARowOrMoreAndTheIsaHasTheLut) {
     LayerWeights v = aligned->w;
     EXPECT_FALSE(AttachTransposedTaps(v, isa)) << IsaName(isa);
   }
+  // Segments that start mid-row: only with kMinSplitTapRows tap rows.
+  const auto few_rows = RandomBinaryLayer(1003, 300, 1, {8, 10, 2}, 4);
+  ASSERT_NE(few_rows->w.planes[0].slices % 300, 0);
+  LayerWeights f = few_rows->w;
+  EXPECT_FALSE(AttachTransposedTaps(f, KernelIsa::kAvx2));
+  EXPECT_TRUE(AttachTransposedTaps(f, KernelIsa::kAvx2, 100));
+  const auto many_rows = RandomBinaryLayer(1303, 100, 1, {8, 10, 2}, 5);
+  LayerWeights m = many_rows->w;
+  EXPECT_TRUE(AttachTransposedTaps(m, KernelIsa::kAvx2));
   const auto dense = RandomDenseLayer(40, 100, 3);
   LayerWeights d = dense->w;
   EXPECT_FALSE(AttachTransposedTaps(d, KernelIsa::kAvx2));
