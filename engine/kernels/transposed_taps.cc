@@ -32,6 +32,7 @@ std::shared_ptr<const TransposedTaps> TransposeTaps(
   auto taps = std::make_shared<TransposedTaps>();
   const int64_t kw = WordsForBits(k);
   taps->rows_per_segment = (plane.slices + k - 1) / k;
+  taps->row_aligned = plane.slices % k == 0;
   taps->blocks_per_segment = (taps->rows_per_segment + 15) / 16;
   taps->block_bytes = LutI8TransposedBytes(kw);
   taps->num_taps = plane.net.n_in;

@@ -36,6 +36,7 @@ struct TransposedTaps {
   int64_t blocks_per_segment = 0;  // ceil(R / 16)
   int64_t block_bytes = 0;         // LutI8TransposedBytes(ceil(K / 64))
   int num_taps = 0;                // the network's N_in
+  bool row_aligned = false;        // S % K == 0: every b_j is 0
   // [num_taps][blocks_per_segment][block_bytes], then one block of zeros
   // (the input of an output bit with no taps). Rows past R and bits past S
   // are zero.
