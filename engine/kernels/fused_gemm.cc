@@ -491,11 +491,33 @@ class Int8TransposedTapsPath {
     const bool store =
         column_[j] != 0 || prev_end_[j] >= a || a + R_ > row_[j + 1];
     const int planes = src_.planes();
+    int32_t neg[kMaxPlanes * 17 * kMaxBatch];
+    if (!store) {
+      // Row-aligned: tap row g is row a + g, one look-up per block and
+      // batch row, straight to y.
+      const uint8_t* in[64];
+      for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
+        const int64_t first = std::max(a + g0, r0_);
+        const int64_t last = std::min(a + std::min(g0 + 16, R_), r1_);
+        if (first >= last) continue;
+        for (int p = 0; p < planes; ++p) {
+          const int num = TapBlocks(p, j, g0 / 16, in);
+          for (int64_t b = 0; b < nb; ++b) {
+            int32_t dot16[16];
+            kt_.lut_i8(in, num, kw_, tables + b * set_bytes_, dot16);
+            for (int64_t r = first; r < last; ++r) {
+              neg[(p * 17 + r - first) * nb + b] = dot16[r - a - g0];
+            }
+          }
+        }
+        FinishRows(first, last - first, neg, 17 * nb);
+      }
+      return;
+    }
     // Per plane and batch row: 16 "before" then 16 "after" sums.
     int32_t split[kMaxPlanes * kMaxBatch * 32];
     // "After" sums of tap row g0 - 1 (none before tap row 0).
     int32_t carry[kMaxPlanes * kMaxBatch] = {};
-    int32_t neg[kMaxPlanes * 17 * kMaxBatch];
     for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
       LookUpBlock(j, g0, tables, store, split);
       // Rows a + g for this block's g (and g = R after the last block).
@@ -523,6 +545,31 @@ class Int8TransposedTapsPath {
     }
   }
 
+  // The inputs of LutI8 for block `block` of segment j in plane p: the
+  // transposed blocks of the segment's taps, or (batch > 1) their XOR, done
+  // once for all batch rows by the decryption kernel with no shift.
+  int TapBlocks(int p, int64_t j, int64_t block, const uint8_t** in) const {
+    const BinaryPlaneView& plane = w_.planes[p];
+    const TransposedTaps& taps = *plane.transposed;
+    int num = 0;
+    for (int t = 0; t < plane.net.n_in; ++t) {
+      if ((plane.net.rows[j] >> t) & 1u) in[num++] = taps.Block(t, block);
+    }
+    if (num == 0) in[num++] = taps.ZeroBlock();
+    if (batch_ > 1 && num > 1) {
+      const int64_t words = taps.block_bytes / 8;
+      const uint64_t* words_in[64];
+      for (int t = 0; t < num; ++t) {
+        words_in[t] = reinterpret_cast<const uint64_t*>(in[t]);
+      }
+      uint64_t* xored = Grow(LocalScratch().bits, words);
+      kt_.decrypt_words(words_in, num, words, 0, 0, words, xored);
+      in[0] = reinterpret_cast<const uint8_t*>(xored);
+      num = 1;
+    }
+    return num;
+  }
+
   // The split sums of tap rows [g0, g0 + 16) of segment j, every plane and
   // batch row, to split[(p * batch + b) * 32 + (0 | 16) + r] and, if
   // `store`, to Sums.
@@ -532,26 +579,7 @@ class Int8TransposedTapsPath {
     const bool whole = column_[j] == 0, aligned = split_at % kChunkColumns == 0;
     const uint8_t* in[64];
     for (int p = 0; p < src_.planes(); ++p) {
-      const BinaryPlaneView& plane = w_.planes[p];
-      const TransposedTaps& taps = *plane.transposed;
-      int num = 0;
-      for (int t = 0; t < plane.net.n_in; ++t) {
-        if ((plane.net.rows[j] >> t) & 1u) in[num++] = taps.Block(t, g0 / 16);
-      }
-      if (num == 0) in[num++] = taps.ZeroBlock();
-      if (batch_ > 1 && num > 1) {
-        // Several look-ups read the block: XOR the taps once (the
-        // decryption kernel with no shift) rather than in each.
-        const int64_t words = taps.block_bytes / 8;
-        const uint64_t* words_in[64];
-        for (int t = 0; t < num; ++t) {
-          words_in[t] = reinterpret_cast<const uint64_t*>(in[t]);
-        }
-        uint64_t* xored = Grow(LocalScratch().bits, words);
-        kt_.decrypt_words(words_in, num, words, 0, 0, words, xored);
-        in[0] = reinterpret_cast<const uint8_t*>(xored);
-        num = 1;
-      }
+      const int num = TapBlocks(p, j, g0 / 16, in);
       const int64_t rows = std::min<int64_t>(16, R_ - g0);
       for (int64_t b = 0; b < batch_; ++b) {
         const uint8_t* t = tables + b * set_bytes_;
