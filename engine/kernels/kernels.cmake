@@ -10,7 +10,9 @@ set(FLEXOR_KERNEL_SOURCES
   kernels/matmul.cc
   kernels/cpu_features.cc
   kernels/decrypt.cc
+  kernels/gemm_support.cc
   kernels/fused_gemm.cc
+  kernels/transposed_taps_gemm.cc
   kernels/conv_gemm.cc
   kernels/int8_conv.cc
   kernels/microkernels.cc
