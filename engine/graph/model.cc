@@ -303,6 +303,12 @@ absl::StatusOr<std::vector<ActivationPrecision>> Model::StepActivations(
   return out;
 }
 
+int64_t Model::DerivedWeightBytes() const {
+  int64_t bytes = 0;
+  for (const Step& step : steps_) bytes += step.op->DerivedWeightBytes();
+  return bytes;
+}
+
 int64_t Model::ActivationBytes(int64_t batch, int threads) const {
   if (batch <= 0) return 0;
   int64_t scratch = 0;

@@ -81,6 +81,12 @@ class Model {
   // arena of `threads` threads (what the server budgets per request).
   int64_t ActivationBytes(int64_t batch, int threads) const;
 
+  // Bytes of weight layouts the kernels have built from the stored weights
+  // so far (Operator::DerivedWeightBytes), resident on top of
+  // stats().compressed_weight_bytes; read it after a warm-up run with the
+  // serving precision.
+  int64_t DerivedWeightBytes() const;
+
   // Per-step timings of one run (flexorctl model bench --profile).
   struct StepProfile {
     std::string name;      // node name(s), fused ones joined by '+'

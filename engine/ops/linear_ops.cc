@@ -2,6 +2,7 @@
 // Matmul (convolution through im2col).
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -165,6 +166,9 @@ class DenseOp : public Operator {
         DescribeWeights(w_), w_.bias ? ", bias" : "",
         gxnor_ ? ", gated-XNOR on ternary input" : "", epilogue_.Describe());
   }
+  int64_t DerivedWeightBytes() const override {
+    return lut_bytes_.load(std::memory_order_acquire);
+  }
 
  private:
   bool PixelPathFits() const {
@@ -228,16 +232,21 @@ class DenseOp : public Operator {
   }
 
   // With int8 activations on a CPU with the int8 LUT kernel (AVX2), a copy
-  // of the weights with the taps kept transposed where the segments start
-  // on row boundaries (transposed_taps.h): the kernel then decrypts inside
-  // its look-up. Built on the first int8 run (a warm-up), so FP32-only
-  // deployments keep one copy of the bits; it costs as many bytes again.
+  // of the weights with the taps kept transposed (transposed_taps.h): the
+  // kernel then decrypts inside its look-up. Built on the first int8 run (a
+  // warm-up), so FP32-only deployments keep one copy of the bits; the
+  // transposed taps cost as many bytes again as the stored bits.
   const LayerWeights& WeightsFor(const MatmulOptions& options) const {
     if (options.activations == ActivationPrecision::kFloat32) return w_;
     absl::call_once(lut_once_, [this] {
       LayerWeights copy = w_;
       if (AttachTransposedTaps(copy, isa_)) {
+        int64_t bytes = 0;
+        for (const BinaryPlaneView& p : copy.planes) {
+          bytes += static_cast<int64_t>(p.transposed->bytes.size());
+        }
         lut_weights_ = std::make_unique<LayerWeights>(std::move(copy));
+        lut_bytes_.store(bytes, std::memory_order_release);
       }
     });
     return lut_weights_ ? *lut_weights_ : w_;
@@ -250,6 +259,7 @@ class DenseOp : public Operator {
   int64_t lanes_;
   mutable absl::once_flag lut_once_;
   mutable std::unique_ptr<const LayerWeights> lut_weights_;
+  mutable std::atomic<int64_t> lut_bytes_{0};  // its transposed taps
 };
 
 class Conv2dOp : public Operator {

@@ -112,6 +112,10 @@ class Operator {
   virtual std::string Describe() const = 0;
   // Multiply-adds per sample (0 for ops without weights): profiling.
   virtual int64_t MacsPerSample() const { return 0; }
+  // Bytes of weight layouts the kernels built from the stored weights so
+  // far (Dense: the FleXOR taps kept transposed for the AVX2 int8 look-up,
+  // built on the first int8 run); not part of ModelStats.
+  virtual int64_t DerivedWeightBytes() const { return 0; }
 };
 
 struct CompiledOp {

@@ -171,6 +171,15 @@ ServerMetrics::ServerMetrics(PerModelHistograms per_model)
                "Resident bytes of the compressed weight payload (bits + "
                "scales) of the loaded version.")
            .Register(*registry_);
+  kernel_layout_bytes_ =
+      &BuildGauge()
+           .Name("flexor_model_kernel_layout_bytes")
+           .Help(
+               "Resident bytes of weight layouts the kernels built from the "
+               "compressed weights at warm-up (FleXOR taps kept transposed "
+               "for the AVX2 int8 look-up), on top of "
+               "flexor_model_compressed_weight_bytes.")
+           .Register(*registry_);
   dense_bytes_ = &BuildGauge()
                       .Name("flexor_model_dense_fp32_equivalent_bytes")
                       .Help("Bytes the same weights would take as dense FP32.")
@@ -207,6 +216,7 @@ ServerMetrics::ServerMetrics(PerModelHistograms per_model)
   }
   server_in_flight_ = &in_flight_->Add({});
   server_compressed_bytes_ = &compressed_bytes_->Add({});
+  server_kernel_layout_bytes_ = &kernel_layout_bytes_->Add({});
   server_dense_bytes_ = &dense_bytes_->Add({});
   auto& cold_loads = BuildCounter()
                          .Name("flexor_model_cold_loads_total")
@@ -305,10 +315,13 @@ std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
   if (detail) {
     raw->in_flight_ = &in_flight_->Add(l);
     raw->compressed_bytes_ = &compressed_bytes_->Add(l);
+    raw->kernel_layout_bytes_ = &kernel_layout_bytes_->Add(l);
     raw->dense_bytes_ = &dense_bytes_->Add(l);
     raw->bits_per_weight_ = &bits_per_weight_->Add(l);
     raw->compressed_bytes_->Set(
         static_cast<double>(sizes.compressed_weight_bytes));
+    raw->kernel_layout_bytes_->Set(
+        static_cast<double>(sizes.kernel_layout_bytes));
     raw->dense_bytes_->Set(static_cast<double>(sizes.dense_fp32_bytes));
     raw->bits_per_weight_->Set(sizes.bits_per_weight);
   } else {
@@ -319,6 +332,8 @@ std::shared_ptr<VersionMetrics> ServerMetrics::ForVersion(
     }
     server_compressed_bytes_->Increment(
         static_cast<double>(sizes.compressed_weight_bytes));
+    server_kernel_layout_bytes_->Increment(
+        static_cast<double>(sizes.kernel_layout_bytes));
     server_dense_bytes_->Increment(static_cast<double>(sizes.dense_fp32_bytes));
   }
   std::shared_ptr<VersionMetrics> handle(
@@ -341,11 +356,14 @@ void ServerMetrics::Release(VersionMetrics* m) {
     }
     in_flight_->Remove(m->in_flight_);
     compressed_bytes_->Remove(m->compressed_bytes_);
+    kernel_layout_bytes_->Remove(m->kernel_layout_bytes_);
     dense_bytes_->Remove(m->dense_bytes_);
     bits_per_weight_->Remove(m->bits_per_weight_);
   } else {
     server_compressed_bytes_->Decrement(
         static_cast<double>(m->sizes_.compressed_weight_bytes));
+    server_kernel_layout_bytes_->Decrement(
+        static_cast<double>(m->sizes_.kernel_layout_bytes));
     server_dense_bytes_->Decrement(
         static_cast<double>(m->sizes_.dense_fp32_bytes));
   }

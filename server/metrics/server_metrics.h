@@ -45,6 +45,9 @@ class ServerMetrics;
 struct ModelSizeInfo {
   int64_t file_bytes = 0;
   int64_t compressed_weight_bytes = 0;
+  // Layouts the kernels built from the weights at warm-up
+  // (Model::DerivedWeightBytes), resident on top of the compressed ones.
+  int64_t kernel_layout_bytes = 0;
   int64_t dense_fp32_bytes = 0;
   double bits_per_weight = 0;
 };
@@ -109,6 +112,7 @@ class VersionMetrics {
   prometheus::Gauge* file_bytes_ = nullptr;
   // Detail only (otherwise added to the server-wide sums).
   prometheus::Gauge* compressed_bytes_ = nullptr;
+  prometheus::Gauge* kernel_layout_bytes_ = nullptr;
   prometheus::Gauge* dense_bytes_ = nullptr;
   prometheus::Gauge* bits_per_weight_ = nullptr;
 };
@@ -179,6 +183,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* in_flight_;
   prometheus::Family<prometheus::Gauge>* file_bytes_;
   prometheus::Family<prometheus::Gauge>* compressed_bytes_;
+  prometheus::Family<prometheus::Gauge>* kernel_layout_bytes_;
   prometheus::Family<prometheus::Gauge>* dense_bytes_;
   prometheus::Family<prometheus::Gauge>* bits_per_weight_;
   // Successful loads and unloads are label-free (result only): per model name
@@ -200,6 +205,7 @@ class ServerMetrics {
   // Label-free: in flight and weight sizes over versions without detail.
   prometheus::Gauge* server_in_flight_;
   prometheus::Gauge* server_compressed_bytes_;
+  prometheus::Gauge* server_kernel_layout_bytes_;
   prometheus::Gauge* server_dense_bytes_;
 
   absl::Mutex mu_;

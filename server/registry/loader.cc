@@ -185,6 +185,7 @@ absl::StatusOr<std::shared_ptr<const ServableVersion>> ModelLoader::Load(
   ModelSizeInfo sizes;
   sizes.file_bytes = stats.file_bytes;
   sizes.compressed_weight_bytes = stats.compressed_weight_bytes;
+  sizes.kernel_layout_bytes = (*model)->DerivedWeightBytes();  // warmed up
   sizes.dense_fp32_bytes = stats.dense_fp32_bytes;
   sizes.bits_per_weight = stats.bits_per_weight;
   std::shared_ptr<VersionMetrics> metrics =

@@ -11,6 +11,8 @@
 #include "engine/codec/bit_layout.h"
 #include "engine/format/model_writer.h"
 #include "engine/graph/model.h"
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/microkernels.h"
 #include "engine/testing/random_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -683,6 +685,40 @@ TEST(GxnorTest, TernaryActivationsTimesTernaryWeights) {
     }
     RunAndCompare(*model, x, batch, want);
   }
+}
+
+// Weight layouts the kernels build (the taps kept transposed for the int8
+// look-up) are counted once built, and only where the kernels use them: a
+// CPU with the AVX2 LUT (the avx2/ run of this test on AVX-512 machines).
+TEST(DerivedWeightsTest, TransposedTapsAreCountedAfterAnInt8Run) {
+  RandomModelSpec spec;
+  spec.arch = RandomArch::kMlp;
+  spec.method = "binary1";  // one segment: every Dense layer qualifies
+  absl::StatusOr<std::string> bytes = BuildRandomModel(spec);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<std::shared_ptr<const ModelFile>> file =
+      ModelFile::FromBytes(*bytes, "derived");
+  ASSERT_TRUE(file.ok()) << file.status();
+  absl::StatusOr<std::shared_ptr<const Model>> model = Model::Compile(*file);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const Model& m = **model;
+  std::vector<float> in(4 * m.input_size(), 1.0f), out(4 * m.output_size());
+  EXPECT_EQ(m.DerivedWeightBytes(), 0);
+  ASSERT_TRUE(m.Run(in.data(), 1, out.data()).ok());
+  EXPECT_EQ(m.DerivedWeightBytes(), 0) << "FP32 runs build nothing";
+  RunOptions int8;
+  int8.matmul.activations = ActivationPrecision::kInt8;
+  ASSERT_TRUE(m.Run(in.data(), 1, out.data(), int8).ok());
+  const int64_t derived = m.DerivedWeightBytes();
+  if (GetKernelTable(SelectedIsa()).lut_i8 == nullptr) {
+    EXPECT_EQ(derived, 0) << IsaName(SelectedIsa());
+  } else {
+    // About the stored bits again (blocks padded to 256 columns).
+    EXPECT_GT(derived, m.stats().compressed_weight_bytes / 2);
+    EXPECT_LT(derived, 2 * m.stats().compressed_weight_bytes);
+  }
+  ASSERT_TRUE(m.Run(in.data(), 4, out.data(), int8).ok());
+  EXPECT_EQ(m.DerivedWeightBytes(), derived) << "built once";
 }
 
 TEST(GraphTest, RejectsBadBatchAndUnknownOp) {

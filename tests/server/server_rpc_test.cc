@@ -570,6 +570,10 @@ TEST_F(ServerRpcTest, MetricsEndpointPassesPromtool) {
       MetricValue(exposition, "flexor_model_compressed_weight_bytes", lenet));
   EXPECT_NEAR(MetricValue(exposition, "flexor_model_weight_bitwidth", lenet),
               0.8, 1e-6);
+  // Exported per version (-1: missing); its value depends on the CPU and
+  // the activation precision (DerivedWeightsTest checks it in the engine).
+  EXPECT_GE(MetricValue(exposition, "flexor_model_kernel_layout_bytes", lenet),
+            0);
   EXPECT_GE(MetricValue(exposition, "flexor_models_loaded", {}), 2);
   // Successful loads are one server-wide series (no model label).
   EXPECT_GE(MetricValue(exposition, "flexor_model_loads_total",
