@@ -204,15 +204,12 @@ class Int8TransposedTapsPath {
       }
       tables = own;
     }
-    // Sums the pass after the loop may read: none when the segment starts
-    // a row and shares none with its neighbours (row-aligned planes).
-    const bool store =
-        column_[j] != 0 || prev_end_[j] >= a || a + R_ > row_[j + 1];
     const int planes = src_.planes();
     int32_t neg[kMaxPlanes * 17 * kMaxBatch];
-    if (!store) {
-      // Row-aligned: tap row g is row a + g, one look-up per block and
-      // batch row, straight to y.
+    if (column_[j] == 0 && prev_end_[j] < a && a + R_ <= row_[j + 1]) {
+      // Row-aligned (the segment starts a row and shares none with its
+      // neighbours): tap row g is row a + g, one look-up per block and
+      // batch row, straight to y; nothing for the pass after the loop.
       const uint8_t* in[64];
       for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
         const int64_t first = std::max(a + g0, r0_);
@@ -237,7 +234,7 @@ class Int8TransposedTapsPath {
     // "After" sums of tap row g0 - 1 (none before tap row 0).
     int32_t carry[kMaxPlanes * kMaxBatch] = {};
     for (int64_t g0 = g_lo; g0 < g_hi; g0 += 16) {
-      LookUpBlock(j, g0, tables, store, split);
+      LookUpBlock(j, g0, tables, split);
       // Rows a + g for this block's g (and g = R after the last block).
       int64_t first = a + g0, last = a + std::min(g0 + 16, R_);
       if (last == a + R_ && column_[j] != 0) ++last;
@@ -289,9 +286,9 @@ class Int8TransposedTapsPath {
   }
 
   // The split sums of tap rows [g0, g0 + 16) of segment j, every plane and
-  // batch row, to split[(p * batch + b) * 32 + (0 | 16) + r] and, if
-  // `store`, to Sums.
-  void LookUpBlock(int64_t j, int64_t g0, const uint8_t* tables, bool store,
+  // batch row, to split[(p * batch + b) * 32 + (0 | 16) + r] and to Sums
+  // (for the rows finished after the parallel loop).
+  void LookUpBlock(int64_t j, int64_t g0, const uint8_t* tables,
                    int32_t* split) const {
     const int64_t split_at = K_ - column_[j], cb = split_at / kChunkColumns;
     const bool whole = column_[j] == 0, aligned = split_at % kChunkColumns == 0;
@@ -317,12 +314,10 @@ class Int8TransposedTapsPath {
           LookUp(in, num, cb + 1, chunks_, t + (cb + 1) * kChunkTableBytes,
                  true, after);
         }
-        if (store) {
-          int32_t* out = Sums(p, j, g0, b);
-          for (int64_t r = 0; r < rows; ++r) {
-            out[2 * r * batch_] = before[r];
-            out[2 * r * batch_ + 1] = after[r];
-          }
+        int32_t* out = Sums(p, j, g0, b);
+        for (int64_t r = 0; r < rows; ++r) {
+          out[2 * r * batch_] = before[r];
+          out[2 * r * batch_ + 1] = after[r];
         }
       }
     }
