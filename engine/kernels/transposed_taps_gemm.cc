@@ -64,20 +64,20 @@ class Int8TransposedTapsPath {
         segments_(std::min<int64_t>(w.planes[0].net.n_out,
                                     CeilDiv(w.out_features * K_, S_))),
         set_bytes_(LutI8TableBytes(kw_) + 2 * kChunkTableBytes),
-        sums_(src.planes() * segments_ * R_ * batch * 2) {
+        // Row-aligned planes: every segment starts column 0 (one table set)
+        // and shares no row, so no sums outlive their run.
+        shared_tables_(w.planes[0].transposed->row_aligned),
+        sums_(shared_tables_ ? 0 : src.planes() * segments_ * R_ * batch * 2) {
     int64_t prev_end = -1;
-    bool one_start = true;
     for (int64_t j = 0; j < segments_; ++j) {
       const SegmentStart start = StartOfSegment(j, S_, K_);
       row_[j] = start.row;
       column_[j] = start.column;
-      one_start = one_start && start.column == column_[0];
       // The last row segments before j add to (a row past their own).
       prev_end_[j] = prev_end;
       prev_end = std::max(prev_end, start.row + R_ - (start.column == 0));
     }
     row_[segments_] = std::numeric_limits<int64_t>::max();
-    shared_tables_ = one_start;
     // Runs of blocks: one block each when all share one table set; else
     // about 4 per thread but 8 blocks at least, as every run builds its
     // segment's tables (kMinSplitTapRows; 2 and 4 runs per segment
@@ -366,8 +366,8 @@ class Int8TransposedTapsPath {
   const LayerWeights& w_;
   const int64_t batch_, r0_, r1_, K_, kw_, chunks_, S_, R_, bps_, segments_;
   const int64_t set_bytes_;
+  const bool shared_tables_;
   int64_t runs_per_segment_ = 1;
-  bool shared_tables_ = false;
   int64_t row_[kMaxSegments + 1], column_[kMaxSegments],
       prev_end_[kMaxSegments];
   PooledArray<int32_t> sums_;
