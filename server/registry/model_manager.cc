@@ -75,7 +75,8 @@ absl::StatusOr<int64_t> ParseByteSize(absl::string_view text) {
 }
 
 int64_t VersionResidentCost(const ServableVersion& version) {
-  return version.model().stats().file_bytes + kVersionFixedCostBytes;
+  return version.model().stats().file_bytes +
+         version.model().DerivedWeightBytes() + kVersionFixedCostBytes;
 }
 
 const char* ModelReadinessName(ModelReadiness readiness) {

@@ -57,9 +57,11 @@ const char* ModelReadinessName(ModelReadiness readiness);
 absl::StatusOr<int64_t> ParseByteSize(absl::string_view text);
 
 // What one loaded version is charged against the memory budget: its file
-// (read into memory) plus the fixed cost of a version measured with
-// tools/scripts/density_bench.sh (parsed header, compiled graph, queue,
-// statistics, metric series, allocator slack).
+// (read into memory), the weight layouts its kernels built during the load's
+// warm-up (Model::DerivedWeightBytes: transposed taps on AVX2 int8 hosts,
+// as many bytes again as the stored bits), plus the fixed cost of a version
+// measured with tools/scripts/density_bench.sh (parsed header, compiled
+// graph, queue, statistics, metric series, allocator slack).
 int64_t VersionResidentCost(const ServableVersion& version);
 inline constexpr int64_t kVersionFixedCostBytes = 40 << 10;
 

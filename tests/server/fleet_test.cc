@@ -11,6 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/kernels/cpu_features.h"
+#include "engine/kernels/microkernels.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
 #include "tests/server/server_process.h"
@@ -298,6 +300,36 @@ TEST(FleetTest, PinnedModelsAreLoadedAtStartupAndNeverEvicted) {
   }
   ExpectInfers(server, "pinned", 9);
   EXPECT_EQ(Metric(server, "flexor_model_evictions_total"), 5);
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+// The budget charges what a version holds beyond its file: the weight
+// layouts its kernels built at load (transposed taps for the int8 look-up,
+// built on AVX2 hosts; the avx2/ entry of this test runs it there).
+TEST(FleetTest, KernelLayoutsAreChargedToTheBudget) {
+  TempDir repo;
+  // binary1: one segment, so every Dense layer keeps transposed taps.
+  const std::string mlp = ModelBytes(5, "binary1", RandomArch::kMlp, 4);
+  WriteModel(repo.path(), "mlp", 1, mlp);
+  WriteText(repo.path() + "/mlp/config.pbtxt",
+            "pinned: true\nactivation_precision: INT8\n");
+  WriteModel(repo.path(), "lenet", 1, ModelBytes(1));
+  ServerProcess server(repo.path(), {"--threads=1", "--memory-budget=100MB"});
+  ASSERT_TRUE(server.started());
+  ASSERT_EQ(Resident(server), std::vector<std::string>{"mlp"});
+  const std::string metrics = server.ScrapeMetrics();
+  const double layouts =
+      MetricValue(metrics, "flexor_model_kernel_layout_bytes", {});
+  if (GetKernelTable(SelectedIsa()).lut_i8 != nullptr) {
+    EXPECT_GT(layouts, static_cast<double>(mlp.size()) / 4)
+        << IsaName(SelectedIsa());
+  } else {
+    EXPECT_EQ(layouts, 0) << IsaName(SelectedIsa());
+  }
+  EXPECT_EQ(MetricValue(metrics, "flexor_model_file_bytes", {"model=\"mlp\""}),
+            static_cast<double>(mlp.size()));
+  EXPECT_EQ(MetricValue(metrics, "flexor_model_resident_bytes", {}),
+            static_cast<double>(mlp.size()) + layouts + kFixedCost);
   EXPECT_EQ(server.Terminate(), 0);
 }
 
