@@ -8,6 +8,8 @@
 namespace flexor {
 namespace {
 
+static_assert(kMaxDecryptTaps >= kMaxXorWidth);
+
 inline uint64_t LowMask(int64_t n) {
   return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
 }
@@ -156,12 +158,18 @@ void DecryptPlane(const BinaryPlaneView& plane, int64_t num_weights,
   // 20): 1 KiB tiles (L1-resident) reached 62-70% of memcpy, 16-32 KiB
   // 72-77%; software prefetching of the next tile only cost.
   const int64_t kTileWords =
-      std::max<int64_t>(128, (int64_t{512} << 10) / 8 / plane.net.n_in);
+      std::max<int64_t>(128, (int64_t{512} << 10) / 8 / plane.net.n_in) & ~7;
+  // Tiles end on output cache lines, so a line is never split between a
+  // call's streamed words and its neighbour's cached scalar ones (AVX2
+  // 4096x4096, 0.8 bit, medians of 7 alternating rounds: 33.7 against
+  // 37.4 GB/s with the tiles counted from each segment's first word).
+  const int64_t phase = (reinterpret_cast<uintptr_t>(out) / 8) % 8;
   const int64_t longest = (S + 63) / 64 + 1;
-  for (int64_t t0 = 0; t0 < longest; t0 += kTileWords) {
+  for (int64_t t0 = 0; t0 < longest + 8; t0 += kTileWords) {
     for (const Segment& g : segs) {
-      const int64_t w0 = g.word_begin + t0;
-      const int64_t w1 = std::min(g.word_end, w0 + kTileWords);
+      const int64_t line = ((g.word_begin + phase) & ~int64_t{7}) - phase;
+      const int64_t w0 = std::max(g.word_begin, line + t0);
+      const int64_t w1 = std::min(g.word_end, line + t0 + kTileWords);
       if (w0 >= w1) continue;
       const int64_t s = 64 * w0 - g.begin_bit;
       decrypt_words(g.taps.ptr, g.taps.count, wpv, s >> 6,

@@ -18,6 +18,8 @@ namespace flexor {
 //   out[m] = bits [64 * (first_word + m) + shift, +64) of D,  m < num_words,
 // shift in [0, 64). The shift is what lets a row that starts mid-word be
 // written word-aligned.
+// num_taps <= kMaxDecryptTaps (kMaxXorWidth, checked in decrypt.cc).
+inline constexpr int kMaxDecryptTaps = 64;
 using DecryptWordsFn = void (*)(const uint64_t* const* taps, int num_taps,
                                 int64_t words_per_vector, int64_t first_word,
                                 int shift, int64_t num_words, uint64_t* out);

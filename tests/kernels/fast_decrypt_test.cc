@@ -82,13 +82,19 @@ TEST_P(FastDecryptTest, LargePlaneMatchesReference) {
     const BinaryPlaneView& plane = layer->w.planes[0];
     const std::vector<uint64_t> ref =
         DecryptReference(plane.net, plane.stored, plane.words_per_vector, n);
-    std::vector<uint64_t> all(WordsForBits(n) + 1, ~uint64_t{0});
-    DecryptPlane(plane, n, all.data(), isa);
-    for (int64_t i = 0; i < WordsForBits(n); ++i) {
-      ASSERT_EQ(all[i], ref[i])
-          << "net " << spec.n_in << "/" << spec.n_out << " word " << i;
+    // Tiles end on the output's cache lines: other word offsets from a line
+    // give other tile boundaries.
+    for (int64_t offset : {0, 1, 5}) {
+      std::vector<uint64_t> all(WordsForBits(n) + offset + 1, ~uint64_t{0});
+      uint64_t* out = all.data() + offset;
+      DecryptPlane(plane, n, out, isa);
+      for (int64_t i = 0; i < WordsForBits(n); ++i) {
+        ASSERT_EQ(out[i], ref[i]) << "net " << spec.n_in << "/" << spec.n_out
+                                  << " offset " << offset << " word " << i;
+      }
+      EXPECT_EQ(out[WordsForBits(n)], ~uint64_t{0}) << "wrote past the end";
+      if (offset > 0) EXPECT_EQ(out[-1], ~uint64_t{0}) << "wrote before";
     }
-    EXPECT_EQ(all[WordsForBits(n)], ~uint64_t{0}) << "wrote past the end";
   }
 }
 
