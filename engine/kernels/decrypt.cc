@@ -124,8 +124,9 @@ void DecryptPlane(const BinaryPlaneView& plane, int64_t num_weights,
   // output line before writing it. 4096x4096 and 4096x14336 at 0.8 bit, one
   // thread (kernels_bench decrypt, Zen 5, six runs each): AVX-512 57-69% of
   // memcpy with cached stores, 63-75% streamed; AVX2 within its noise
-  // (54-58% cached, 46-69% streamed). Small tiles must not stream: 10
-  // interleaved short streams measured 5x slower.
+  // (54-58% cached, 46-69% streamed). Streamed tiles must not share cache
+  // lines with cached stores (tiles below end on output lines): with tiles
+  // counted from each segment's start, 1-32 KiB tiles ran 3-8x slower.
   constexpr int64_t kStreamingBytes = int64_t{1} << 20;
   const DecryptWordsFn decrypt_words = num_weights / 8 >= kStreamingBytes
                                            ? kt.decrypt_words_streaming
