@@ -161,9 +161,10 @@ void DecryptPlane(const BinaryPlaneView& plane, int64_t num_weights,
   const int64_t kTileWords =
       std::max<int64_t>(128, (int64_t{512} << 10) / 8 / plane.net.n_in) & ~7;
   // Tiles end on output cache lines, so a line is never split between a
-  // call's streamed words and its neighbour's cached scalar ones (AVX2
-  // 4096x4096, 0.8 bit, medians of 7 alternating rounds: 33.7 against
-  // 37.4 GB/s with the tiles counted from each segment's first word).
+  // call's streamed words and its neighbour's cached scalar ones (AVX2,
+  // 4096x4096, 0.8 bit, medians of 7 alternating rounds: 31.6-33.5 GB/s
+  // with tiles counted from each segment's first word, 34.6-37.4 with
+  // tiles on lines).
   const int64_t phase = (reinterpret_cast<uintptr_t>(out) / 8) % 8;
   const int64_t longest = (S + 63) / 64 + 1;
   for (int64_t t0 = 0; t0 < longest + 8; t0 += kTileWords) {
