@@ -8,10 +8,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/codec/xor_width.h"
 
 namespace flexor {
-
-inline constexpr int kMaxXorWidth = 64;
 
 struct XorNetwork {
   int n_in = 1;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "engine/codec/xor_width.h"
 #include "engine/kernels/cpu_features.h"
 
 namespace flexor {
@@ -18,8 +19,7 @@ namespace flexor {
 //   out[m] = bits [64 * (first_word + m) + shift, +64) of D,  m < num_words,
 // shift in [0, 64). The shift is what lets a row that starts mid-word be
 // written word-aligned.
-// num_taps <= kMaxDecryptTaps (kMaxXorWidth, checked in decrypt.cc).
-inline constexpr int kMaxDecryptTaps = 64;
+// num_taps <= kMaxXorWidth.
 using DecryptWordsFn = void (*)(const uint64_t* const* taps, int num_taps,
                                 int64_t words_per_vector, int64_t first_word,
                                 int shift, int64_t num_words, uint64_t* out);
